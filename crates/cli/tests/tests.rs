@@ -1,0 +1,10 @@
+//! End-to-end tests of the `runseal` binary on real runtimes. Tests that need root say so
+//! through `util::require_root`; under `CI=true` a missing privilege fails them.
+
+#[macro_use]
+mod util;
+
+mod bad_input;
+mod crash;
+mod seal_java;
+mod validate;

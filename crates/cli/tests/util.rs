@@ -1,0 +1,211 @@
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// True when the test may go on; outside CI a missing privilege skips with a printed reason.
+pub fn require_root(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} needs root (CI=true, so this is a failure, not a skip)");
+    }
+    eprintln!("skipping {test}: needs root");
+    false
+}
+
+/// Starts a test that needs root: `let t = sealtest!();` gives a temp runtimes root.
+macro_rules! sealtest {
+    () => {{
+        let name = {
+            fn f() {}
+            std::any::type_name_of_val(&f)
+                .trim_end_matches("::f")
+                .to_string()
+        };
+        if !$crate::util::require_root(&name) {
+            return;
+        }
+        $crate::util::TestRoot::new()
+    }};
+}
+
+/// A temporary runtimes root and a ready `runseal` command for it.
+pub struct TestRoot {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestRoot {
+    pub fn new() -> Self {
+        TestRoot {
+            dir: tempfile::Builder::new()
+                .prefix("runseal-test")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn runseal(&self) -> Command {
+        Command::from_std(self.runseal_std())
+    }
+
+    /// The same command as a std `Command`, for spawning and killing.
+    pub fn runseal_std(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("runseal"));
+        cmd.arg("--root")
+            .arg(self.path())
+            .env_remove("RUNSEAL_ROOT");
+        cmd
+    }
+
+    /// Runs `runseal ARGS` and returns its output, whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.runseal().args(args).output().unwrap()
+    }
+
+    /// A runtime dir `name` holding `yaml` as runtime.yml.
+    pub fn runtime(&self, name: &str, yaml: &str) -> PathBuf {
+        let dir = self.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("runtime.yml"), yaml).unwrap();
+        dir
+    }
+
+    /// The real OpenJDK 17 runtime, written by the shipped setup script.
+    pub fn openjdk(&self) -> PathBuf {
+        let script = workspace().join("runtimes/openjdk-17/setup.sh");
+        let out = std::process::Command::new(script)
+            .arg(self.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "setup.sh failed: {}",
+            text(&out.stderr)
+        );
+        self.path().join("openjdk-17")
+    }
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited, not signalled")
+}
+
+/// Everything observable about a tree: kind, mode, owner, size, mtime, inode, content.
+pub fn snapshot(tree: &Path) -> BTreeMap<PathBuf, String> {
+    let mut map = BTreeMap::new();
+    if !tree.exists() {
+        return map;
+    }
+    for item in walkdir::WalkDir::new(tree).sort_by_file_name() {
+        let item = item.unwrap();
+        let meta = item.metadata().unwrap();
+        let content = if meta.is_file() {
+            blake3::hash(&std::fs::read(item.path()).unwrap())
+                .to_hex()
+                .to_string()
+        } else if meta.file_type().is_symlink() {
+            std::fs::read_link(item.path())
+                .unwrap()
+                .display()
+                .to_string()
+        } else {
+            String::new()
+        };
+        map.insert(
+            item.path().strip_prefix(tree).unwrap().to_path_buf(),
+            format!(
+                "{:o} {}:{} {} {}.{} ino={} {content}",
+                meta.mode(),
+                meta.uid(),
+                meta.gid(),
+                meta.len(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.ino()
+            ),
+        );
+    }
+    map
+}
+
+/// A host directory tree for fixture runtimes: a script run by /bin/sh and a data file.
+pub fn fixture_source(base: &Path) -> PathBuf {
+    let app = base.join("sources/app");
+    std::fs::create_dir_all(app.join("bin")).unwrap();
+    std::fs::create_dir_all(app.join("share")).unwrap();
+    std::fs::write(app.join("bin/hello"), "#!/bin/sh\necho hello\n").unwrap();
+    set_mode(&app.join("bin/hello"), 0o755);
+    std::fs::write(app.join("share/data.txt"), "data\n").unwrap();
+    app
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A runtime.yml mounting `source` (a host dir) at the same path.
+pub fn host_yaml(sources: &[&Path]) -> String {
+    let mut yaml = String::from("name: fixture\nlanguage: none\nversion: \"1.0\"\nmounts:\n");
+    for source in sources {
+        let s = source.display();
+        yaml.push_str(&format!(
+            "  - source: {s}\n    target: {s}\n    readonly: true\n"
+        ));
+    }
+    yaml.push_str("environment:\n  PATH: /usr/bin:/bin\n");
+    yaml
+}
+
+/// The bwrap command an independent oracle uses: only the sealed mounts, read-only, plus
+/// fresh /proc, /dev and /tmp.
+pub fn bwrap(runtime: &Path, work: Option<&Path>) -> std::process::Command {
+    let config: Value = serde_json::to_value(
+        serde_saphyr::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(runtime.join("runtime.yml")).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new("bwrap");
+    for mount in config["mounts"].as_array().unwrap() {
+        let source = runtime.join(mount["source"].as_str().unwrap());
+        cmd.arg("--ro-bind")
+            .arg(source)
+            .arg(mount["target"].as_str().unwrap());
+    }
+    cmd.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+    cmd.args(["--unshare-all", "--die-with-parent", "--clearenv"]);
+    if let Some(work) = work {
+        cmd.arg("--bind")
+            .arg(work)
+            .arg("/work")
+            .args(["--chdir", "/work"]);
+    }
+    for (key, value) in config["environment"].as_object().unwrap() {
+        cmd.args(["--setenv", key, value.as_str().unwrap()]);
+    }
+    cmd
+}

@@ -1,0 +1,43 @@
+use std::path::PathBuf;
+
+/// Errors of computing or checking a closure; each names the path it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: does not exist (needed as {needed_as})")]
+    Missing { path: PathBuf, needed_as: String },
+    #[error("{path}: symlink loop (more than {limit} links followed)")]
+    SymlinkLoop { path: PathBuf, limit: usize },
+    #[error("{path}: a component is not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("{path}: is a {kind}; a sealed runtime holds only files, directories and symlinks")]
+    SpecialFile { path: PathBuf, kind: &'static str },
+    #[error("{job_path}: would hold both {first} and {second}")]
+    Conflict {
+        job_path: PathBuf,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("{path}: invalid ELF file: {message}")]
+    Elf { path: PathBuf, message: String },
+    #[error("{path}: invalid ld.so.cache: {message}")]
+    LdCache { path: PathBuf, message: String },
+    #[error("profile {name}: {message}")]
+    Profile { name: String, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! What a runtime needs at run time, computed without executing any of it.
+//!
+//! [`plan`] walks a runtime's mounts on a [`Root`] (the host, or a fixture tree in tests),
+//! follows symlink chains, reads ELF headers and shebang lines, applies a [`Profile`] and
+//! returns a [`Plan`]: every path the sealed tree must hold and why. [`check_tree`] runs
+//! the same lookups inside a sealed tree to prove it complete.
+#![forbid(unsafe_code)]
+
+mod check;
+pub mod elf;
+mod error;
+pub mod ldcache;
+mod loader;
+mod plan;
+mod profile;
+mod root;
+mod scan;
+
+pub use check::{check_tree, Problem};
+pub use error::{Error, Result};
+pub use loader::LibrarySearch;
+pub use plan::{plan, Entry, EntryKind, Inclusion, Plan, PlanInput, PlanMount, Reason};
+pub use profile::{Profile, ProfilePath};
+pub use root::{Link, Resolution, Root, MAX_SYMLINKS};

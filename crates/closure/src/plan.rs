@@ -1,0 +1,577 @@
+//! The closure of a runtime as a [`Plan`]: every path of the sealed tree, where it comes from
+//! and, for each path that pulled something in, why.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::Metadata;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::ldcache::LdCache;
+use crate::loader::LibrarySearch;
+use crate::profile::Profile;
+use crate::root::{Resolution, Root};
+use crate::scan::{scan, FileKind};
+
+/// One path of the sealed tree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    /// Where the content comes from, under the planning root; empty for a directory that only
+    /// exists to hold a remapped mount.
+    pub source: PathBuf,
+    #[serde(flatten)]
+    pub kind: EntryKind,
+    /// Permission bits as on the source (setuid and setgid are stripped when copying).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+    /// Device and inode of the source, so hard links stay hard links.
+    #[serde(skip)]
+    pub file_id: (u64, u64),
+    /// For a directory: its whole tree is included, not only what passes through it.
+    #[serde(skip)]
+    pub whole: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink {
+        target: PathBuf,
+        /// The target did not exist on the source either; the link is copied as it is.
+        dangling: bool,
+    },
+}
+
+/// Why a path is in the closure.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    Mount { index: usize, source: String },
+    SymlinkTarget { link: PathBuf },
+    Interpreter { of: PathBuf },
+    Library { name: String, of: PathBuf },
+    Shebang { of: PathBuf },
+    Profile { profile: String, why: String },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Mount { index, source } => write!(f, "mounts[{index}] ({source})"),
+            Reason::SymlinkTarget { link } => write!(f, "target of symlink {}", link.display()),
+            Reason::Interpreter { of } => write!(f, "ELF interpreter of {}", of.display()),
+            Reason::Library { name, of } => write!(f, "{name}, needed by {}", of.display()),
+            Reason::Shebang { of } => write!(f, "script interpreter of {}", of.display()),
+            Reason::Profile { profile, why } => write!(f, "profile {profile}: {why}"),
+        }
+    }
+}
+
+/// A path that brought new entries into the closure, with what it brought.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Inclusion {
+    pub path: PathBuf,
+    pub reason: Reason,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub profile: String,
+    pub inclusions: Vec<Inclusion>,
+    /// Things worth knowing that do not stop the seal (dangling links, unresolvable libraries).
+    pub notes: Vec<String>,
+    pub files: u64,
+    pub bytes: u64,
+    pub entries: BTreeMap<PathBuf, Entry>,
+}
+
+/// A mount of the runtime being sealed: a source on the planning root and where the job sees it.
+#[derive(Debug, Clone)]
+pub struct PlanMount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+}
+
+pub struct PlanInput<'a> {
+    pub mounts: Vec<PlanMount>,
+    pub environment: &'a IndexMap<String, String>,
+    pub profile: &'a Profile,
+}
+
+impl Plan {
+    /// The top-level names of the tree: each becomes one read-only mount `isolated/<name>`
+    /// on `/<name>`, so the job root is exactly the sealed tree.
+    pub fn top_level(&self) -> Vec<String> {
+        self.entries
+            .keys()
+            .filter(|p| p.parent() == Some(Path::new("/")))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect()
+    }
+}
+
+/// Computes the closure of `input` on `root`.
+pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
+    let cache_path = root.real(Path::new("/etc/ld.so.cache"));
+    let cache = match std::fs::read(&cache_path) {
+        Ok(data) => Some(LdCache::parse(&data).map_err(|message| Error::LdCache {
+            path: cache_path,
+            message,
+        })?),
+        Err(_) => None,
+    };
+    let split = |key: &str| -> Vec<String> {
+        input
+            .environment
+            .get(key)
+            .map(|v| {
+                v.split(':')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut builder = Builder {
+        root: root.clone(),
+        search: LibrarySearch {
+            root: root.clone(),
+            cache,
+            ld_library_path: split("LD_LIBRARY_PATH"),
+        },
+        exec_path: split("PATH"),
+        plan: Plan {
+            profile: input.profile.name.clone(),
+            ..Plan::default()
+        },
+        to_scan: Vec::new(),
+        links: Vec::new(),
+    };
+    for (index, mount) in input.mounts.iter().enumerate() {
+        let reason = Reason::Mount {
+            index,
+            source: mount.source.display().to_string(),
+        };
+        if mount.source == mount.target {
+            builder.include(&mount.source, reason)?;
+        } else {
+            builder.include_remapped(&mount.source, &mount.target, reason)?;
+        }
+    }
+    for item in &input.profile.include {
+        let path = Path::new(&item.path);
+        if item.optional && root.resolve(path).is_err() {
+            continue;
+        }
+        let reason = Reason::Profile {
+            profile: input.profile.name.clone(),
+            why: item.why.clone(),
+        };
+        builder.include(path, reason)?;
+    }
+    builder.finish()
+}
+
+struct Builder {
+    root: Root,
+    search: LibrarySearch,
+    exec_path: Vec<String>,
+    plan: Plan,
+    /// Files added but not yet read for ELF headers or `#!` lines.
+    to_scan: Vec<PathBuf>,
+    /// Symlinks added but whose targets are not yet followed: (job path, source path).
+    links: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Builder {
+    fn finish(mut self) -> Result<Plan> {
+        while !self.to_scan.is_empty() || !self.links.is_empty() {
+            self.follow_links()?;
+            self.scan_files()?;
+        }
+        Ok(self.plan)
+    }
+
+    /// Adds `path` (resolved on the root, every link on the way kept) at the same path.
+    fn include(&mut self, path: &Path, reason: Reason) -> Result<()> {
+        let resolution = self.resolve_needed(path, &reason)?;
+        let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
+        self.add_chain(&resolution)?;
+        self.add_object(&resolution.path, &resolution.path)?;
+        self.record(path, reason, before);
+        Ok(())
+    }
+
+    /// Adds the tree at `source` so that the job sees it at `target`.
+    fn include_remapped(&mut self, source: &Path, target: &Path, reason: Reason) -> Result<()> {
+        let resolution = self.resolve_needed(source, &reason)?;
+        let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
+        for ancestor in ancestors(target) {
+            if !self.plan.entries.contains_key(&ancestor) {
+                let entry = match self.root.symlink_metadata(&ancestor) {
+                    Ok(meta) if meta.is_dir() => entry_of(&ancestor, &meta, EntryKind::Dir),
+                    _ => made_up_dir(),
+                };
+                self.insert(ancestor, entry)?;
+            }
+        }
+        self.add_object(&resolution.path, target)?;
+        self.record(target, reason, before);
+        Ok(())
+    }
+
+    fn resolve_needed(&self, path: &Path, reason: &Reason) -> Result<Resolution> {
+        self.root.resolve(path).map_err(|e| match e {
+            Error::Missing { path: missing, .. } => Error::Missing {
+                path: if missing == path {
+                    missing
+                } else {
+                    PathBuf::from(format!("{} (at {})", path.display(), missing.display()))
+                },
+                needed_as: reason.to_string(),
+            },
+            other => other,
+        })
+    }
+
+    fn record(&mut self, path: &Path, reason: Reason, before: (u64, u64, usize)) {
+        if self.plan.entries.len() != before.2 {
+            self.plan.inclusions.push(Inclusion {
+                path: path.to_path_buf(),
+                reason,
+                files: self.plan.files - before.0,
+                bytes: self.plan.bytes - before.1,
+            });
+        }
+    }
+
+    /// The links passed while resolving, and the directories holding them and the result.
+    fn add_chain(&mut self, resolution: &Resolution) -> Result<()> {
+        for link in &resolution.links {
+            self.add_parents(&link.path)?;
+            if !self.plan.entries.contains_key(&link.path) {
+                let meta = self.lstat(&link.path)?;
+                let kind = EntryKind::Symlink {
+                    target: link.target.clone(),
+                    dangling: false,
+                };
+                self.insert(link.path.clone(), entry_of(&link.path, &meta, kind))?;
+            }
+        }
+        self.add_parents(&resolution.path)
+    }
+
+    fn add_parents(&mut self, path: &Path) -> Result<()> {
+        for ancestor in ancestors(path) {
+            if !self.plan.entries.contains_key(&ancestor) {
+                let meta = self.lstat(&ancestor)?;
+                self.insert(ancestor.clone(), entry_of(&ancestor, &meta, EntryKind::Dir))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the resolved object at `source` as `job`: a whole tree for a directory.
+    fn add_object(&mut self, source: &Path, job: &Path) -> Result<()> {
+        let meta = self.lstat(source)?;
+        if !meta.is_dir() {
+            return self.add_entry(source, job, &meta);
+        }
+        if self.plan.entries.get(job).is_some_and(|e| e.whole) {
+            return Ok(());
+        }
+        let walker = walkdir::WalkDir::new(self.root.real(source))
+            .follow_links(false)
+            .sort_by_file_name();
+        for item in walker {
+            let item = item.map_err(|e| {
+                let path = e.path().map(Path::to_path_buf).unwrap_or_default();
+                Error::io(path, e.into())
+            })?;
+            let rel = item
+                .path()
+                .strip_prefix(self.root.real(source))
+                .expect("walkdir yields paths under its root");
+            let (source_path, job_path) = if rel.as_os_str().is_empty() {
+                (source.to_path_buf(), job.to_path_buf())
+            } else {
+                (source.join(rel), job.join(rel))
+            };
+            let meta = item
+                .metadata()
+                .map_err(|e| Error::io(item.path(), e.into()))?;
+            self.add_entry(&source_path, &job_path, &meta)?;
+        }
+        Ok(())
+    }
+
+    fn add_entry(&mut self, source: &Path, job: &Path, meta: &Metadata) -> Result<()> {
+        let file_type = meta.file_type();
+        let kind = if file_type.is_dir() {
+            EntryKind::Dir
+        } else if file_type.is_file() {
+            EntryKind::File
+        } else if file_type.is_symlink() {
+            EntryKind::Symlink {
+                target: self.root.read_link(source)?,
+                dangling: false,
+            }
+        } else {
+            return Err(Error::SpecialFile {
+                path: self.root.real(source),
+                kind: special_kind(meta),
+            });
+        };
+        let mut entry = entry_of(source, meta, kind);
+        entry.whole = true;
+        let is_new = self.insert(job.to_path_buf(), entry.clone())?;
+        if is_new {
+            match entry.kind {
+                EntryKind::File => self.to_scan.push(job.to_path_buf()),
+                EntryKind::Symlink { .. } => {
+                    self.links.push((job.to_path_buf(), source.to_path_buf()))
+                }
+                EntryKind::Dir => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts an entry; true if the path is new. The same path from two sources is a conflict.
+    fn insert(&mut self, job: PathBuf, entry: Entry) -> Result<bool> {
+        if let Some(existing) = self.plan.entries.get_mut(&job) {
+            if existing.source != entry.source {
+                return Err(Error::Conflict {
+                    job_path: job,
+                    first: existing.source.clone(),
+                    second: entry.source,
+                });
+            }
+            existing.whole |= entry.whole;
+            return Ok(false);
+        }
+        if entry.kind == EntryKind::File {
+            self.plan.files += 1;
+            self.plan.bytes += entry.size;
+        }
+        self.plan.entries.insert(job, entry);
+        Ok(true)
+    }
+
+    fn follow_links(&mut self) -> Result<()> {
+        for (job, source) in std::mem::take(&mut self.links) {
+            let Some(EntryKind::Symlink { target, .. }) =
+                self.plan.entries.get(&job).map(|e| e.kind.clone())
+            else {
+                continue;
+            };
+            let wanted = if target.is_absolute() {
+                target.clone()
+            } else {
+                source.parent().unwrap_or(Path::new("/")).join(&target)
+            };
+            let reason = Reason::SymlinkTarget { link: job.clone() };
+            match self.root.resolve(&wanted) {
+                Ok(resolution) => {
+                    let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
+                    self.add_chain(&resolution)?;
+                    self.add_object(&resolution.path, &resolution.path)?;
+                    self.record(&resolution.path, reason, before);
+                }
+                Err(Error::Missing { .. } | Error::NotADirectory { .. }) => {
+                    if let Some(entry) = self.plan.entries.get_mut(&job) {
+                        entry.kind = EntryKind::Symlink {
+                            target: target.clone(),
+                            dangling: true,
+                        };
+                    }
+                    self.plan.notes.push(format!(
+                        "{}: dangling symlink to {} (copied as it is)",
+                        job.display(),
+                        target.display()
+                    ));
+                }
+                Err(Error::SymlinkLoop { limit, .. }) => {
+                    return Err(Error::SymlinkLoop { path: job, limit })
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_files(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.to_scan);
+        let scanned: Vec<(PathBuf, FileKind)> = batch
+            .par_iter()
+            .map(|job| {
+                let source = &self.plan.entries[job].source;
+                scan(&self.root.real(source)).map(|kind| (source.clone(), kind))
+            })
+            .collect::<Result<_>>()?;
+        for (source, kind) in scanned {
+            match kind {
+                FileKind::Elf(info) => {
+                    if let Some(interpreter) = &info.interpreter {
+                        let reason = Reason::Interpreter { of: source.clone() };
+                        self.include(Path::new(interpreter), reason)?;
+                    }
+                    for name in &info.needed {
+                        match self.search.find(name, &source, &info) {
+                            Some(found) => {
+                                let reason = Reason::Library {
+                                    name: name.clone(),
+                                    of: source.clone(),
+                                };
+                                self.include(&found, reason)?;
+                            }
+                            None if self.has_file_named(name) => {}
+                            None => self.plan.notes.push(format!(
+                                "{}: needs {name}, which is not installed",
+                                source.display()
+                            )),
+                        }
+                    }
+                }
+                FileKind::BadElf(message) => self.plan.notes.push(format!(
+                    "{}: not a loadable ELF file ({message}); its dependencies are not followed",
+                    source.display()
+                )),
+                FileKind::Script {
+                    interpreter,
+                    argument,
+                } => self.include_interpreter(&source, &interpreter, argument.as_deref())?,
+                FileKind::Other => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A `#!` interpreter joins the closure; for `env NAME`, so does NAME found on the
+    /// runtime's `PATH`.
+    fn include_interpreter(
+        &mut self,
+        script: &Path,
+        interpreter: &str,
+        argument: Option<&str>,
+    ) -> Result<()> {
+        let reason = Reason::Shebang {
+            of: script.to_path_buf(),
+        };
+        self.include(Path::new(interpreter), reason.clone())?;
+        let is_env = Path::new(interpreter).file_name() == Some("env".as_ref());
+        let Some(program) = argument.filter(|a| is_env && !a.starts_with('-')) else {
+            return Ok(());
+        };
+        let program = program.split_whitespace().next().unwrap_or(program);
+        let found = self
+            .exec_path
+            .iter()
+            .map(|dir| Path::new(dir).join(program))
+            .find(|p| {
+                self.root
+                    .resolve(p)
+                    .is_ok_and(|r| self.root.real(&r.path).is_file())
+            });
+        match found {
+            Some(path) => self.include(&path, reason),
+            None => {
+                self.plan.notes.push(format!(
+                    "{}: runs `{program}` through env, not found on the runtime's PATH",
+                    script.display()
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    /// A needed name the search cannot find can still be satisfied at run time by an object
+    /// of that name loaded earlier, as the JDK's libraries find `lib/server/libjvm.so`
+    /// that the launcher dlopen()s first.
+    fn has_file_named(&self, name: &str) -> bool {
+        self.plan
+            .entries
+            .iter()
+            .any(|(path, e)| e.kind == EntryKind::File && path.file_name() == Some(name.as_ref()))
+    }
+
+    fn lstat(&self, path: &Path) -> Result<Metadata> {
+        self.root
+            .symlink_metadata(path)
+            .map_err(|e| Error::io(self.root.real(path), e))
+    }
+}
+
+/// Every proper ancestor of an absolute path, outermost first, without `/`.
+fn ancestors(path: &Path) -> Vec<PathBuf> {
+    let mut list: Vec<PathBuf> = path
+        .ancestors()
+        .skip(1)
+        .filter(|a| a.parent().is_some())
+        .map(Path::to_path_buf)
+        .collect();
+    list.reverse();
+    list
+}
+
+fn entry_of(source: &Path, meta: &Metadata, kind: EntryKind) -> Entry {
+    Entry {
+        source: source.to_path_buf(),
+        size: if kind == EntryKind::File {
+            meta.len()
+        } else {
+            0
+        },
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime: meta.mtime(),
+        mtime_nsec: meta.mtime_nsec(),
+        file_id: (meta.dev(), meta.ino()),
+        whole: false,
+    }
+}
+
+fn made_up_dir() -> Entry {
+    Entry {
+        source: PathBuf::new(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        mtime_nsec: 0,
+        file_id: (0, 0),
+        whole: false,
+    }
+}
+
+fn special_kind(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_fifo() {
+        "fifo"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
+}

@@ -1,0 +1,102 @@
+//! Runtime profiles: data naming what no ELF header or symlink reveals (certificates,
+//! configuration read at run time). Built-in profiles are YAML files under `profiles/`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    /// runtime.yml `language` values this profile serves.
+    #[serde(default)]
+    pub languages: Vec<String>,
+    #[serde(default)]
+    pub include: Vec<ProfilePath>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfilePath {
+    pub path: String,
+    pub why: String,
+    /// A path that may be absent on some hosts; a required one that is missing fails the seal.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+const BUILTIN: [(&str, &str); 2] = [
+    ("generic", include_str!("../../../profiles/generic.yml")),
+    ("java", include_str!("../../../profiles/java.yml")),
+];
+
+impl Profile {
+    pub fn parse(name: &str, text: &str) -> Result<Profile> {
+        let profile: Profile = serde_saphyr::from_str(text).map_err(|e| Error::Profile {
+            name: name.into(),
+            message: e.to_string().lines().next().unwrap_or_default().to_string(),
+        })?;
+        if let Some(bad) = profile.include.iter().find(|p| !p.path.starts_with('/')) {
+            return Err(Error::Profile {
+                name: name.into(),
+                message: format!("include path `{}` is not absolute", bad.path),
+            });
+        }
+        Ok(profile)
+    }
+
+    /// A built-in profile by name.
+    pub fn builtin(name: &str) -> Result<Profile> {
+        let (_, text) = BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| Error::Profile {
+                name: name.into(),
+                message: format!(
+                    "unknown profile; built-in profiles: {}",
+                    BUILTIN.map(|(n, _)| n).join(", ")
+                ),
+            })?;
+        Profile::parse(name, text)
+    }
+
+    /// The built-in profile serving `language`, or `generic`.
+    pub fn for_language(language: Option<&str>) -> Result<Profile> {
+        for (name, _) in BUILTIN {
+            let profile = Profile::builtin(name)?;
+            if language.is_some_and(|l| profile.languages.iter().any(|x| x == l)) {
+                return Ok(profile);
+            }
+        }
+        Profile::builtin("generic")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_profiles_parse_and_are_picked_by_language() {
+        assert_eq!(Profile::for_language(Some("java")).unwrap().name, "java");
+        assert_eq!(
+            Profile::for_language(Some("cobol")).unwrap().name,
+            "generic"
+        );
+        assert_eq!(Profile::for_language(None).unwrap().name, "generic");
+        let java = Profile::builtin("java").unwrap();
+        assert!(java
+            .include
+            .iter()
+            .any(|p| p.path.contains("cacerts") && !p.optional));
+        assert!(Profile::builtin("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("java"));
+    }
+
+    #[test]
+    fn relative_include_paths_are_refused() {
+        let err = Profile::parse("x", "name: x\ninclude:\n- {path: etc/x, why: y}\n").unwrap_err();
+        assert!(err.to_string().contains("not absolute"));
+    }
+}

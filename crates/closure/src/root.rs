@@ -1,0 +1,210 @@
+//! Path resolution inside a directory treated as `/`, the way the kernel resolves paths in a
+//! job whose root is that directory: absolute symlinks restart at the root, `..` at the root
+//! stays there. Every symlink passed on the way is reported, because the sealed tree must hold
+//! each link of a chain, not only its end.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Linux's own limit on symlinks followed in one lookup (`MAXSYMLINKS`).
+pub const MAX_SYMLINKS: usize = 40;
+
+/// A directory seen as the root of a filesystem.
+#[derive(Debug, Clone)]
+pub struct Root {
+    base: PathBuf,
+}
+
+/// A symlink met while resolving: where it is (a path under the root) and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub path: PathBuf,
+    pub target: PathBuf,
+}
+
+/// The outcome of resolving a path under a [`Root`].
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// The path with every symlink resolved.
+    pub path: PathBuf,
+    /// Each symlink followed, in order.
+    pub links: Vec<Link>,
+    /// Whether a relative link's `..` tried to climb above the root: on the host such a link
+    /// would leave the tree.
+    pub climbed_out: bool,
+}
+
+impl Root {
+    pub fn new(base: impl Into<PathBuf>) -> Self {
+        Root { base: base.into() }
+    }
+
+    /// The host's own root.
+    pub fn host() -> Self {
+        Root::new("/")
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// The real location of `path` (absolute, seen from inside the root).
+    pub fn real(&self, path: &Path) -> PathBuf {
+        match path.strip_prefix("/") {
+            Ok(rel) if rel.as_os_str().is_empty() => self.base.clone(),
+            Ok(rel) => self.base.join(rel),
+            Err(_) => self.base.join(path),
+        }
+    }
+
+    pub fn symlink_metadata(&self, path: &Path) -> std::io::Result<Metadata> {
+        std::fs::symlink_metadata(self.real(path))
+    }
+
+    pub fn read_link(&self, path: &Path) -> Result<PathBuf> {
+        std::fs::read_link(self.real(path)).map_err(|e| Error::io(self.real(path), e))
+    }
+
+    /// Resolves every component of `path`, following symlinks, including the last one.
+    pub fn resolve(&self, path: &Path) -> Result<Resolution> {
+        let mut pending: VecDeque<OsString> = components(path).collect();
+        let mut current = PathBuf::from("/");
+        let mut links = Vec::new();
+        let mut climbed_out = false;
+        let mut in_relative_link = false;
+        while let Some(name) = pending.pop_front() {
+            if name == ".." {
+                if current.parent().is_none() && in_relative_link {
+                    climbed_out = true;
+                }
+                current.pop();
+                continue;
+            }
+            let next = current.join(&name);
+            let meta = match self.symlink_metadata(&next) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::Missing {
+                        path: next,
+                        needed_as: format!("a component of {}", path.display()),
+                    })
+                }
+                Err(e) if e.raw_os_error() == Some(20) => {
+                    return Err(Error::NotADirectory { path: next })
+                }
+                Err(e) => return Err(Error::io(self.real(&next), e)),
+            };
+            if meta.file_type().is_symlink() {
+                if links.len() >= MAX_SYMLINKS {
+                    return Err(Error::SymlinkLoop {
+                        path: path.to_path_buf(),
+                        limit: MAX_SYMLINKS,
+                    });
+                }
+                let target = self.read_link(&next)?;
+                in_relative_link = !target.is_absolute();
+                if target.is_absolute() {
+                    current = PathBuf::from("/");
+                }
+                for c in components(&target).collect::<Vec<_>>().into_iter().rev() {
+                    pending.push_front(c);
+                }
+                links.push(Link { path: next, target });
+            } else {
+                if !pending.is_empty() && !meta.is_dir() {
+                    return Err(Error::NotADirectory { path: next });
+                }
+                current = next;
+            }
+        }
+        Ok(Resolution {
+            path: current,
+            links,
+            climbed_out,
+        })
+    }
+}
+
+/// The names and `..`s of a path; `.` and the root drop out.
+fn components(path: &Path) -> impl Iterator<Item = OsString> + '_ {
+    path.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n.to_os_string()),
+        Component::ParentDir => Some(OsString::from("..")),
+        Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        std::fs::create_dir_all(b.join("usr/lib/jvm/jdk/bin")).unwrap();
+        std::fs::create_dir_all(b.join("etc/alternatives")).unwrap();
+        std::fs::create_dir_all(b.join("usr/bin")).unwrap();
+        std::fs::write(b.join("usr/lib/jvm/jdk/bin/java"), "x").unwrap();
+        symlink("/usr/lib/jvm/jdk/bin/java", b.join("etc/alternatives/java")).unwrap();
+        symlink("/etc/alternatives/java", b.join("usr/bin/java")).unwrap();
+        symlink("usr/lib", b.join("lib")).unwrap();
+        symlink("loop2", b.join("loop1")).unwrap();
+        symlink("loop1", b.join("loop2")).unwrap();
+        symlink("../../../../etc", b.join("usr/lib/up")).unwrap();
+        t
+    }
+
+    #[test]
+    fn follows_absolute_chains_inside_the_root() {
+        let t = tree();
+        let r = Root::new(t.path())
+            .resolve(Path::new("/usr/bin/java"))
+            .unwrap();
+        assert_eq!(r.path, Path::new("/usr/lib/jvm/jdk/bin/java"));
+        let via: Vec<_> = r.links.iter().map(|l| l.path.clone()).collect();
+        assert_eq!(
+            via,
+            [
+                PathBuf::from("/usr/bin/java"),
+                PathBuf::from("/etc/alternatives/java")
+            ]
+        );
+        assert!(!r.climbed_out);
+    }
+
+    #[test]
+    fn resolves_links_in_the_middle_of_a_path() {
+        let t = tree();
+        let r = Root::new(t.path())
+            .resolve(Path::new("/lib/jvm/jdk/bin/java"))
+            .unwrap();
+        assert_eq!(r.path, Path::new("/usr/lib/jvm/jdk/bin/java"));
+        assert_eq!(r.links[0].path, Path::new("/lib"));
+    }
+
+    #[test]
+    fn loops_are_bounded_and_climbing_is_seen() {
+        let t = tree();
+        let root = Root::new(t.path());
+        assert!(matches!(
+            root.resolve(Path::new("/loop1")),
+            Err(Error::SymlinkLoop { .. })
+        ));
+        let up = root.resolve(Path::new("/usr/lib/up")).unwrap();
+        assert_eq!(up.path, Path::new("/etc"));
+        assert!(up.climbed_out);
+        assert!(matches!(
+            root.resolve(Path::new("/nope/x")),
+            Err(Error::Missing { .. })
+        ));
+        assert!(matches!(
+            root.resolve(Path::new("/usr/lib/jvm/jdk/bin/java/x")),
+            Err(Error::NotADirectory { .. })
+        ));
+    }
+}

@@ -1,0 +1,82 @@
+//! What a file's first bytes say it needs: an ELF's loader facts or a script's interpreter.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::elf::{self, ElfInfo};
+use crate::error::{Error, Result};
+
+/// Enough for any `#!` line the kernel honours (it reads at most 256 bytes).
+const HEADER_BYTES: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileKind {
+    Elf(ElfInfo),
+    /// An ELF file the loader could not use; its dependencies are not followed.
+    BadElf(String),
+    Script {
+        interpreter: String,
+        argument: Option<String>,
+    },
+    Other,
+}
+
+/// Classifies the file at `real` (a real path on this machine).
+pub fn scan(real: &Path) -> Result<FileKind> {
+    let mut file = std::fs::File::open(real).map_err(|e| Error::io(real, e))?;
+    let mut header = Vec::with_capacity(HEADER_BYTES);
+    (&mut file)
+        .take(HEADER_BYTES as u64)
+        .read_to_end(&mut header)
+        .map_err(|e| Error::io(real, e))?;
+    if header.starts_with(elf::MAGIC) {
+        let mut bytes = header;
+        file.read_to_end(&mut bytes)
+            .map_err(|e| Error::io(real, e))?;
+        return Ok(match elf::parse(&bytes) {
+            Ok(info) => FileKind::Elf(info),
+            Err(message) => FileKind::BadElf(message),
+        });
+    }
+    Ok(parse_shebang(&header).unwrap_or(FileKind::Other))
+}
+
+/// The kernel's reading of `#!`: the interpreter path, then everything else as one argument.
+pub fn parse_shebang(header: &[u8]) -> Option<FileKind> {
+    let rest = header.strip_prefix(b"#!")?;
+    let line_end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    let line = std::str::from_utf8(&rest[..line_end]).ok()?.trim();
+    let (interpreter, argument) = match line.split_once([' ', '\t']) {
+        Some((i, a)) => (i, Some(a.trim().to_string()).filter(|a| !a.is_empty())),
+        None => (line, None),
+    };
+    interpreter.starts_with('/').then(|| FileKind::Script {
+        interpreter: interpreter.to_string(),
+        argument,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shebang_lines() {
+        assert_eq!(
+            parse_shebang(b"#!/usr/bin/env node\nrest"),
+            Some(FileKind::Script {
+                interpreter: "/usr/bin/env".into(),
+                argument: Some("node".into())
+            })
+        );
+        assert_eq!(
+            parse_shebang(b"#! /bin/sh"),
+            Some(FileKind::Script {
+                interpreter: "/bin/sh".into(),
+                argument: None
+            })
+        );
+        assert_eq!(parse_shebang(b"#!relative"), None);
+        assert_eq!(parse_shebang(b"plain text"), None);
+    }
+}

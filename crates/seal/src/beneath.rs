@@ -1,0 +1,41 @@
+//! Whether a mount source stays inside the runtime dir when the kernel resolves it: the
+//! lexical rules cannot see symlinks planted in `isolated/`, `openat2(RESOLVE_BENEATH)` can.
+
+use std::path::Path;
+
+use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+use rustix::io::Errno;
+
+/// Why `source` (relative to `dir`) does not resolve to something inside `dir`, if it does not.
+pub fn escape_problem(dir: &Path, source: &str) -> Option<String> {
+    let base = match openat2(
+        CWD,
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
+            return Some(format!(
+                "cannot open the runtime dir {}: {e}",
+                dir.display()
+            ))
+        }
+    };
+    match openat2(
+        &base,
+        source,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(_) => None,
+        Err(Errno::XDEV) => Some(format!(
+            "`{source}` leaves the runtime dir through a symlink (refused by RESOLVE_BENEATH)"
+        )),
+        Err(Errno::NOENT) => Some(format!("`{source}` does not exist in the runtime dir")),
+        Err(Errno::LOOP) => Some(format!("`{source}` runs into a symlink loop")),
+        Err(e) => Some(format!("`{source}` cannot be resolved: {e}")),
+    }
+}

@@ -1,0 +1,37 @@
+//! The names runseal uses inside a runtime dir.
+
+use std::path::{Path, PathBuf};
+
+use runseal_spec::{ISOLATED_DIR, RUNTIME_YML};
+
+/// The manifest lives inside the sealed tree so that one rename swaps tree and manifest
+/// together; mounts name `isolated/<top-level dir>`, so no job ever sees it.
+pub const MANIFEST_NAME: &str = ".runseal-manifest.json";
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Layout { dir: dir.into() }
+    }
+    pub fn runtime_yml(&self) -> PathBuf {
+        self.dir.join(RUNTIME_YML)
+    }
+    /// The runtime.yml as it was before the first seal, kept for audit and re-sealing.
+    pub fn original_yml(&self) -> PathBuf {
+        self.dir.join(format!("{RUNTIME_YML}.original"))
+    }
+    pub fn isolated(&self) -> PathBuf {
+        self.dir.join(ISOLATED_DIR)
+    }
+    /// Where a new tree is built before it is swapped in.
+    pub fn staging(&self) -> PathBuf {
+        self.dir.join(format!("{ISOLATED_DIR}.tmp"))
+    }
+    pub fn manifest_in(tree: &Path) -> PathBuf {
+        tree.join(MANIFEST_NAME)
+    }
+}

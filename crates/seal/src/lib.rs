@@ -1,0 +1,23 @@
+//! Sealing a runtime dir: its closure copied into `isolated/`, a manifest of the copy and a
+//! runtime.yml whose mounts all point inside it, with no state in between visible after a crash.
+#![forbid(unsafe_code)]
+
+mod atomic;
+mod beneath;
+mod copy;
+mod error;
+mod integrity;
+mod layout;
+mod lock;
+mod manifest;
+mod progress;
+mod seal;
+mod validate;
+
+pub use error::{Error, Result};
+pub use integrity::{check_integrity, Difference};
+pub use layout::Layout;
+pub use manifest::{Manifest, ManifestEntry, ManifestKind};
+pub use progress::{NoProgress, Progress};
+pub use seal::{seal, seal_from, Outcome, SealOptions, SealReport};
+pub use validate::{validate_runtime, ValidationReport};

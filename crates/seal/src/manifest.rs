@@ -1,0 +1,138 @@
+//! The record of a sealed tree: every path with its kind, metadata and BLAKE3 hash.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use runseal_closure::{Entry, EntryKind, Plan};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub files: u64,
+    pub bytes: u64,
+    /// Paths as the job sees them (`/usr/bin/java`).
+    pub entries: BTreeMap<PathBuf, ManifestEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    #[serde(flatten)]
+    pub kind: ManifestKind,
+    /// Permission bits of the sealed copy (never setuid or setgid).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+    /// Where it was copied from, for audit and for re-sealing only what changed.
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ManifestKind {
+    Dir,
+    File {
+        size: u64,
+        blake3: String,
+    },
+    Symlink {
+        target: PathBuf,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dangling: bool,
+    },
+}
+
+/// The permission bits a sealed copy gets: setuid and setgid never survive sealing.
+pub fn sealed_mode(mode: u32) -> u32 {
+    mode & 0o1777
+}
+
+impl ManifestEntry {
+    /// The manifest entry a plan entry becomes; `blake3` is the copy's hash for files.
+    pub fn from_plan(entry: &Entry, blake3: Option<String>) -> Self {
+        let kind = match &entry.kind {
+            EntryKind::Dir => ManifestKind::Dir,
+            EntryKind::File => ManifestKind::File {
+                size: entry.size,
+                blake3: blake3.unwrap_or_default(),
+            },
+            EntryKind::Symlink { target, dangling } => ManifestKind::Symlink {
+                target: target.clone(),
+                dangling: *dangling,
+            },
+        };
+        ManifestEntry {
+            kind,
+            mode: sealed_mode(entry.mode),
+            uid: entry.uid,
+            gid: entry.gid,
+            mtime: entry.mtime,
+            mtime_nsec: entry.mtime_nsec,
+            source: entry.source.clone(),
+        }
+    }
+
+    /// Whether this record still describes what `entry` would produce (content by size and
+    /// mtime: the source was not rewritten since it was copied).
+    pub fn matches(&self, entry: &Entry) -> bool {
+        let same_kind = match (&self.kind, &entry.kind) {
+            (ManifestKind::Dir, EntryKind::Dir) => true,
+            (ManifestKind::File { size, .. }, EntryKind::File) => *size == entry.size,
+            (
+                ManifestKind::Symlink { target, dangling },
+                EntryKind::Symlink {
+                    target: t,
+                    dangling: d,
+                },
+            ) => target == t && dangling == d,
+            _ => false,
+        };
+        same_kind
+            && self.mode == sealed_mode(entry.mode)
+            && (self.uid, self.gid) == (entry.uid, entry.gid)
+            && (self.mtime, self.mtime_nsec) == (entry.mtime, entry.mtime_nsec)
+            && self.source == entry.source
+    }
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            )
+        })
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("manifest types always serialize");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Whether the sealed tree this manifest records is exactly what `plan` asks for.
+    pub fn matches_plan(&self, plan: &Plan) -> bool {
+        self.entries.len() == plan.entries.len()
+            && plan
+                .entries
+                .iter()
+                .all(|(path, entry)| self.entries.get(path).is_some_and(|m| m.matches(entry)))
+    }
+
+    /// Symlinks that were dangling at seal time (the static check accepts them).
+    pub fn dangling_links(&self) -> std::collections::BTreeSet<PathBuf> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| matches!(e.kind, ManifestKind::Symlink { dangling: true, .. }))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,273 @@
+//! `runseal seal`: plan the closure, build it beside the old tree, swap it in, then rewrite
+//! runtime.yml. Every step that a crash can interrupt leaves either the old runtime or the
+//! new one; leftovers (`isolated.tmp/`, `runtime.yml.tmp`) are removed by the next seal.
+
+use std::path::{Path, PathBuf};
+
+use runseal_closure::{plan, Plan, PlanInput, Profile, Root};
+use runseal_spec::{validate, Mount, MountKind, RuleOptions, RuntimeConfig, ISOLATED_DIR};
+use rustix::fs::{renameat_with, RenameFlags, CWD};
+use serde::Serialize;
+
+use crate::atomic::{sync_dir, temp_name, write_atomic};
+use crate::copy::{materialize, Previous};
+use crate::error::{Error, Result};
+use crate::integrity::matches_quickly;
+use crate::layout::Layout;
+use crate::lock::RuntimeLock;
+use crate::manifest::Manifest;
+use crate::progress::Progress;
+
+#[derive(Debug, Clone, Default)]
+pub struct SealOptions {
+    /// Compute and report the plan; write nothing.
+    pub dry_run: bool,
+    /// Profile name instead of the one `language` selects.
+    pub profile: Option<String>,
+    /// Accept writable mounts in the input.
+    pub allow_writable: bool,
+    /// Fail at once instead of waiting when another seal holds the lock.
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The tree or runtime.yml was written.
+    Sealed,
+    /// Everything was already as the plan asks: nothing was written.
+    Unchanged,
+    /// `--dry-run`: nothing was written.
+    Planned,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SealReport {
+    pub runtime: PathBuf,
+    pub outcome: Outcome,
+    pub profile: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub copied_files: u64,
+    pub copied_bytes: u64,
+    pub reused_files: u64,
+    pub mounts: Vec<Mount>,
+    pub notes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+}
+
+/// Seals the runtime in `dir` using the host (`/`) as the source of every path.
+pub fn seal(dir: &Path, options: &SealOptions, progress: &dyn Progress) -> Result<SealReport> {
+    seal_from(&Root::host(), dir, options, progress)
+}
+
+/// Seals with sources read from `root` (a fixture tree in tests).
+pub fn seal_from(
+    root: &Root,
+    dir: &Path,
+    options: &SealOptions,
+    progress: &dyn Progress,
+) -> Result<SealReport> {
+    let layout = Layout::new(dir);
+    let _lock = if options.dry_run {
+        None
+    } else {
+        let lock = RuntimeLock::acquire(dir, !options.no_wait)?;
+        remove_leftovers(&layout)?;
+        Some(lock)
+    };
+
+    let current_text = read(&layout.runtime_yml())?;
+    let current = RuntimeConfig::parse(&current_text, &layout.runtime_yml())?;
+    let (input, input_file) = sealing_input(&layout, &current)?;
+    let rules = RuleOptions {
+        allow_writable: options.allow_writable,
+        allow_host_sources: true,
+    };
+    let violations = validate(&input, rules);
+    if !violations.is_empty() {
+        return Err(Error::Invalid {
+            file: input_file,
+            violations,
+        });
+    }
+
+    let profile = match &options.profile {
+        Some(name) => Profile::builtin(name)?,
+        None => Profile::for_language(input.language.as_deref())?,
+    };
+    let mounts = input
+        .mounts
+        .iter()
+        .map(|m| runseal_closure::PlanMount {
+            source: Path::new("/").join(&m.source),
+            target: PathBuf::from(&m.target),
+        })
+        .collect();
+    let plan = plan(
+        root,
+        &PlanInput {
+            mounts,
+            environment: &current.environment,
+            profile: &profile,
+        },
+    )?;
+
+    let sealed_mounts: Vec<Mount> = plan
+        .top_level()
+        .into_iter()
+        .map(|name| Mount::readonly(format!("{ISOLATED_DIR}/{name}"), format!("/{name}")))
+        .collect();
+    let sealed = RuntimeConfig {
+        mounts: sealed_mounts.clone(),
+        ..current.clone()
+    };
+    let sealed_text = sealed.to_yaml(&layout.runtime_yml())?;
+    let previous = Manifest::load(&Layout::manifest_in(&layout.isolated())).ok();
+    let tree_current = previous
+        .as_ref()
+        .is_some_and(|m| m.matches_plan(&plan) && matches_quickly(&layout.isolated(), m));
+    let yml_current = sealed_text == current_text;
+
+    let mut report = SealReport {
+        runtime: dir.to_path_buf(),
+        outcome: Outcome::Unchanged,
+        profile: profile.name.clone(),
+        files: plan.files,
+        bytes: plan.bytes,
+        copied_files: 0,
+        copied_bytes: 0,
+        reused_files: 0,
+        mounts: sealed_mounts,
+        notes: plan.notes.clone(),
+        plan: None,
+    };
+    if options.dry_run {
+        report.outcome = Outcome::Planned;
+        report.plan = Some(plan);
+        return Ok(report);
+    }
+
+    if !layout.original_yml().exists() {
+        write_atomic(&layout.original_yml(), current_text.as_bytes())?;
+    }
+    if !tree_current {
+        let staging = layout.staging();
+        let isolated = layout.isolated();
+        let done = materialize(
+            root,
+            &plan,
+            &staging,
+            previous.as_ref().map(|manifest| Previous {
+                tree: &isolated,
+                manifest,
+            }),
+            progress,
+        )?;
+        write_atomic(&Layout::manifest_in(&staging), &done.manifest.to_json())?;
+        sync_filesystem(&staging)?;
+        swap_in(&staging, &isolated)?;
+        report.copied_files = done.copied_files;
+        report.copied_bytes = done.copied_bytes;
+        report.reused_files = done.reused_files;
+        report.outcome = Outcome::Sealed;
+    }
+    if !yml_current {
+        write_atomic(&layout.runtime_yml(), sealed_text.as_bytes())?;
+        report.outcome = Outcome::Sealed;
+    }
+    Ok(report)
+}
+
+/// The runtime.yml whose host mounts define the closure: the current one while it still
+/// names host paths, else the copy kept at the first seal.
+fn sealing_input(layout: &Layout, current: &RuntimeConfig) -> Result<(RuntimeConfig, PathBuf)> {
+    let file = layout.runtime_yml();
+    if current.mounts.is_empty() {
+        return Err(Error::Unsealable {
+            file,
+            message: "has no mounts: there is nothing to seal".into(),
+        });
+    }
+    let sealed: Vec<usize> = current
+        .mounts
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| MountKind::of(&m.source) == MountKind::Sealed)
+        .map(|(i, _)| i)
+        .collect();
+    if sealed.is_empty() {
+        return Ok((current.clone(), file));
+    }
+    if sealed.len() != current.mounts.len() {
+        return Err(Error::Unsealable {
+            file,
+            message: format!(
+                "mixes sealed mounts ({}) with host mounts; seal from a runtime.yml with host \
+                 mounts only",
+                sealed
+                    .iter()
+                    .map(|i| format!("mounts[{i}]"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    let original = layout.original_yml();
+    if !original.exists() {
+        return Err(Error::Unsealable {
+            file,
+            message: format!(
+                "is already sealed and {} is missing, so its host mounts are unknown",
+                original.display()
+            ),
+        });
+    }
+    let config = RuntimeConfig::load(&original)?;
+    Ok((config, original))
+}
+
+/// Puts the staged tree in place with one atomic rename (an exchange when a tree exists),
+/// then removes the old tree.
+fn swap_in(staging: &Path, isolated: &Path) -> Result<()> {
+    if isolated.exists() {
+        renameat_with(CWD, staging, CWD, isolated, RenameFlags::EXCHANGE)
+            .map_err(|e| Error::io(isolated, e.into()))?;
+        sync_dir(isolated.parent().unwrap_or(Path::new(".")))?;
+        remove_tree(staging)
+    } else {
+        std::fs::rename(staging, isolated).map_err(|e| Error::io(isolated, e))?;
+        sync_dir(isolated.parent().unwrap_or(Path::new(".")))
+    }
+}
+
+/// What an interrupted seal left behind; never part of either runtime.
+fn remove_leftovers(layout: &Layout) -> Result<()> {
+    remove_tree(&layout.staging())?;
+    for file in [layout.runtime_yml(), layout.original_yml()] {
+        let temp = temp_name(&file);
+        if temp.exists() {
+            std::fs::remove_file(&temp).map_err(|e| Error::io(&temp, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_tree(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Flushes the new tree's data before the rename makes it visible, so a power cut cannot
+/// leave a swapped-in tree of empty files.
+fn sync_filesystem(dir: &Path) -> Result<()> {
+    let file = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
+    rustix::fs::syncfs(&file).map_err(|e| Error::io(dir, e.into()))
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,72 @@
+//! `runseal validate`: the runtime.yml rules plus where each sealed source really resolves.
+
+use std::path::{Path, PathBuf};
+
+use runseal_spec::{validate, MountKind, RuleOptions, RuntimeConfig, Violation};
+use serde::Serialize;
+
+use crate::beneath::escape_problem;
+use crate::error::Result;
+use crate::layout::Layout;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationReport {
+    pub file: PathBuf,
+    pub valid: bool,
+    pub violations: Vec<Violation>,
+}
+
+/// Checks the runtime dir `dir`. A runtime.yml that cannot be parsed is reported as a
+/// violation of the document (field `""`), not as an error: the runtime is invalid.
+pub fn validate_runtime(dir: &Path, options: RuleOptions) -> Result<ValidationReport> {
+    let file = Layout::new(dir).runtime_yml();
+    let config = match RuntimeConfig::load(&file) {
+        Ok(config) => config,
+        Err(runseal_spec::Error::Yaml { message, .. }) => {
+            return Ok(report(
+                file,
+                vec![Violation {
+                    field: String::new(),
+                    reason: message,
+                }],
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut violations = validate(&config, options);
+    for (i, mount) in config.mounts.iter().enumerate() {
+        let field = format!("mounts[{i}].source");
+        let lexically_fine = !violations.iter().any(|v| v.field == field);
+        if lexically_fine && MountKind::of(&mount.source) == MountKind::Sealed {
+            if let Some(reason) = escape_problem(dir, &mount.source) {
+                violations.push(Violation { field, reason });
+            }
+        }
+    }
+    violations.sort_by_key(|v| field_order(&config, &v.field));
+    Ok(report(file, violations))
+}
+
+fn report(file: PathBuf, violations: Vec<Violation>) -> ValidationReport {
+    ValidationReport {
+        file,
+        valid: violations.is_empty(),
+        violations,
+    }
+}
+
+/// Document order: mounts by index and field, then environment; stable within a field.
+fn field_order(config: &RuntimeConfig, field: &str) -> (usize, usize, usize) {
+    if let Some(rest) = field.strip_prefix("mounts[") {
+        let (index, name) = rest.split_once("].").unwrap_or((rest, ""));
+        let rank = ["source", "target", "readonly"]
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or(3);
+        return (1, index.parse().unwrap_or(0), rank);
+    }
+    if let Some(key) = field.strip_prefix("environment.") {
+        return (2, config.environment.get_index_of(key).unwrap_or(0), 0);
+    }
+    (0, 0, 0)
+}

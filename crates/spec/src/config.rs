@@ -1,0 +1,217 @@
+//! The `runtime.yml` document as plain serde types.
+//!
+//! Known fields are typed; every field runseal does not know is kept in `extra` so a rewrite
+//! loses nothing. Output order is fixed (the known fields in Joblet's order, then unknown
+//! fields in their input order), which makes rewriting deterministic.
+
+use std::path::Path;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+pub const RUNTIME_YML: &str = "runtime.yml";
+/// Directory inside a runtime dir that holds the sealed tree; sealed sources start with it.
+pub const ISOLATED_DIR: &str = "isolated";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub environment: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirements: Option<Requirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_info: Option<BuildInfo>,
+    #[serde(flatten)]
+    pub extra: IndexMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: String,
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly: Option<bool>,
+    #[serde(flatten)]
+    pub extra: IndexMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Requirements {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architectures: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_version: Option<String>,
+    #[serde(flatten)]
+    pub extra: IndexMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuildInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_with: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(flatten)]
+    pub extra: IndexMap<String, Value>,
+}
+
+impl Mount {
+    /// A read-only mount, the only kind a sealed runtime uses.
+    pub fn readonly(source: impl Into<String>, target: impl Into<String>) -> Self {
+        Mount {
+            source: source.into(),
+            target: target.into(),
+            readonly: Some(true),
+            extra: IndexMap::new(),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Parses runtime.yml text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        serde_saphyr::from_str(text).map_err(|e| Error::Yaml {
+            path: path.to_path_buf(),
+            message: first_line(&e.to_string()),
+        })
+    }
+
+    /// Reads and parses a runtime.yml file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// The YAML text of this document; equal documents give equal bytes.
+    pub fn to_yaml(&self, path: &Path) -> Result<String> {
+        serde_saphyr::to_string(self).map_err(|e| Error::Serialize {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// serde-saphyr renders a source snippet after the first line; the first line already names
+/// line and column, which is what a one-line error report needs.
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message);
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOBLET: &str = r#"name: openjdk-17
+language: java
+version: "17.0.15"
+description: OpenJDK 17
+mounts:
+  - source: usr/lib/jvm/java-17-openjdk-amd64
+    target: /usr/lib/jvm/java-17-openjdk-amd64
+    readonly: true
+    x-note: kept
+environment:
+  JAVA_HOME: /usr/lib/jvm/java-17-openjdk-amd64
+  PATH: /usr/lib/jvm/java-17-openjdk-amd64/bin:/usr/bin
+requirements:
+  architectures: [amd64]
+  gpu: false
+packages:
+  - openjdk-17-jdk-headless
+build_info:
+  built_at: "2026-11-30"
+  platform: debian-12
+  builder_host: ci
+custom_top: {a: 1}
+"#;
+
+    #[test]
+    fn keeps_every_field_and_unknown_ones() {
+        let c = RuntimeConfig::parse(JOBLET, Path::new("runtime.yml")).unwrap();
+        assert_eq!(c.version.as_deref(), Some("17.0.15"));
+        assert_eq!(c.mounts[0].extra["x-note"], Value::from("kept"));
+        assert_eq!(
+            c.build_info.as_ref().unwrap().extra["builder_host"],
+            Value::from("ci")
+        );
+        assert_eq!(c.extra["custom_top"]["a"], Value::from(1));
+        let keys: Vec<_> = c.environment.keys().cloned().collect();
+        assert_eq!(keys, ["JAVA_HOME", "PATH"]);
+        let again =
+            RuntimeConfig::parse(&c.to_yaml(Path::new("x")).unwrap(), Path::new("x")).unwrap();
+        assert_eq!(c, again);
+    }
+
+    #[test]
+    fn output_is_deterministic_and_ordered() {
+        let c = RuntimeConfig::parse(JOBLET, Path::new("runtime.yml")).unwrap();
+        let a = c.to_yaml(Path::new("x")).unwrap();
+        let b = RuntimeConfig::parse(&a, Path::new("x"))
+            .unwrap()
+            .to_yaml(Path::new("x"))
+            .unwrap();
+        assert_eq!(a, b);
+        let order: Vec<usize> = [
+            "name:",
+            "language:",
+            "version:",
+            "mounts:",
+            "environment:",
+            "requirements:",
+            "packages:",
+            "build_info:",
+            "custom_top:",
+        ]
+        .iter()
+        .map(|k| a.find(k).unwrap_or_else(|| panic!("{k} missing in {a}")))
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{a}");
+    }
+
+    #[test]
+    fn numeric_version_stays_a_string_on_rewrite() {
+        let c = RuntimeConfig::parse("name: x\nversion: 17\n", Path::new("r.yml")).unwrap();
+        assert_eq!(c.version.as_deref(), Some("17"));
+        let out = c.to_yaml(Path::new("r.yml")).unwrap();
+        let back = RuntimeConfig::parse(&out, Path::new("r.yml")).unwrap();
+        assert_eq!(back.version.as_deref(), Some("17"));
+    }
+
+    #[test]
+    fn yaml_errors_name_file_line_and_column() {
+        let err = RuntimeConfig::parse(
+            "name: a\nmounts:\n  - source: [\n",
+            Path::new("/rt/runtime.yml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("/rt/runtime.yml: line 3 column 13"),
+            "{err}"
+        );
+        let err = RuntimeConfig::parse("mounts:\n  - source: a\n", Path::new("r.yml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("target"), "{err}");
+    }
+}

@@ -1,0 +1,16 @@
+//! The `runtime.yml` model, its validation rules and runtime spec resolution.
+//!
+//! Nothing here performs syscalls beyond reading files and directories; the checks that need the
+//! filesystem (a source resolving beneath the runtime dir) live in `runseal-seal`.
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+pub mod paths;
+mod resolve;
+mod rules;
+
+pub use config::{BuildInfo, Mount, Requirements, RuntimeConfig, ISOLATED_DIR, RUNTIME_YML};
+pub use error::{Error, Result};
+pub use resolve::{compare_versions, list_runtimes, resolve, RuntimeDir, RuntimeSpec};
+pub use rules::{validate, MountKind, RuleOptions, Violation};
