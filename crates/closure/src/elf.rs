@@ -1,12 +1,16 @@
 //! The parts of an ELF file the dynamic loader reads to start it: interpreter, needed
-//! libraries and search paths. Untrusted input: every failure is an error, never a panic.
+//! libraries and search paths. Like the loader, this reads the program headers, the dynamic
+//! segment and its string table, and nothing else, so a 20 MB library costs a few small
+//! reads. Untrusted input: every failure is an error, never a panic.
 
-use goblin::elf::Elf;
+use object::elf::{self, FileHeader32, FileHeader64};
+use object::read::elf::{Dyn, FileHeader, ProgramHeader};
+use object::{Endianness, ReadRef};
 
 pub const MAGIC: &[u8; 4] = b"\x7fELF";
 
 /// Class and machine: a library only satisfies a dependency of the same pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Target {
     pub is_64: bool,
     pub machine: u16,
@@ -40,30 +44,118 @@ pub fn target_of(header: &[u8]) -> Option<Target> {
     Some(Target { is_64, machine })
 }
 
-/// Reads the dynamic-loading facts of an ELF image.
+/// Reads the dynamic-loading facts of an ELF image held in memory.
 pub fn parse(bytes: &[u8]) -> Result<ElfInfo, String> {
-    let target = target_of(bytes).ok_or("not an ELF header")?;
-    let elf = Elf::parse(bytes).map_err(|e| e.to_string())?;
-    let split = |list: &[&str]| -> Vec<String> {
-        list.iter()
-            .flat_map(|s| s.split(':'))
+    parse_from(bytes)
+}
+
+/// Reads the dynamic-loading facts of an ELF file, reading only the parts the loader reads.
+pub fn read(file: &std::fs::File) -> Result<ElfInfo, String> {
+    let cache = object::ReadCache::new(file);
+    parse_from(&cache)
+}
+
+fn parse_from<'data, R: ReadRef<'data>>(data: R) -> Result<ElfInfo, String> {
+    let ident = data
+        .read_bytes_at(0, 20)
+        .map_err(|()| "shorter than an ELF header".to_string())?;
+    let target = target_of(ident).ok_or("not an ELF header")?;
+    if target.is_64 {
+        parse_class::<FileHeader64<Endianness>, R>(data, target)
+    } else {
+        parse_class::<FileHeader32<Endianness>, R>(data, target)
+    }
+}
+
+fn parse_class<'data, E, R>(data: R, target: Target) -> Result<ElfInfo, String>
+where
+    E: FileHeader<Endian = Endianness>,
+    R: ReadRef<'data>,
+{
+    let text = |e: object::read::Error| e.to_string();
+    let header = E::parse(data).map_err(text)?;
+    let endian = header.endian().map_err(text)?;
+    let segments = header.program_headers(endian, data).map_err(text)?;
+    let mut info = ElfInfo {
+        target,
+        interpreter: None,
+        needed: Vec::new(),
+        rpath: Vec::new(),
+        runpath: Vec::new(),
+    };
+    let mut dynamic = None;
+    for segment in segments {
+        if let Some(path) = segment.interpreter(endian, data).map_err(text)? {
+            info.interpreter = Some(String::from_utf8_lossy(path).into_owned());
+        }
+        if let Some(entries) = segment.dynamic(endian, data).map_err(text)? {
+            dynamic = Some(entries);
+        }
+    }
+    let Some(dynamic) = dynamic else {
+        return Ok(info);
+    };
+    let value_of = |tag: elf::DynamicTag| {
+        dynamic
+            .iter()
+            .find(|d| d.d_tag(endian) == tag)
+            .map(|d| d.val(endian))
+    };
+    let (Some(address), Some(size)) = (value_of(elf::DT_STRTAB), value_of(elf::DT_STRSZ)) else {
+        return Err("dynamic segment without a string table".into());
+    };
+    let offset = segments
+        .iter()
+        .filter(|s| s.p_type(endian) == elf::PT_LOAD)
+        .find_map(|s| {
+            let (vaddr, offset, filesz) = (
+                s.p_vaddr(endian).into(),
+                s.p_offset(endian).into(),
+                s.p_filesz(endian).into(),
+            );
+            let inside =
+                address >= vaddr && address.checked_add(size)? <= vaddr.checked_add(filesz)?;
+            inside.then(|| address - vaddr + offset)
+        })
+        .ok_or("dynamic string table outside every loaded segment")?;
+    let strings = data
+        .read_bytes_at(offset, size)
+        .map_err(|()| "dynamic string table past the end of the file".to_string())?;
+    let string_at = |value: u64| -> Result<String, String> {
+        let rest = usize::try_from(value)
+            .ok()
+            .and_then(|start| strings.get(start..))
+            .ok_or("string offset outside the string table")?;
+        let end = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or("unterminated string")?;
+        Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
+    };
+    let split = |value: String| -> Vec<String> {
+        value
+            .split(':')
             .filter(|s| !s.is_empty())
-            .map(str::to_string)
+            .map(String::from)
             .collect()
     };
-    Ok(ElfInfo {
-        target,
-        interpreter: elf.interpreter.map(str::to_string),
-        needed: elf.libraries.iter().map(|s| s.to_string()).collect(),
-        rpath: split(&elf.rpaths),
-        runpath: split(&elf.runpaths),
-    })
+    for entry in dynamic {
+        let value = entry.val(endian);
+        match entry.d_tag(endian) {
+            elf::DT_NULL => break,
+            elf::DT_NEEDED => info.needed.push(string_at(value)?),
+            elf::DT_RPATH => info.rpath.extend(split(string_at(value)?)),
+            elf::DT_RUNPATH => info.runpath.extend(split(string_at(value)?)),
+            _ => {}
+        }
+    }
+    Ok(info)
 }
 
 /// The Debian multiarch triplet of a target, which names its library dirs.
 pub fn multiarch_triplet(target: Target) -> Option<&'static str> {
-    use goblin::elf::header::{EM_386, EM_AARCH64, EM_ARM, EM_PPC64, EM_RISCV, EM_S390, EM_X86_64};
-    Some(match (target.machine, target.is_64) {
+    use elf::{EM_386, EM_AARCH64, EM_ARM, EM_PPC64, EM_RISCV, EM_S390, EM_X86_64};
+    Some(match (elf::Machine(target.machine), target.is_64) {
         (EM_X86_64, true) => "x86_64-linux-gnu",
         (EM_AARCH64, true) => "aarch64-linux-gnu",
         (EM_386, false) => "i386-linux-gnu",
@@ -77,8 +169,8 @@ pub fn multiarch_triplet(target: Target) -> Option<&'static str> {
 
 /// `$PLATFORM` as the kernel reports it for the target (`AT_PLATFORM`).
 pub fn platform(target: Target) -> &'static str {
-    use goblin::elf::header::{EM_386, EM_AARCH64, EM_X86_64};
-    match target.machine {
+    use elf::{EM_386, EM_AARCH64, EM_X86_64};
+    match elf::Machine(target.machine) {
         EM_X86_64 => "x86_64",
         EM_AARCH64 => "aarch64",
         EM_386 => "i686",

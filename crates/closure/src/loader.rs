@@ -110,7 +110,7 @@ mod tests {
     fn expands_tokens() {
         let t = Target {
             is_64: true,
-            machine: goblin::elf::header::EM_X86_64,
+            machine: object::elf::EM_X86_64.0,
         };
         assert_eq!(
             expand_tokens("$ORIGIN/../lib:${PLATFORM}/$LIB", Path::new("/jdk/bin"), t),

@@ -1,7 +1,8 @@
 //! The closure of a runtime as a [`Plan`]: every path of the sealed tree, where it comes from
 //! and, for each path that pulled something in, why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -11,6 +12,7 @@ use indexmap::IndexMap;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::elf::{ElfInfo, Target};
 use crate::error::{Error, Result};
 use crate::ldcache::LdCache;
 use crate::loader::LibrarySearch;
@@ -159,6 +161,9 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
         },
         to_scan: Vec::new(),
         links: Vec::new(),
+        included: HashSet::new(),
+        file_names: HashSet::new(),
+        found: HashMap::new(),
     };
     for (index, mount) in input.mounts.iter().enumerate() {
         let reason = Reason::Mount {
@@ -194,7 +199,17 @@ struct Builder {
     to_scan: Vec<PathBuf>,
     /// Symlinks added but whose targets are not yet followed: (job path, source path).
     links: Vec<(PathBuf, PathBuf)>,
+    /// Paths already passed to `include`: including is idempotent, so repeats are skipped.
+    included: HashSet<PathBuf>,
+    /// File names of the files in the plan, for libraries satisfied by an earlier load.
+    file_names: HashSet<OsString>,
+    /// Library lookups already made, by name and the requester's search dirs.
+    found: HashMap<LookupKey, Option<PathBuf>>,
 }
+
+/// What a library lookup depends on: the name, the requester's dir (for `$ORIGIN`), its
+/// search paths and its class and machine.
+type LookupKey = (String, PathBuf, Vec<String>, Vec<String>, Target);
 
 impl Builder {
     fn finish(mut self) -> Result<Plan> {
@@ -207,6 +222,9 @@ impl Builder {
 
     /// Adds `path` (resolved on the root, every link on the way kept) at the same path.
     fn include(&mut self, path: &Path, reason: Reason) -> Result<()> {
+        if !self.included.insert(path.to_path_buf()) {
+            return Ok(());
+        }
         let resolution = self.resolve_needed(path, &reason)?;
         let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
         self.add_chain(&resolution)?;
@@ -366,6 +384,9 @@ impl Builder {
         if entry.kind == EntryKind::File {
             self.plan.files += 1;
             self.plan.bytes += entry.size;
+            if let Some(name) = job.file_name() {
+                self.file_names.insert(name.to_os_string());
+            }
         }
         self.plan.entries.insert(job, entry);
         Ok(true)
@@ -430,7 +451,7 @@ impl Builder {
                         self.include(Path::new(interpreter), reason)?;
                     }
                     for name in &info.needed {
-                        match self.search.find(name, &source, &info) {
+                        match self.find_library(name, &source, &info) {
                             Some(found) => {
                                 let reason = Reason::Library {
                                     name: name.clone(),
@@ -502,10 +523,23 @@ impl Builder {
     /// of that name loaded earlier, as the JDK's libraries find `lib/server/libjvm.so`
     /// that the launcher dlopen()s first.
     fn has_file_named(&self, name: &str) -> bool {
-        self.plan
-            .entries
-            .iter()
-            .any(|(path, e)| e.kind == EntryKind::File && path.file_name() == Some(name.as_ref()))
+        self.file_names.contains(OsStr::new(name))
+    }
+
+    fn find_library(&mut self, name: &str, requester: &Path, info: &ElfInfo) -> Option<PathBuf> {
+        let key = (
+            name.to_string(),
+            requester.parent().unwrap_or(Path::new("/")).to_path_buf(),
+            info.rpath.clone(),
+            info.runpath.clone(),
+            info.target,
+        );
+        if let Some(found) = self.found.get(&key) {
+            return found.clone();
+        }
+        let found = self.search.find(name, requester, info);
+        self.found.insert(key, found.clone());
+        found
     }
 
     fn lstat(&self, path: &Path) -> Result<Metadata> {

@@ -30,10 +30,7 @@ pub fn scan(real: &Path) -> Result<FileKind> {
         .read_to_end(&mut header)
         .map_err(|e| Error::io(real, e))?;
     if header.starts_with(elf::MAGIC) {
-        let mut bytes = header;
-        file.read_to_end(&mut bytes)
-            .map_err(|e| Error::io(real, e))?;
-        return Ok(match elf::parse(&bytes) {
+        return Ok(match elf::read(&file) {
             Ok(info) => FileKind::Elf(info),
             Err(message) => FileKind::BadElf(message),
         });
