@@ -69,7 +69,6 @@ impl Bar {
 impl runseal_seal::Progress for Bar {
     fn begin(&self, message: &str, total_bytes: u64) {
         if let Some(bar) = &self.bar {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             bar.set_length(total_bytes);
             bar.set_style(
                 ProgressStyle::with_template(
@@ -79,6 +78,7 @@ impl runseal_seal::Progress for Bar {
                 .progress_chars("=> "),
             );
             bar.set_message(message.to_string());
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         }
     }
     fn advance(&self, bytes: u64) {

@@ -163,3 +163,31 @@ fn a_symlink_planted_after_sealing_is_caught_by_verify() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_second_seal_waits_for_the_lock_or_fails_with_no_wait() {
+    let t = sealtest!();
+    let app = fixture_source(t.path());
+    let dir = t.runtime("locked", &host_yaml(&[&app]));
+    let held = std::fs::File::open(&dir).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let out = t.run(&["seal", "--no-wait", "locked"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("being sealed by another process"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.join("isolated").exists());
+
+    let mut waiting = t.runseal_std().args(["seal", "locked"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "seal did not wait for the lock"
+    );
+    assert!(!dir.join("isolated").exists());
+    drop(held);
+    assert!(waiting.wait().unwrap().success());
+    assert!(dir.join("isolated").exists());
+}

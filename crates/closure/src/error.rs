@@ -1,14 +1,12 @@
 use std::path::PathBuf;
 
+use runseal_spec::IoError;
+
 /// Errors of computing or checking a closure; each names the path it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("{path}: does not exist (needed as {needed_as})")]
     Missing { path: PathBuf, needed_as: String },
     #[error("{path}: symlink loop (more than {limit} links followed)")]
@@ -35,9 +33,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io(IoError::new(path, source))
     }
 }

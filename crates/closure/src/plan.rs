@@ -609,3 +609,149 @@ fn special_kind(meta: &Metadata) -> &'static str {
         "special file"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A host-like tree: a script run through `env`, an alternatives chain, a link to a
+    /// config dir outside the mounted tree, and a dangling link.
+    fn fixture() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        for dir in [
+            "opt/app/bin",
+            "usr/bin",
+            "etc/alternatives",
+            "etc/app",
+            "srv/data/sub",
+        ] {
+            std::fs::create_dir_all(b.join(dir)).unwrap();
+        }
+        std::fs::write(b.join("opt/app/bin/run"), "#!/usr/bin/env tool -x\n").unwrap();
+        std::fs::write(b.join("usr/bin/env"), "not really env").unwrap();
+        std::fs::write(b.join("usr/bin/tool"), "a tool").unwrap();
+        std::fs::write(b.join("usr/bin/unrelated"), "left out").unwrap();
+        std::fs::write(b.join("etc/app/app.conf"), "x=1").unwrap();
+        std::fs::write(b.join("srv/data/sub/file"), "data").unwrap();
+        symlink("/opt/app/bin/run", b.join("etc/alternatives/app")).unwrap();
+        symlink("/etc/alternatives/app", b.join("usr/bin/app")).unwrap();
+        symlink("/etc/app", b.join("opt/app/conf")).unwrap();
+        symlink("../nowhere", b.join("opt/app/broken")).unwrap();
+        t
+    }
+
+    fn plan_of(root: &Root, mounts: &[(&str, &str)]) -> Result<Plan> {
+        let environment: IndexMap<String, String> =
+            [("PATH".to_string(), "/usr/bin".to_string())].into();
+        let profile = Profile::builtin("generic").unwrap();
+        let mounts = mounts
+            .iter()
+            .map(|(s, t)| PlanMount {
+                source: PathBuf::from(s),
+                target: PathBuf::from(t),
+            })
+            .collect();
+        plan(
+            root,
+            &PlanInput {
+                mounts,
+                environment: &environment,
+                profile: &profile,
+            },
+        )
+    }
+
+    #[test]
+    fn follows_chains_links_and_interpreters_and_nothing_else() {
+        let t = fixture();
+        let root = Root::new(t.path());
+        let mounts = [
+            ("/usr/bin/app", "/usr/bin/app"),
+            ("/srv/data", "/data"),
+            ("/opt/app", "/opt/app"),
+        ];
+        let plan = plan_of(&root, &mounts).unwrap();
+        let paths: Vec<&str> = plan.entries.keys().map(|p| p.to_str().unwrap()).collect();
+        for expected in [
+            "/usr/bin/app",
+            "/etc/alternatives/app",
+            "/opt/app/bin/run",
+            "/opt/app/conf",
+            "/etc/app/app.conf",
+            "/usr/bin/env",
+            "/usr/bin/tool",
+            "/data/sub/file",
+        ] {
+            assert!(
+                paths.contains(&expected),
+                "{expected} missing from {paths:?}"
+            );
+        }
+        assert!(!paths.contains(&"/usr/bin/unrelated"));
+        assert!(!paths.iter().any(|p| p.starts_with("/srv")), "{paths:?}");
+        assert_eq!(plan.top_level(), ["data", "etc", "opt", "usr"]);
+        assert_eq!(
+            plan.entries[Path::new("/data/sub/file")].source,
+            Path::new("/srv/data/sub/file")
+        );
+
+        let why = |path: &str| {
+            plan.inclusions
+                .iter()
+                .find(|i| i.path == Path::new(path))
+                .map(|i| i.reason.to_string())
+                .unwrap_or_else(|| panic!("no inclusion for {path}: {:#?}", plan.inclusions))
+        };
+        assert_eq!(why("/usr/bin/app"), "mounts[0] (/usr/bin/app)");
+        assert_eq!(
+            why("/usr/bin/env"),
+            "script interpreter of /opt/app/bin/run"
+        );
+        assert_eq!(
+            why("/usr/bin/tool"),
+            "script interpreter of /opt/app/bin/run"
+        );
+        assert_eq!(why("/etc/app"), "target of symlink /opt/app/conf");
+        assert!(matches!(
+            plan.entries[Path::new("/opt/app/broken")].kind,
+            EntryKind::Symlink { dangling: true, .. }
+        ));
+        assert!(plan
+            .notes
+            .iter()
+            .any(|n| n.contains("/opt/app/broken: dangling")));
+    }
+
+    #[test]
+    fn special_files_missing_sources_and_loops_are_errors() {
+        let t = fixture();
+        let root = Root::new(t.path());
+        let status = std::process::Command::new("mkfifo")
+            .arg(t.path().join("opt/app/pipe"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let err = plan_of(&root, &[("/opt/app", "/opt/app")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("opt/app/pipe: is a fifo; a sealed runtime holds only files, directories and symlinks"), "{err}");
+
+        let err = plan_of(&root, &[("/opt/none", "/opt/none")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "/opt/none: does not exist (needed as mounts[0] (/opt/none))"
+        );
+
+        std::fs::remove_file(t.path().join("opt/app/pipe")).unwrap();
+        symlink("loop-b", t.path().join("opt/app/loop-a")).unwrap();
+        symlink("loop-a", t.path().join("opt/app/loop-b")).unwrap();
+        let err = plan_of(&root, &[("/opt/app", "/opt/app")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("symlink loop"), "{err}");
+    }
+}

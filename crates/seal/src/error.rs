@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use runseal_spec::IoError;
+
 use runseal_spec::Violation;
 
 #[derive(Debug, thiserror::Error)]
@@ -8,12 +10,8 @@ pub enum Error {
     Spec(#[from] runseal_spec::Error),
     #[error(transparent)]
     Closure(#[from] runseal_closure::Error),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("{file}: {}", violations.iter().map(|v| format!("{}: {}", v.field, v.reason)).collect::<Vec<_>>().join("; "))]
     Invalid {
         file: PathBuf,
@@ -29,19 +27,16 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io(IoError::new(path, source))
     }
 
     /// Whether the runtime's own content is at fault (exit 1), not the machine (exit 2).
     pub fn is_runtime_problem(&self) -> bool {
         match self {
             Error::Spec(e) => matches!(e, runseal_spec::Error::Yaml { .. }),
-            Error::Closure(e) => !matches!(e, runseal_closure::Error::Io { .. }),
+            Error::Closure(e) => !matches!(e, runseal_closure::Error::Io(_)),
             Error::Invalid { .. } | Error::Unsealable { .. } => true,
-            Error::Io { .. } | Error::Busy { .. } => false,
+            Error::Io(_) | Error::Busy { .. } => false,
         }
     }
 }
