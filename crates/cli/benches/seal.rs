@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use runseal_closure::EntryKind;
 use runseal_seal::{seal, NoProgress, Outcome, SealOptions};
 
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 
 fn main() {
     if !rustix::process::geteuid().is_root() {
@@ -61,13 +61,16 @@ fn main() {
             assert_eq!(report.outcome, Outcome::Unchanged);
         });
         let target = scratch.path().join(format!("cp-{round}"));
+        rustix::fs::sync();
         let cp = timed(|| cp_parents(&copied_paths, &target));
         std::fs::remove_dir_all(&target).unwrap();
+        rustix::fs::sync();
         let cp_sync = timed(|| {
             cp_parents(&copied_paths, &target);
             rustix::fs::sync();
         });
         std::fs::remove_dir_all(&target).unwrap();
+        rustix::fs::sync();
         if round > 0 {
             seals.push(first);
             reseals.push(again);
@@ -81,7 +84,7 @@ fn main() {
         median(cps),
         median(cp_syncs),
     );
-    println!("median of {ROUNDS} rounds (warm page cache, first round discarded):");
+    println!("median of {ROUNDS} rounds (warm page cache, disk synced before each, first round discarded):");
     println!("  seal from scratch          {:>8.1} ms", ms(seal_t));
     println!("  cp -a, same files          {:>8.1} ms", ms(cp_t));
     println!("  cp -a + sync               {:>8.1} ms", ms(cp_sync_t));
