@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs Debian's OpenJDK 17 (if missing) and writes the runtime.yml a Joblet setup script
 # writes: mounts of host paths. That runtime is NOT isolated; `runseal seal` makes it so.
+# It asks for the busybox base userland, so that jobs can use `sh -c`, `find` and `ls`.
 #
 # usage: setup.sh [RUNTIMES_ROOT]   (default: $RUNSEAL_ROOT or /opt/runseal/runtimes)
 set -eu
@@ -8,10 +9,12 @@ set -eu
 root=${1:-${RUNSEAL_ROOT:-/opt/runseal/runtimes}}
 package=openjdk-17-jdk-headless
 
-if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
-    echo "setup: installing $package" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package" >&2
-fi
+for needed in "$package" busybox-static; do
+    if ! dpkg-query -W -f='${Status}' "$needed" 2>/dev/null | grep -q "install ok installed"; then
+        echo "setup: installing $needed" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$needed" >&2
+    fi
+done
 
 arch=$(dpkg --print-architecture)
 jdk=/usr/lib/jvm/java-17-openjdk-$arch
@@ -50,6 +53,7 @@ requirements:
   architectures: [$arch]
 packages:
   - $package
+base: busybox
 build_info:
   built_at: "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   built_with: runtimes/openjdk-17/setup.sh

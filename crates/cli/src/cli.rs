@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 pub const DEFAULT_ROOT: &str = "/opt/runseal/runtimes";
 
@@ -73,6 +73,47 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Run a command in a sandbox whose whole filesystem is the sealed runtime.
+    ///
+    /// The job sees only the runtime's sealed mounts (read-only, nosuid, nodev), a fresh
+    /// /proc, a minimal /dev (null, zero, full, random, urandom, tty), a private /tmp and the
+    /// work dir at /work; it runs in new mount, PID, IPC, UTS, cgroup and network namespaces,
+    /// with no capabilities, no_new_privs, its own session and a seccomp filter. A runtime
+    /// that fails `validate` is refused before anything is mounted.
+    ///
+    /// The exit code is the job's (128+N when killed by signal N, 124 on --timeout); 125 when
+    /// runseal itself fails, 126 when the command cannot run, 127 when it is not found.
+    ///
+    /// Example: runseal run --runtime java:17 --memory 1G --timeout 60 -- java -version
+    Run {
+        /// Runtime dir or spec.
+        #[arg(long, value_name = "SPEC")]
+        runtime: String,
+        /// Host directory bound read-write at /work, the job's working directory.
+        #[arg(long, value_name = "DIR")]
+        workdir: Option<PathBuf>,
+        /// Set an environment variable (repeatable); overrides the runtime's environment.
+        #[arg(long = "env", value_name = "K=V")]
+        env: Vec<String>,
+        /// Memory limit, e.g. 512M or 2G (swap is not allowed beyond it).
+        #[arg(long, value_name = "BYTES", value_parser = parse_memory)]
+        memory: Option<u64>,
+        /// CPU limit in CPUs, fractional allowed (0.5 = half a core).
+        #[arg(long, value_name = "N")]
+        cpus: Option<f64>,
+        /// Maximum number of processes and threads.
+        #[arg(long, value_name = "N")]
+        pids: Option<u64>,
+        /// Kill the whole job after this many seconds and exit 124.
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<f64>,
+        /// Network: `none` (only loopback) or `host`.
+        #[arg(long, value_enum, default_value_t = NetworkArg::None)]
+        network: NetworkArg,
+        /// The command and its arguments, after `--`.
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// Prove a sealed runtime complete, unchanged and contained (static checks).
     ///
     /// Runs `validate`; checks that every symlink, ELF interpreter, needed library and script
@@ -83,4 +124,14 @@ pub enum Command {
         /// Runtime dir or spec.
         runtime: String,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    None,
+    Host,
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    runseal_sandbox::parse_size(text)
 }

@@ -1,5 +1,5 @@
-//! The real Debian OpenJDK 17: set up, sealed, validated, verified, and run by an
-//! independent sandbox (bwrap) that sees nothing but the sealed mounts.
+//! The real Debian OpenJDK 17: set up, sealed, validated, verified, and run both by
+//! `runseal run` and by an independent sandbox (bwrap) that sees nothing but the sealed mounts.
 
 use std::path::Path;
 
@@ -20,7 +20,7 @@ fn openjdk_sealed_end_to_end_runs_java_and_tls_in_an_independent_sandbox() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let report = json(&out);
     assert_eq!(report["outcome"], "sealed");
-    assert_eq!(report["profile"], "java");
+    assert_eq!(report["profile"], "java+busybox");
 
     assert_eq!(
         std::fs::read_to_string(dir.join("runtime.yml.original")).unwrap(),
@@ -58,6 +58,19 @@ fn openjdk_sealed_end_to_end_runs_java_and_tls_in_an_independent_sandbox() {
         Path::new("/etc/java-17-openjdk/security/java.security")
     );
 
+    let out = t.run(&["run", "--runtime", "java:17", "--", "java", "-version"]);
+    assert_eq!(
+        code(&out),
+        0,
+        "runseal run java -version: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("openjdk version \"17."),
+        "{}",
+        text(&out.stderr)
+    );
+
     let out = bwrap(&dir, None)
         .args(["java", "-version"])
         .output()
@@ -85,6 +98,24 @@ fn openjdk_sealed_end_to_end_runs_java_and_tls_in_an_independent_sandbox() {
         text(&out.stdout),
         text(&out.stderr)
     );
+    assert!(
+        text(&out.stdout).starts_with("tls-ok"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let workdir = work.path().to_str().unwrap();
+    let out = t.run(&[
+        "run",
+        "--runtime",
+        "java:17",
+        "--workdir",
+        workdir,
+        "--",
+        "java",
+        "TlsCheck.java",
+    ]);
+    assert_eq!(code(&out), 0, "runseal run TlsCheck: {}", text(&out.stderr));
     assert!(
         text(&out.stdout).starts_with("tls-ok"),
         "{}",

@@ -6,5 +6,7 @@ mod util;
 
 mod bad_input;
 mod crash;
+mod limits;
+mod run;
 mod seal_java;
 mod validate;

@@ -209,3 +209,48 @@ pub fn bwrap(runtime: &Path, work: Option<&Path>) -> std::process::Command {
     }
     cmd
 }
+
+/// The C probe (tests/data/probe.c), built static once per test process.
+pub fn probe() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = std::env::temp_dir().join(format!("runseal-probe-{}", std::process::id()));
+            let status = std::process::Command::new("cc")
+                .args(["-static", "-O2", "-o"])
+                .arg(&out)
+                .arg(workspace().join("crates/cli/tests/data/probe.c"))
+                .status()
+                .expect("a C compiler (cc) builds the probe");
+            assert!(status.success(), "building probe.c failed");
+            out
+        })
+        .clone()
+}
+
+impl TestRoot {
+    /// The real OpenJDK 17 runtime, sealed.
+    pub fn sealed_openjdk(&self) -> PathBuf {
+        let dir = self.openjdk();
+        let out = self.run(&["seal", dir.to_str().unwrap()]);
+        assert!(out.status.success(), "seal failed: {}", text(&out.stderr));
+        dir
+    }
+
+    /// `runseal run --runtime openjdk-17 ARGS...` with the output captured.
+    pub fn job(&self, options: &[&str], command: &[&str]) -> Output {
+        let mut args = vec!["run", "--runtime", "openjdk-17"];
+        args.extend_from_slice(options);
+        args.push("--");
+        args.extend_from_slice(command);
+        self.run(&args)
+    }
+
+    /// A work dir holding the probe, for `--workdir`.
+    pub fn workdir_with_probe(&self) -> PathBuf {
+        let work = self.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::copy(probe(), work.join("probe")).unwrap();
+        work
+    }
+}

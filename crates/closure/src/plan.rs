@@ -16,7 +16,7 @@ use crate::elf::{ElfInfo, Target};
 use crate::error::{Error, Result};
 use crate::ldcache::LdCache;
 use crate::loader::LibrarySearch;
-use crate::profile::Profile;
+use crate::profile::{Profile, ProfileLinks};
 use crate::root::{Resolution, Root};
 use crate::scan::{scan, FileKind};
 
@@ -110,7 +110,8 @@ pub struct PlanMount {
 pub struct PlanInput<'a> {
     pub mounts: Vec<PlanMount>,
     pub environment: &'a IndexMap<String, String>,
-    pub profile: &'a Profile,
+    /// The language profile first, then any userland the runtime asks for.
+    pub profiles: &'a [Profile],
 }
 
 impl Plan {
@@ -156,7 +157,12 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
         },
         exec_path: split("PATH"),
         plan: Plan {
-            profile: input.profile.name.clone(),
+            profile: input
+                .profiles
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
             ..Plan::default()
         },
         to_scan: Vec::new(),
@@ -176,18 +182,67 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
             builder.include_remapped(&mount.source, &mount.target, reason)?;
         }
     }
-    for item in &input.profile.include {
-        let path = Path::new(&item.path);
-        if item.optional && root.resolve(path).is_err() {
+    for profile in input.profiles {
+        for item in &profile.include {
+            let path = Path::new(&item.path);
+            if item.optional && root.resolve(path).is_err() {
+                continue;
+            }
+            let reason = Reason::Profile {
+                profile: profile.name.clone(),
+                why: item.why.clone(),
+            };
+            builder.include(path, reason)?;
+        }
+    }
+    let mut plan = builder.finish()?;
+    for profile in input.profiles {
+        for links in &profile.links {
+            add_links(&mut plan, &profile.name, links)?;
+        }
+    }
+    Ok(plan)
+}
+
+/// Adds a profile's links where the tree has nothing yet; the runtime's own files win.
+fn add_links(plan: &mut Plan, profile: &str, links: &ProfileLinks) -> Result<()> {
+    let dir = Path::new(&links.dir);
+    if !plan.entries.contains_key(dir) {
+        return Err(Error::Profile {
+            name: profile.into(),
+            message: format!(
+                "links go into {}, which the sealed tree does not hold",
+                dir.display()
+            ),
+        });
+    }
+    let mut added = 0;
+    for name in &links.names {
+        let path = dir.join(name);
+        if plan.entries.contains_key(&path) {
             continue;
         }
-        let reason = Reason::Profile {
-            profile: input.profile.name.clone(),
-            why: item.why.clone(),
+        let mut entry = made_up_dir();
+        entry.kind = EntryKind::Symlink {
+            target: PathBuf::from(&links.target),
+            dangling: false,
         };
-        builder.include(path, reason)?;
+        entry.mode = 0o777;
+        plan.entries.insert(path, entry);
+        added += 1;
     }
-    builder.finish()
+    if added > 0 {
+        plan.inclusions.push(Inclusion {
+            path: dir.to_path_buf(),
+            reason: Reason::Profile {
+                profile: profile.into(),
+                why: format!("{added} links to {}", links.target),
+            },
+            files: 0,
+            bytes: 0,
+        });
+    }
+    Ok(())
 }
 
 struct Builder {
@@ -645,7 +700,7 @@ mod tests {
     fn plan_of(root: &Root, mounts: &[(&str, &str)]) -> Result<Plan> {
         let environment: IndexMap<String, String> =
             [("PATH".to_string(), "/usr/bin".to_string())].into();
-        let profile = Profile::builtin("generic").unwrap();
+        let profile = [Profile::builtin("generic").unwrap()];
         let mounts = mounts
             .iter()
             .map(|(s, t)| PlanMount {
@@ -658,7 +713,7 @@ mod tests {
             &PlanInput {
                 mounts,
                 environment: &environment,
-                profile: &profile,
+                profiles: &profile,
             },
         )
     }

@@ -13,6 +13,17 @@ pub struct Profile {
     pub languages: Vec<String>,
     #[serde(default)]
     pub include: Vec<ProfilePath>,
+    /// Symlinks the sealed tree gets that the host need not have (a userland's applets).
+    #[serde(default)]
+    pub links: Vec<ProfileLinks>,
+}
+
+/// `dir/<name> -> target` for each name, unless the tree already holds `dir/<name>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileLinks {
+    pub dir: String,
+    pub target: String,
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,7 +35,8 @@ pub struct ProfilePath {
     pub optional: bool,
 }
 
-const BUILTIN: [(&str, &str); 2] = [
+const BUILTIN: [(&str, &str); 3] = [
+    ("busybox", include_str!("../../../profiles/busybox.yml")),
     ("generic", include_str!("../../../profiles/generic.yml")),
     ("java", include_str!("../../../profiles/java.yml")),
 ];
@@ -35,10 +47,25 @@ impl Profile {
             name: name.into(),
             message: e.to_string().lines().next().unwrap_or_default().to_string(),
         })?;
-        if let Some(bad) = profile.include.iter().find(|p| !p.path.starts_with('/')) {
+        let paths = profile.include.iter().map(|p| &p.path);
+        if let Some(bad) = paths
+            .chain(profile.links.iter().map(|l| &l.dir))
+            .find(|p| !p.starts_with('/'))
+        {
             return Err(Error::Profile {
                 name: name.into(),
-                message: format!("include path `{}` is not absolute", bad.path),
+                message: format!("path `{bad}` is not absolute"),
+            });
+        }
+        if let Some(bad) = profile
+            .links
+            .iter()
+            .flat_map(|l| &l.names)
+            .find(|n| n.is_empty() || n.contains('/'))
+        {
+            return Err(Error::Profile {
+                name: name.into(),
+                message: format!("link name `{bad}` is not a plain file name"),
             });
         }
         Ok(profile)

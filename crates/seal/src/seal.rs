@@ -93,10 +93,13 @@ pub fn seal_from(
         });
     }
 
-    let profile = match &options.profile {
+    let mut profiles = vec![match &options.profile {
         Some(name) => Profile::builtin(name)?,
         None => Profile::for_language(input.language.as_deref())?,
-    };
+    }];
+    if let Some(base) = current.base.as_deref() {
+        profiles.push(Profile::builtin(base)?);
+    }
     let mounts = input
         .mounts
         .iter()
@@ -110,7 +113,7 @@ pub fn seal_from(
         &PlanInput {
             mounts,
             environment: &current.environment,
-            profile: &profile,
+            profiles: &profiles,
         },
     )?;
 
@@ -133,7 +136,7 @@ pub fn seal_from(
     let mut report = SealReport {
         runtime: dir.to_path_buf(),
         outcome: Outcome::Unchanged,
-        profile: profile.name.clone(),
+        profile: plan.profile.clone(),
         files: plan.files,
         bytes: plan.bytes,
         copied_files: 0,

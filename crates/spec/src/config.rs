@@ -34,6 +34,9 @@ pub struct RuntimeConfig {
     pub requirements: Option<Requirements>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages: Option<Value>,
+    /// A base userland sealed with the runtime (`busybox`); none unless asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_info: Option<BuildInfo>,
     #[serde(flatten)]

@@ -1,5 +1,6 @@
 //! One module per subcommand; each calls the libraries and prints.
 
+mod run;
 mod seal;
 mod validate;
 mod verify;
@@ -32,6 +33,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 no_wait,
             };
             seal::run(&locate(&runtime)?, &options, args.json)
+        }
+        Command::Run {
+            runtime,
+            workdir,
+            env,
+            memory,
+            cpus,
+            pids,
+            timeout,
+            network,
+            command,
+        } => {
+            let options = run::RunOptions {
+                workdir,
+                env,
+                limits: runseal_sandbox::Limits {
+                    memory_bytes: memory,
+                    cpus,
+                    pids,
+                    timeout: timeout.map(std::time::Duration::from_secs_f64),
+                },
+                network: match network {
+                    crate::cli::NetworkArg::None => runseal_sandbox::Network::None,
+                    crate::cli::NetworkArg::Host => runseal_sandbox::Network::Host,
+                },
+                command,
+            };
+            Ok(run::run(&root, &runtime, options))
         }
         Command::Verify { runtime } => verify::run(&locate(&runtime)?, args.json),
     }

@@ -1,0 +1,94 @@
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use runseal_sandbox::{Job, Limits, Network};
+use runseal_spec::{RuleOptions, RuntimeConfig};
+
+/// Exit code for failures of runseal itself, as container runtimes use it.
+const RUNSEAL_FAILED: u8 = 125;
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+pub struct RunOptions {
+    pub workdir: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub limits: Limits,
+    pub network: Network,
+    pub command: Vec<String>,
+}
+
+/// Runs the job; every failure of runseal is reported here and exits 125, so that the job's
+/// own exit codes stay unambiguous.
+pub fn run(root: &Path, runtime: &str, options: RunOptions) -> ExitCode {
+    match prepare(root, runtime, options).and_then(|job| Ok(runseal_sandbox::run(&job)?)) {
+        Ok(outcome) => ExitCode::from(outcome.exit_code().clamp(0, 255) as u8),
+        Err(err) => {
+            let code = err
+                .downcast_ref::<runseal_sandbox::Error>()
+                .map(|e| e.exit_code().clamp(0, 255) as u8)
+                .unwrap_or(RUNSEAL_FAILED);
+            eprintln!("runseal: error: {}", crate::output::chain(&err));
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn prepare(root: &Path, runtime: &str, options: RunOptions) -> anyhow::Result<Job> {
+    let dir = runseal_spec::resolve(root, runtime)?;
+    let report = runseal_seal::validate_runtime(&dir, RuleOptions::default())?;
+    if !report.valid {
+        let mut text = format!(
+            "{} is not a valid sealed runtime; nothing was run:",
+            dir.display()
+        );
+        for v in &report.violations {
+            text.push_str(&format!(
+                "\n  {}: {}: {}",
+                report.file.display(),
+                v.field,
+                v.reason
+            ));
+        }
+        text.push_str(&format!(
+            "\nhint: run `runseal seal {}` first",
+            dir.display()
+        ));
+        anyhow::bail!(text);
+    }
+    let config = RuntimeConfig::load(&report.file)?;
+    let mut environment: Vec<(String, String)> = config.environment.into_iter().collect();
+    if !environment.iter().any(|(k, _)| k == "PATH") {
+        environment.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    for pair in &options.env {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--env {pair}: expected K=V"))?;
+        match environment.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => environment.push((key.to_string(), value.to_string())),
+        }
+    }
+    let workdir = match options.workdir {
+        Some(dir) => {
+            let canonical = dir
+                .canonicalize()
+                .map_err(|e| anyhow::anyhow!("--workdir {}: {e}", dir.display()))?;
+            anyhow::ensure!(
+                canonical.is_dir(),
+                "--workdir {}: not a directory",
+                dir.display()
+            );
+            Some(canonical)
+        }
+        None => None,
+    };
+    Ok(Job {
+        runtime_dir: dir,
+        mounts: config.mounts,
+        environment,
+        command: options.command,
+        workdir,
+        limits: options.limits,
+        network: options.network,
+    })
+}

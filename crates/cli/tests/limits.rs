@@ -1,0 +1,208 @@
+//! Resource limits that really hold, whichever cgroup version serves them, and nothing
+//! left behind: no cgroup, mount or process outlives its job.
+
+use std::time::{Duration, Instant};
+
+use crate::util::{code, text};
+
+/// The tests here look at every job cgroup on the machine, so they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Cgroup dirs runseal created and did not remove.
+fn leftover_cgroups() -> Vec<String> {
+    let mut left = Vec::new();
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        for base in [
+            hierarchy.path().join("runseal"),
+            std::path::PathBuf::from("/sys/fs/cgroup/runseal"),
+        ] {
+            if let Ok(jobs) = std::fs::read_dir(&base) {
+                left.extend(
+                    jobs.flatten()
+                        .filter(|j| j.path().is_dir())
+                        .map(|j| j.path().display().to_string()),
+                );
+            }
+        }
+    }
+    left.sort();
+    left.dedup();
+    left
+}
+
+fn processes_matching(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for process in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(process.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) && !cmdline.contains("cargo") {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+fn job_mounts_left() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("/run/runseal/root"))
+        .count()
+}
+
+#[test]
+fn memory_past_the_limit_is_killed() {
+    let t = sealtest!();
+    let _serial = serial();
+    t.sealed_openjdk();
+    let work = t.workdir_with_probe();
+    let workdir = work.to_str().unwrap();
+    let out = t.job(
+        &["--workdir", workdir, "--memory", "64M"],
+        &["./probe", "alloc", "256"],
+    );
+    assert_eq!(
+        code(&out),
+        128 + 9,
+        "256 MiB under a 64 MiB limit: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = t.job(
+        &["--workdir", workdir, "--memory", "64M"],
+        &["./probe", "alloc", "16"],
+    );
+    assert_eq!(
+        code(&out),
+        0,
+        "16 MiB under a 64 MiB limit: {}",
+        text(&out.stderr)
+    );
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}
+
+#[test]
+fn a_fork_bomb_stops_at_the_pid_limit_and_the_timeout_clears_it() {
+    let t = sealtest!();
+    let _serial = serial();
+    t.sealed_openjdk();
+    let out = t.job(
+        &["--pids", "20"],
+        &["sh", "-c", "(i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; set -- /proc/[0-9]*; echo $#"],
+    );
+    let running: usize = text(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}{}", text(&out.stdout), text(&out.stderr)));
+    assert!(running <= 20, "{running} processes under --pids 20");
+
+    let started = Instant::now();
+    let out = t.job(
+        &["--pids", "40", "--timeout", "2"],
+        &["sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 1000"],
+    );
+    assert_eq!(code(&out), 124, "{}", text(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(processes_matching("sleep 1000").is_empty());
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}
+
+#[test]
+fn timeout_exits_124_and_leaves_no_process() {
+    let t = sealtest!();
+    let _serial = serial();
+    t.sealed_openjdk();
+    let started = Instant::now();
+    let out = t.job(
+        &["--timeout", "1"],
+        &["sh", "-c", "sleep 1001 & sleep 1002"],
+    );
+    assert_eq!(code(&out), 124);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        processes_matching("sleep 100").is_empty(),
+        "{:?}",
+        processes_matching("sleep 100")
+    );
+}
+
+#[test]
+fn cpu_limit_is_applied() {
+    let t = sealtest!();
+    let _serial = serial();
+    t.sealed_openjdk();
+    let out = t.job(&["--cpus", "0.5"], &["sh", "-c", "cat /proc/self/cgroup"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let started = Instant::now();
+    let out = t.job(
+        &["--cpus", "0.2", "--timeout", "30"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done",
+        ],
+    );
+    let limited = started.elapsed();
+    assert_eq!(code(&out), 0);
+    let started = Instant::now();
+    t.job(
+        &["--timeout", "30"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done",
+        ],
+    );
+    let free = started.elapsed();
+    assert!(
+        limited > free * 2,
+        "0.2 CPUs took {limited:?}, unlimited {free:?}"
+    );
+}
+
+#[test]
+fn fifty_concurrent_jobs_all_succeed_and_leave_nothing() {
+    let t = sealtest!();
+    let _serial = serial();
+    t.sealed_openjdk();
+    let children: Vec<_> = (0..50)
+        .map(|i| {
+            t.runseal_std()
+                .args([
+                    "run",
+                    "--runtime",
+                    "openjdk-17",
+                    "--pids",
+                    "32",
+                    "--memory",
+                    "128M",
+                    "--",
+                ])
+                .args(["sh", "-c", &format!("echo job-{i}")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0, "job {i}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("job-{i}\n"));
+    }
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+    assert_eq!(job_mounts_left(), 0);
+    assert!(processes_matching(&t.path().display().to_string()).is_empty());
+}

@@ -1,0 +1,278 @@
+//! `runseal run`: the job's whole world is the sealed runtime.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::util::{code, text};
+
+fn manifest_paths(dir: &Path) -> BTreeSet<PathBuf> {
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("isolated/.runseal-manifest.json")).unwrap(),
+    )
+    .unwrap();
+    manifest["entries"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(PathBuf::from)
+        .collect()
+}
+
+#[test]
+fn the_original_designs_three_checks_hold() {
+    let t = sealtest!();
+    let dir = t.sealed_openjdk();
+
+    let out = t.job(&[], &["find", "/usr", "-name", "*.so"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let sealed = manifest_paths(&dir);
+    let listed: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert!(
+        listed.iter().any(|p| p.ends_with("/libjli.so")),
+        "{listed:?}"
+    );
+    for path in &listed {
+        assert!(
+            sealed.contains(Path::new(path)),
+            "{path} is visible but not sealed"
+        );
+    }
+
+    let out = t.job(&[], &["ls", "-a", "/usr/../../../"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let names: BTreeSet<&str> = stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let expected: BTreeSet<&str> = [
+        ".", "..", "bin", "dev", "etc", "lib", "lib64", "proc", "tmp", "usr",
+    ]
+    .into();
+    assert_eq!(names, expected, "the job root is not exactly the runtime's");
+
+    let out = t.job(&[], &["java", "-version"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("openjdk version \"17."));
+}
+
+#[test]
+fn find_xdev_lists_only_runtime_and_sandbox_files() {
+    let t = sealtest!();
+    let dir = t.sealed_openjdk();
+    let out = t.job(&[], &["find", "/", "-xdev"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let root_entries: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    let expected: Vec<&str> = vec![
+        "/", "/tmp", "/dev", "/proc", "/usr", "/lib64", "/lib", "/etc", "/bin",
+    ];
+    let mut got = root_entries.clone();
+    got.sort();
+    let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want, "the root tmpfs holds something else");
+    let out = t.job(&[], &["sh", "-c", "find /usr /etc -xdev"]);
+    let sealed = manifest_paths(&dir);
+    for path in text(&out.stdout).lines() {
+        assert!(
+            sealed.contains(Path::new(path)),
+            "{path} is in the job but not in the manifest"
+        );
+    }
+}
+
+#[test]
+fn no_host_file_is_reachable_by_any_path() {
+    let t = sealtest!();
+    let dir = t.sealed_openjdk();
+    let secret_dir = tempfile::Builder::new()
+        .prefix("runseal-host-only")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let secret = secret_dir.path().join("secret");
+    std::fs::write(&secret, "host-secret-5f2c").unwrap();
+    let host = secret.display().to_string();
+    let rel = host.trim_start_matches('/');
+    std::os::unix::fs::symlink(&host, dir.join("isolated/usr/share/planted-absolute")).unwrap();
+    let climb = format!("{}{rel}", "../".repeat(12));
+    std::os::unix::fs::symlink(&climb, dir.join("isolated/usr/share/planted-climbing")).unwrap();
+    let work = t.workdir_with_probe();
+
+    let attempts = [
+        format!("/proc/1/root/{rel}"),
+        format!("/proc/self/root/{rel}"),
+        format!("/proc/self/cwd/../../../../{rel}"),
+        format!("../../../../../../{rel}"),
+        format!("/usr/../../../{rel}"),
+        "/usr/share/planted-absolute".to_string(),
+        "/usr/share/planted-climbing".to_string(),
+        host.clone(),
+    ];
+    for attempt in &attempts {
+        let workdir = work.to_str().unwrap();
+        let out = t.job(&["--workdir", workdir], &["cat", attempt]);
+        assert_ne!(code(&out), 0, "reading {attempt} worked");
+        assert!(
+            !text(&out.stdout).contains("host-secret"),
+            "{attempt} leaked the host file"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "host-secret-5f2c"
+    );
+}
+
+#[test]
+fn mounts_namespaces_ptrace_and_terminal_injection_are_refused() {
+    let t = sealtest!();
+    t.sealed_openjdk();
+    let work = t.workdir_with_probe();
+    let workdir = work.to_str().unwrap();
+    for check in [
+        vec!["./probe", "mount"],
+        vec!["./probe", "unshare"],
+        vec!["./probe", "tiocsti"],
+        vec!["./probe", "ptrace", "1"],
+    ] {
+        let out = t.job(&["--workdir", workdir], &check);
+        assert_eq!(
+            code(&out),
+            0,
+            "{check:?} was not refused: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains("errno=1 "),
+            "{check:?}: expected EPERM: {}",
+            text(&out.stdout)
+        );
+    }
+    for shell in [
+        "umount /usr",
+        "mount -o remount,rw /usr",
+        "unshare -m true",
+        "nsenter -t 1 -m true",
+    ] {
+        let out = t.job(&[], &["sh", "-c", shell]);
+        assert_ne!(code(&out), 0, "`{shell}` worked");
+    }
+}
+
+#[test]
+fn only_tmp_and_work_are_writable() {
+    let t = sealtest!();
+    t.sealed_openjdk();
+    let work = t.workdir_with_probe();
+    let workdir = work.to_str().unwrap();
+    for place in [
+        "/x",
+        "/usr/x",
+        "/etc/x",
+        "/bin/x",
+        "/lib/x",
+        "/dev/x",
+        "/proc/sys/kernel/hostname",
+    ] {
+        let out = t.job(&[], &["sh", "-c", &format!("echo x > {place}")]);
+        assert_ne!(code(&out), 0, "writing {place} worked");
+    }
+    let out = t.job(
+        &["--workdir", workdir],
+        &[
+            "sh",
+            "-c",
+            "echo a > /tmp/a && echo b > /work/b && cat /tmp/a",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(work.join("b")).unwrap(), "b\n");
+}
+
+#[test]
+fn a_setuid_binary_in_the_runtime_gains_nothing() {
+    let t = sealtest!();
+    let dir = t.sealed_openjdk();
+    let planted = dir.join("isolated/usr/bin/suid-probe");
+    std::fs::copy(crate::util::probe(), &planted).unwrap();
+    crate::util::set_mode(&planted, 0o4755);
+    let out = t.job(&[], &["/usr/bin/suid-probe", "caps"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let status = text(&out.stdout);
+    for line in [
+        "CapInh:\t0000000000000000",
+        "CapPrm:\t0000000000000000",
+        "CapEff:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "CapAmb:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+    ] {
+        assert!(status.contains(line), "{line:?} not in {status}");
+    }
+}
+
+#[test]
+fn network_none_shows_only_loopback() {
+    let t = sealtest!();
+    t.sealed_openjdk();
+    let out = t.job(&[], &["cat", "/proc/net/dev"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let interfaces: Vec<String> = text(&out.stdout)
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|s| s.trim().to_string())
+        .collect();
+    assert_eq!(interfaces, ["lo"]);
+    let out = t.job(&["--network", "host"], &["cat", "/proc/net/dev"]);
+    assert!(
+        text(&out.stdout).lines().count() > 3,
+        "host network should show the host's interfaces"
+    );
+}
+
+#[test]
+fn exit_codes_signals_and_streams_pass_through() {
+    let t = sealtest!();
+    t.sealed_openjdk();
+    let out = t.job(&[], &["sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(code(&out), 7);
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(text(&out.stderr), "err\n");
+    assert_eq!(code(&t.job(&[], &["sh", "-c", "kill -TERM $$"])), 128 + 15);
+    let out = t
+        .runseal()
+        .args(["run", "--runtime", "openjdk-17", "--", "cat"])
+        .write_stdin("piped in")
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "piped in");
+    let out = t.job(
+        &["--env", "GREETING=hi", "--env", "JAVA_HOME=/x"],
+        &["sh", "-c", "echo $GREETING $JAVA_HOME $PATH"],
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "hi /x /usr/lib/jvm/java-17-openjdk-amd64/bin:/usr/bin:/bin\n"
+    );
+    let out = t.job(&[], &["no-such-command"]);
+    assert_eq!(code(&out), 127, "{}", text(&out.stderr));
+}
+
+#[test]
+fn an_unsealed_runtime_is_refused_before_anything_runs() {
+    let t = sealtest!();
+    t.openjdk();
+    let out = t.job(&[], &["java", "-version"]);
+    assert_eq!(code(&out), 125);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("mounts[0].source: `usr/lib/jvm/java-17-openjdk-amd64` names a host path"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: run `runseal seal"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}

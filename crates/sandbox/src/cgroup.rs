@@ -1,0 +1,243 @@
+//! Resource limits through cgroups: v2 where the controller is enabled in the unified
+//! hierarchy, else the v1 hierarchy that mounts it (hosts like the CI machine mount memory,
+//! pids and cpu as v1 beside a controller-less cgroup2). A missing controller is an error.
+
+use std::path::{Path, PathBuf};
+
+use rustix::process::Pid;
+
+use crate::error::{Error, Result};
+use crate::job::Limits;
+
+const PERIOD_US: u64 = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupMode {
+    V1,
+    V2,
+}
+
+/// The cgroup dirs of one job, one per hierarchy used; removed by [`Cgroups::remove`].
+#[derive(Debug)]
+pub struct Cgroups {
+    dirs: Vec<(PathBuf, CgroupMode)>,
+}
+
+/// Where each controller can be used, read from /proc/self/mountinfo.
+#[derive(Debug, Default)]
+struct Hierarchies {
+    unified: Option<PathBuf>,
+    v1: Vec<(PathBuf, Vec<String>)>,
+}
+
+impl Hierarchies {
+    fn read() -> Result<Hierarchies> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::sys("read(/proc/self/mountinfo)", e))?;
+        Ok(Self::parse(&text))
+    }
+
+    fn parse(mountinfo: &str) -> Hierarchies {
+        let mut found = Hierarchies::default();
+        for line in mountinfo.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mount_point = left.split(' ').nth(4).map(PathBuf::from);
+            let mut right = right.split(' ');
+            let (fstype, super_options) = (right.next(), right.nth(1));
+            match (fstype, mount_point) {
+                (Some("cgroup2"), Some(point)) if found.unified.is_none() => {
+                    found.unified = Some(point)
+                }
+                (Some("cgroup"), Some(point)) => {
+                    let options = super_options
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(String::from)
+                        .collect();
+                    found.v1.push((point, options));
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+
+    /// The hierarchy serving `controller`: unified if it lists it, else a v1 mount.
+    fn locate(&self, controller: &str) -> Result<(PathBuf, CgroupMode)> {
+        if let Some(unified) = &self.unified {
+            let listed =
+                std::fs::read_to_string(unified.join("cgroup.controllers")).unwrap_or_default();
+            if listed.split_whitespace().any(|c| c == controller) {
+                return Ok((unified.clone(), CgroupMode::V2));
+            }
+        }
+        self.v1
+            .iter()
+            .find(|(_, options)| options.iter().any(|o| o == controller))
+            .map(|(point, _)| (point.clone(), CgroupMode::V1))
+            .ok_or_else(|| {
+                Error::Cgroup(format!(
+                    "no `{controller}` controller: not enabled in the cgroup2 hierarchy ({}) and no cgroup v1 hierarchy mounts it",
+                    self.unified.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "none mounted".into())
+                ))
+            })
+    }
+}
+
+impl Cgroups {
+    /// Creates the job's cgroups with `limits` applied.
+    pub fn create(job_name: &str, limits: &Limits) -> Result<Cgroups> {
+        let hierarchies = Hierarchies::read()?;
+        let mut wanted: Vec<(&str, Vec<(&str, String)>)> = Vec::new();
+        if let Some(bytes) = limits.memory_bytes {
+            wanted.push(("memory", vec![("limit", bytes.to_string())]));
+        }
+        if let Some(pids) = limits.pids {
+            wanted.push(("pids", vec![("pids.max", pids.to_string())]));
+        }
+        if let Some(cpus) = limits.cpus {
+            let quota = ((cpus * PERIOD_US as f64).round() as u64).max(1000);
+            wanted.push(("cpu", vec![("quota", quota.to_string())]));
+        }
+        let mut cgroups = Cgroups { dirs: Vec::new() };
+        for (controller, settings) in wanted {
+            let (mount, mode) = hierarchies.locate(controller)?;
+            let base = mount.join("runseal");
+            let dir = base.join(job_name);
+            create_dir(&base)?;
+            if mode == CgroupMode::V2 {
+                enable_controller(&mount, controller)?;
+                enable_controller(&base, controller)?;
+            }
+            if !cgroups.dirs.iter().any(|(d, _)| *d == dir) {
+                create_dir(&dir)?;
+                cgroups.dirs.push((dir.clone(), mode));
+            }
+            apply(&dir, mode, controller, &settings)?;
+        }
+        Ok(cgroups)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+
+    /// Moves `pid` into every cgroup of the job.
+    pub fn attach(&self, pid: Pid) -> Result<()> {
+        for (dir, _) in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.as_raw_nonzero().to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Removes the job's cgroups, waiting briefly for exiting processes to leave them.
+    pub fn remove(&mut self) {
+        for (dir, _) in self.dirs.drain(..) {
+            for _ in 0..100 {
+                match std::fs::remove_dir(&dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        }
+    }
+
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.dirs.iter().map(|(d, _)| d.as_path())
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+fn apply(
+    dir: &Path,
+    mode: CgroupMode,
+    controller: &str,
+    settings: &[(&str, String)],
+) -> Result<()> {
+    for (key, value) in settings {
+        match (mode, controller, *key) {
+            (CgroupMode::V2, "memory", _) => {
+                write(&dir.join("memory.max"), value)?;
+                write_if_present(&dir.join("memory.swap.max"), "0")?;
+            }
+            (CgroupMode::V1, "memory", _) => {
+                write(&dir.join("memory.limit_in_bytes"), value)?;
+                write_if_present(&dir.join("memory.memsw.limit_in_bytes"), value)?;
+            }
+            (_, "pids", _) => write(&dir.join("pids.max"), value)?,
+            (CgroupMode::V2, "cpu", _) => {
+                write(&dir.join("cpu.max"), &format!("{value} {PERIOD_US}"))?
+            }
+            (CgroupMode::V1, "cpu", _) => {
+                write(&dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+                write(&dir.join("cpu.cfs_quota_us"), value)?;
+            }
+            _ => unreachable!("only memory, pids and cpu are requested"),
+        }
+    }
+    Ok(())
+}
+
+fn enable_controller(dir: &Path, controller: &str) -> Result<()> {
+    let control = dir.join("cgroup.subtree_control");
+    let enabled = std::fs::read_to_string(&control).unwrap_or_default();
+    if enabled.split_whitespace().any(|c| c == controller) {
+        return Ok(());
+    }
+    write(&control, &format!("+{controller}"))
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(Error::Cgroup(format!("mkdir {}: {e}", dir.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value)
+        .map_err(|e| Error::Cgroup(format!("write {value:?} to {}: {e}", path.display())))
+}
+
+fn write_if_present(path: &Path, value: &str) -> Result<()> {
+    if path.exists() {
+        write(path, value)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_hybrid_and_unified_mountinfo() {
+        let hybrid = "35 25 0:30 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n\
+                      36 25 0:31 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n\
+                      37 25 0:32 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct\n";
+        let h = Hierarchies::parse(hybrid);
+        assert_eq!(
+            h.unified.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(h.v1.len(), 2);
+        assert!(h.v1[1].1.contains(&"cpu".to_string()));
+        let err = h.locate("pids").unwrap_err().to_string();
+        assert!(err.contains("no `pids` controller"), "{err}");
+        assert_eq!(
+            h.locate("memory").unwrap(),
+            (PathBuf::from("/sys/fs/cgroup/memory"), CgroupMode::V1)
+        );
+    }
+}

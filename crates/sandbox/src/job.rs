@@ -1,0 +1,118 @@
+//! What a job is: plain data, built by the caller from a runtime.yml and options.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use runseal_spec::Mount;
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The runtime dir; mount sources are relative to it.
+    pub runtime_dir: PathBuf,
+    /// The runtime's sealed mounts (validated by the caller).
+    pub mounts: Vec<Mount>,
+    /// The job's whole environment, in order.
+    pub environment: Vec<(String, String)>,
+    /// Program and arguments; the program is looked up on the job's `PATH`.
+    pub command: Vec<String>,
+    /// A host directory bound read-write at `/work`, the job's working directory.
+    pub workdir: Option<PathBuf>,
+    pub limits: Limits,
+    pub network: Network,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    pub memory_bytes: Option<u64>,
+    /// CPU time as a number of CPUs (1.5 = one and a half cores' worth per period).
+    pub cpus: Option<f64>,
+    pub pids: Option<u64>,
+    pub timeout: Option<Duration>,
+}
+
+impl Limits {
+    pub fn needs_cgroup(&self) -> bool {
+        self.memory_bytes.is_some() || self.cpus.is_some() || self.pids.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// A new network namespace holding only loopback.
+    #[default]
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(i32),
+    Signaled(i32),
+    TimedOut,
+}
+
+impl Outcome {
+    /// The exit code a shell would report: the code, 128+N for signal N, 124 for a timeout.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Exited(code) => code,
+            Outcome::Signaled(signal) => 128 + signal,
+            Outcome::TimedOut => 124,
+        }
+    }
+}
+
+/// Parses `512M`, `2G`, `1.5G`, `100k` or plain bytes (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (examples: 512M, 2G, 1048576)"))?;
+    let multiplier: u64 = match unit.to_ascii_lowercase().trim_end_matches(['b', 'i']) {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use K, M, G or T)"
+            ))
+        }
+    };
+    let bytes = value * multiplier as f64;
+    if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("`{text}` is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5X").is_err());
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn exit_codes_follow_the_shell() {
+        assert_eq!(Outcome::Exited(3).exit_code(), 3);
+        assert_eq!(Outcome::Signaled(9).exit_code(), 137);
+        assert_eq!(Outcome::TimedOut.exit_code(), 124);
+    }
+}

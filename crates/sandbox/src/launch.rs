@@ -1,0 +1,235 @@
+//! The three processes of a job. The caller (outside) creates the cgroups and clones the
+//! sandbox's init into new namespaces; init builds the root, then forks the job, which drops
+//! every privilege, loads seccomp and execs the command; init reaps until the job exits and
+//! exits with its status, which tears the PID namespace down. Setup failures travel to the
+//! caller over a pipe as text, so the user sees why, not just a dead child.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+
+use rustix::pipe::{pipe_with, PipeFlags};
+use rustix::process::{getpid, waitpid, Pid, Signal, WaitOptions, WaitStatus};
+use seccompiler::BpfProgram;
+
+use crate::cgroup::Cgroups;
+use crate::error::{Error, Result};
+use crate::job::{Job, Network, Outcome};
+use crate::rootfs::{apply, plan_root, Step};
+use crate::seccomp;
+use crate::sys::{self, Forked, RealMounts};
+
+/// Where each job's root is assembled, inside the job's own mount namespace; on the host it
+/// stays an empty directory.
+const ROOT_MOUNTPOINT: &str = "/run/runseal/root";
+const HOSTNAME: &str = "runseal";
+/// Exit code when the sandbox itself fails (like container runtimes' 125).
+pub const SETUP_FAILED: i32 = 125;
+const NOT_EXECUTABLE: i32 = 126;
+const NOT_FOUND: i32 = 127;
+
+/// Runs `job` to completion.
+pub fn run(job: &Job) -> Result<Outcome> {
+    if job.command.is_empty() {
+        return Err(Error::Invalid("no command to run".into()));
+    }
+    let steps = plan_root(job)?;
+    let filters = seccomp::job_filters()?;
+    let new_root = PathBuf::from(ROOT_MOUNTPOINT);
+    std::fs::create_dir_all(&new_root)
+        .map_err(|e| Error::sys(format!("mkdir -p {ROOT_MOUNTPOINT}"), e))?;
+    let job_name = unique_name();
+    let cgroups = if job.limits.needs_cgroup() {
+        Some(Cgroups::create(&job_name, &job.limits)?)
+    } else {
+        None
+    };
+
+    let (ready_read, ready_write) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::sys("pipe2(O_CLOEXEC)", e))?;
+    let (report_read, report_write) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::sys("pipe2(O_CLOEXEC)", e))?;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if job.network == Network::None {
+        flags |= libc::CLONE_NEWNET;
+    }
+    match sys::clone_into_namespaces(flags)? {
+        Forked::Child => {
+            drop((ready_write, report_read));
+            init(job, &steps, &filters, ready_read, report_write, &new_root)
+        }
+        Forked::Parent(init_pid) => {
+            drop((ready_read, report_write));
+            if let Some(cgroups) = &cgroups {
+                if let Err(e) = cgroups.attach(init_pid) {
+                    let _ = sys::kill(init_pid, Signal::KILL);
+                    let _ = wait(init_pid);
+                    return Err(e);
+                }
+            }
+            std::fs::File::from(ready_write)
+                .write_all(b"go")
+                .map_err(|e| Error::sys("write(ready pipe)", e))?;
+            let mut report = String::new();
+            let _ = std::fs::File::from(report_read).read_to_string(&mut report);
+            if !report.is_empty() {
+                let status = wait(init_pid)?;
+                let code = status.exit_status().unwrap_or(SETUP_FAILED);
+                return Err(Error::Setup {
+                    message: report,
+                    exit_code: code,
+                });
+            }
+            let outcome = wait_with_timeout(init_pid, job.limits.timeout);
+            drop(cgroups);
+            outcome
+        }
+    }
+}
+
+/// PID 1 of the job's namespaces.
+fn init(
+    job: &Job,
+    steps: &[Step],
+    filters: &[BpfProgram],
+    ready: OwnedFd,
+    report: OwnedFd,
+    new_root: &Path,
+) -> ! {
+    if let Err(e) = prepare(job, steps, ready, new_root) {
+        fail(&report, SETUP_FAILED, &e.to_string());
+    }
+    match sys::fork() {
+        Err(e) => fail(&report, SETUP_FAILED, &e.to_string()),
+        Ok(Forked::Child) => {
+            let (code, message) = exec_job(job, filters);
+            fail(&report, code, &message)
+        }
+        Ok(Forked::Parent(job_pid)) => {
+            drop(report);
+            sys::exit_now(reap(job_pid))
+        }
+    }
+}
+
+fn prepare(job: &Job, steps: &[Step], ready: OwnedFd, new_root: &Path) -> Result<()> {
+    sys::die_with_parent()?;
+    let mut go = [0u8; 2];
+    std::fs::File::from(ready)
+        .read_exact(&mut go)
+        .map_err(|e| Error::sys("read(ready pipe)", e))?;
+    sys::unshare_cgroup_namespace()?;
+    sys::set_hostname(HOSTNAME)?;
+    if job.network == Network::None {
+        sys::loopback_up()?;
+    }
+    apply(&mut RealMounts, &job.runtime_dir, new_root, steps)
+}
+
+/// In the job process: drop everything, then exec. Returns only on failure.
+fn exec_job(job: &Job, filters: &[BpfProgram]) -> (i32, String) {
+    let setup = sys::new_session().and_then(|()| sys::drop_privileges());
+    if let Err(e) = setup {
+        return (SETUP_FAILED, e.to_string());
+    }
+    let mut command = Command::new(&job.command[0]);
+    command
+        .args(&job.command[1..])
+        .env_clear()
+        .envs(job.environment.iter().map(|(k, v)| (k, v)))
+        .current_dir(if job.workdir.is_some() {
+            "/work"
+        } else {
+            "/tmp"
+        });
+    if let Err(e) = seccomp::load(filters) {
+        return (SETUP_FAILED, e.to_string());
+    }
+    let error = command.exec();
+    let code = if error.kind() == std::io::ErrorKind::NotFound {
+        NOT_FOUND
+    } else {
+        NOT_EXECUTABLE
+    };
+    (code, format!("{}: {error}", job.command[0]))
+}
+
+/// Reports `message` to the caller and exits.
+fn fail(report: &OwnedFd, code: i32, message: &str) -> ! {
+    let _ = rustix::io::write(report, message.as_bytes());
+    sys::exit_now(code)
+}
+
+/// Reaps every child until the job exits; returns the job's status as an exit code.
+fn reap(job: Pid) -> i32 {
+    loop {
+        // `wait`, not `waitpid(None)`: the job has its own session, so its process group
+        // differs from init's.
+        match rustix::process::wait(WaitOptions::empty()) {
+            Ok(Some((pid, status))) if pid == job => return exit_code_of(status),
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return SETUP_FAILED,
+        }
+    }
+}
+
+fn exit_code_of(status: WaitStatus) -> i32 {
+    match (status.exit_status(), status.terminating_signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        _ => SETUP_FAILED,
+    }
+}
+
+fn wait(pid: Pid) -> Result<WaitStatus> {
+    loop {
+        match waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => return Ok(status),
+            Ok(None) | Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::sys(format!("waitpid({pid:?})"), e)),
+        }
+    }
+}
+
+/// Waits for init; past `timeout`, kills it, which kills every process of the namespace.
+fn wait_with_timeout(init: Pid, timeout: Option<std::time::Duration>) -> Result<Outcome> {
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = timeout.map(|limit| {
+        let timed_out = Arc::clone(&timed_out);
+        std::thread::spawn(move || {
+            if finished.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout) {
+                timed_out.store(true, Ordering::SeqCst);
+                let _ = sys::kill(init, Signal::KILL);
+            }
+        })
+    });
+    let status = wait(init);
+    let _ = done.send(());
+    if let Some(watchdog) = watchdog {
+        let _ = watchdog.join();
+    }
+    let status = status?;
+    if timed_out.load(Ordering::SeqCst) {
+        return Ok(Outcome::TimedOut);
+    }
+    Ok(match (status.exit_status(), status.terminating_signal()) {
+        (Some(code), _) if code > 128 && code < 128 + 65 => Outcome::Signaled(code - 128),
+        (Some(code), _) => Outcome::Exited(code),
+        (None, Some(signal)) => Outcome::Signaled(signal),
+        _ => Outcome::Exited(SETUP_FAILED),
+    })
+}
+
+fn unique_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("job-{}-{nanos}", getpid().as_raw_nonzero())
+}

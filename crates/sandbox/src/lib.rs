@@ -1,0 +1,25 @@
+//! Runs a job whose whole filesystem is a sealed runtime.
+//!
+//! The job gets new mount, PID, IPC, UTS, cgroup and (by default) network namespaces; a tmpfs
+//! root holding only the runtime's sealed mounts (read-only, nosuid, nodev), a fresh `/proc`,
+//! a minimal `/dev`, a private `/tmp` and the work dir; `pivot_root` with the old root
+//! detached; no capabilities, `no_new_privs`, its own session and a seccomp filter; memory,
+//! CPU and pid limits through cgroup v2 or v1. Failing to apply any of it is an error.
+//!
+//! Every system call goes through [`sys`], the crate's only `unsafe` code.
+#![deny(unsafe_code)]
+
+mod cgroup;
+mod error;
+mod job;
+mod launch;
+mod rootfs;
+mod seccomp;
+#[allow(unsafe_code)]
+pub mod sys;
+
+pub use cgroup::{CgroupMode, Cgroups};
+pub use error::{Error, Result};
+pub use job::{parse_size, Job, Limits, Network, Outcome};
+pub use launch::run;
+pub use rootfs::{plan_root, Step};
