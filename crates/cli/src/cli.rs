@@ -110,19 +110,33 @@ pub enum Command {
         /// Network: `none` (only loopback) or `host`.
         #[arg(long, value_enum, default_value_t = NetworkArg::None)]
         network: NetworkArg,
+        /// Print the job's mount table (as the kernel reports it inside the job) and run
+        /// nothing; `verify` uses it as its isolation probe.
+        #[arg(long, hide = true)]
+        mount_table: bool,
         /// The command and its arguments, after `--`.
-        #[arg(required = true, last = true, value_name = "CMD")]
+        #[arg(
+            required_unless_present = "mount_table",
+            last = true,
+            value_name = "CMD"
+        )]
         command: Vec<String>,
     },
-    /// Prove a sealed runtime complete, unchanged and contained (static checks).
+    /// Prove a sealed runtime complete, unchanged and contained.
     ///
-    /// Runs `validate`; checks that every symlink, ELF interpreter, needed library and script
+    /// Static checks: `validate`; every symlink, ELF interpreter, needed library and script
     /// interpreter in isolated/ resolves inside it as the loader would resolve it in the job
-    /// (no ld.so.cache, nothing of the host); and compares every file with the manifest
-    /// written at seal time (BLAKE3), reporting each changed, added or removed path.
+    /// (no ld.so.cache, nothing of the host); every file matches the manifest written at
+    /// seal time (BLAKE3), each changed, added or removed path reported. Then in the sandbox:
+    /// the isolation probe (the kernel's mount table inside a job holds only sealed mounts,
+    /// read-only, and the sandbox's own) and the profile's smoke tests (Java: java -version
+    /// and a TLS context with the default trust store). Exit 0 only when everything passes.
     Verify {
         /// Runtime dir or spec.
         runtime: String,
+        /// Smoke-test with this profile instead of the one runtime.yml's language picks.
+        #[arg(long)]
+        profile: Option<String>,
     },
 }
 

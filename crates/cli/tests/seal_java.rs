@@ -42,8 +42,13 @@ fn openjdk_sealed_end_to_end_runs_java_and_tls_in_an_independent_sandbox() {
 
     let out = t.run(&["validate", "java:17"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));
-    let out = t.run(&["verify", "java:17"]);
+    let out = t.run(&["--json", "verify", "java:17"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    let verified = json(&out);
+    assert_eq!(verified["isolation_problems"].as_array().unwrap().len(), 0);
+    let smoke = verified["smoke_tests"].as_array().unwrap();
+    assert_eq!(smoke.len(), 3, "{verified}");
+    assert!(smoke.iter().all(|s| s["passed"] == true), "{verified}");
 
     let isolated = dir.join("isolated");
     assert!(isolated
@@ -160,6 +165,10 @@ fn verify_catches_a_tampered_file_and_a_deleted_library_and_seal_repairs_them() 
     );
     assert!(
         stdout.contains("java.security: content changed (BLAKE3 differs)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("smoke java `java -version`: FAILED"),
         "{stdout}"
     );
 

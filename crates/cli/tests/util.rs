@@ -42,9 +42,10 @@ pub struct TestRoot {
 impl TestRoot {
     pub fn new() -> Self {
         TestRoot {
+            // Not under /tmp: the sandbox owns /tmp, so runtimes may not mount there.
             dir: tempfile::Builder::new()
                 .prefix("runseal-test")
-                .tempdir()
+                .tempdir_in("/var/tmp")
                 .unwrap(),
         }
     }

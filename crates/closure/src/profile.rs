@@ -16,6 +16,21 @@ pub struct Profile {
     /// Symlinks the sealed tree gets that the host need not have (a userland's applets).
     #[serde(default)]
     pub links: Vec<ProfileLinks>,
+    /// Checks `runseal verify` runs inside the sandbox.
+    #[serde(default)]
+    pub smoke: Vec<SmokeTest>,
+}
+
+/// A command run in the sealed runtime that must succeed and print `expect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmokeTest {
+    pub name: String,
+    pub command: Vec<String>,
+    /// Text that must appear in the command's stdout or stderr.
+    pub expect: String,
+    /// Files written into the work dir first (name to content).
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 /// `dir/<name> -> target` for each name, unless the tree already holds `dir/<name>`.

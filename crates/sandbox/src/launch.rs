@@ -32,11 +32,45 @@ pub const SETUP_FAILED: i32 = 125;
 const NOT_EXECUTABLE: i32 = 126;
 const NOT_FOUND: i32 = 127;
 
+/// What the sandbox is started for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Run,
+    /// Build the job root, report the job's mount table, run nothing.
+    ShowMounts,
+}
+
+/// Marks a report that is the mount table, not an error.
+const MOUNTS_MARKER: &str = "runseal-mounts\n";
+
 /// Runs `job` to completion.
 pub fn run(job: &Job) -> Result<Outcome> {
     if job.command.is_empty() {
         return Err(Error::Invalid("no command to run".into()));
     }
+    match start(job, Purpose::Run)? {
+        Started::Finished(outcome) => Ok(outcome),
+        Started::Mounts(_) => unreachable!("a job started to run reports an outcome"),
+    }
+}
+
+/// Builds `job`'s root exactly as [`run`] would and returns the kernel's view of it
+/// (`/proc/self/mountinfo` inside the job), without running the command.
+pub fn mount_table(job: &Job) -> Result<String> {
+    match start(job, Purpose::ShowMounts)? {
+        Started::Mounts(table) => Ok(table),
+        Started::Finished(outcome) => Err(Error::Invalid(format!(
+            "the mount probe ended without a report ({outcome:?})"
+        ))),
+    }
+}
+
+enum Started {
+    Finished(Outcome),
+    Mounts(String),
+}
+
+fn start(job: &Job, purpose: Purpose) -> Result<Started> {
     let steps = plan_root(job)?;
     let filters = seccomp::job_filters()?;
     let new_root = PathBuf::from(ROOT_MOUNTPOINT);
@@ -61,7 +95,15 @@ pub fn run(job: &Job) -> Result<Outcome> {
     match sys::clone_into_namespaces(flags)? {
         Forked::Child => {
             drop((ready_write, report_read));
-            init(job, &steps, &filters, ready_read, report_write, &new_root)
+            init(
+                job,
+                purpose,
+                &steps,
+                &filters,
+                ready_read,
+                report_write,
+                &new_root,
+            )
         }
         Forked::Parent(init_pid) => {
             drop((ready_read, report_write));
@@ -77,6 +119,10 @@ pub fn run(job: &Job) -> Result<Outcome> {
                 .map_err(|e| Error::sys("write(ready pipe)", e))?;
             let mut report = String::new();
             let _ = std::fs::File::from(report_read).read_to_string(&mut report);
+            if let Some(table) = report.strip_prefix(MOUNTS_MARKER) {
+                wait(init_pid)?;
+                return Ok(Started::Mounts(table.to_string()));
+            }
             if !report.is_empty() {
                 let status = wait(init_pid)?;
                 let code = status.exit_status().unwrap_or(SETUP_FAILED);
@@ -87,7 +133,7 @@ pub fn run(job: &Job) -> Result<Outcome> {
             }
             let outcome = wait_with_timeout(init_pid, job.limits.timeout);
             drop(cgroups);
-            outcome
+            outcome.map(Started::Finished)
         }
     }
 }
@@ -95,6 +141,7 @@ pub fn run(job: &Job) -> Result<Outcome> {
 /// PID 1 of the job's namespaces.
 fn init(
     job: &Job,
+    purpose: Purpose,
     steps: &[Step],
     filters: &[BpfProgram],
     ready: OwnedFd,
@@ -103,6 +150,11 @@ fn init(
 ) -> ! {
     if let Err(e) = prepare(job, steps, ready, new_root) {
         fail(&report, SETUP_FAILED, &e.to_string());
+    }
+    if purpose == Purpose::ShowMounts {
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let _ = rustix::io::write(&report, format!("{MOUNTS_MARKER}{table}").as_bytes());
+        sys::exit_now(0);
     }
     match sys::fork() {
         Err(e) => fail(&report, SETUP_FAILED, &e.to_string()),

@@ -11,6 +11,7 @@
 
 mod cgroup;
 mod error;
+mod isolation;
 mod job;
 mod launch;
 mod rootfs;
@@ -20,6 +21,7 @@ pub mod sys;
 
 pub use cgroup::{CgroupMode, Cgroups};
 pub use error::{Error, Result};
+pub use isolation::{check_mount_table, parse_mountinfo, MountLine};
 pub use job::{parse_size, Job, Limits, Network, Outcome};
-pub use launch::run;
+pub use launch::{mount_table, run};
 pub use rootfs::{plan_root, Step};

@@ -93,13 +93,11 @@ pub fn seal_from(
         });
     }
 
-    let mut profiles = vec![match &options.profile {
-        Some(name) => Profile::builtin(name)?,
-        None => Profile::for_language(input.language.as_deref())?,
-    }];
-    if let Some(base) = current.base.as_deref() {
-        profiles.push(Profile::builtin(base)?);
-    }
+    let language = RuntimeConfig {
+        base: current.base.clone(),
+        ..input.clone()
+    };
+    let profiles = profiles_for(&language, options.profile.as_deref())?;
     let mounts = input
         .mounts
         .iter()
@@ -181,6 +179,19 @@ pub fn seal_from(
         report.outcome = Outcome::Sealed;
     }
     Ok(report)
+}
+
+/// The profiles a runtime is sealed and verified with: the one `profile` names or its
+/// `language` selects, then the base userland it asks for.
+pub fn profiles_for(config: &RuntimeConfig, profile: Option<&str>) -> Result<Vec<Profile>> {
+    let mut profiles = vec![match profile {
+        Some(name) => Profile::builtin(name)?,
+        None => Profile::for_language(config.language.as_deref())?,
+    }];
+    if let Some(base) = config.base.as_deref() {
+        profiles.push(Profile::builtin(base)?);
+    }
+    Ok(profiles)
 }
 
 /// The runtime.yml whose host mounts define the closure: the current one while it still

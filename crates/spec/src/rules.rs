@@ -44,8 +44,9 @@ impl MountKind {
     }
 }
 
-/// Targets a runtime may never mount over: the sandbox owns them.
-const RESERVED_TARGETS: [&str; 3] = ["/proc", "/dev", "/sys"];
+/// Targets a runtime may never mount over: the sandbox owns them (/tmp and /work are the
+/// job's writable places, made fresh for every job).
+const RESERVED_TARGETS: [&str; 5] = ["/proc", "/dev", "/sys", "/tmp", "/work"];
 /// Variables read as one absolute path each.
 const SINGLE_PATH_SUFFIX: &str = "_HOME";
 

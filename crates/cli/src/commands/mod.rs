@@ -1,6 +1,6 @@
 //! One module per subcommand; each calls the libraries and prints.
 
-mod run;
+pub mod run;
 mod seal;
 mod validate;
 mod verify;
@@ -43,6 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             pids,
             timeout,
             network,
+            mount_table,
             command,
         } => {
             let options = run::RunOptions {
@@ -59,9 +60,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     crate::cli::NetworkArg::Host => runseal_sandbox::Network::Host,
                 },
                 command,
+                mount_table,
             };
             Ok(run::run(&root, &runtime, options))
         }
-        Command::Verify { runtime } => verify::run(&locate(&runtime)?, args.json),
+        Command::Verify { runtime, profile } => {
+            verify::run(&locate(&runtime)?, profile.as_deref(), args.json)
+        }
     }
 }

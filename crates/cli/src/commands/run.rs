@@ -14,13 +14,25 @@ pub struct RunOptions {
     pub limits: Limits,
     pub network: Network,
     pub command: Vec<String>,
+    pub mount_table: bool,
 }
 
 /// Runs the job; every failure of runseal is reported here and exits 125, so that the job's
 /// own exit codes stay unambiguous.
 pub fn run(root: &Path, runtime: &str, options: RunOptions) -> ExitCode {
-    match prepare(root, runtime, options).and_then(|job| Ok(runseal_sandbox::run(&job)?)) {
-        Ok(outcome) => ExitCode::from(outcome.exit_code().clamp(0, 255) as u8),
+    let show_mounts = options.mount_table;
+    let started = runseal_spec::resolve(root, runtime)
+        .map_err(anyhow::Error::from)
+        .and_then(|dir| job_for(&dir, options))
+        .and_then(|job| {
+            if show_mounts {
+                print!("{}", runseal_sandbox::mount_table(&job)?);
+                return Ok(0);
+            }
+            Ok(runseal_sandbox::run(&job)?.exit_code())
+        });
+    match started {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
             let code = err
                 .downcast_ref::<runseal_sandbox::Error>()
@@ -32,9 +44,9 @@ pub fn run(root: &Path, runtime: &str, options: RunOptions) -> ExitCode {
     }
 }
 
-fn prepare(root: &Path, runtime: &str, options: RunOptions) -> anyhow::Result<Job> {
-    let dir = runseal_spec::resolve(root, runtime)?;
-    let report = runseal_seal::validate_runtime(&dir, RuleOptions::default())?;
+/// The job `options` describe on the runtime in `dir`, refused unless the runtime is valid.
+pub fn job_for(dir: &Path, options: RunOptions) -> anyhow::Result<Job> {
+    let report = runseal_seal::validate_runtime(dir, RuleOptions::default())?;
     if !report.valid {
         let mut text = format!(
             "{} is not a valid sealed runtime; nothing was run:",
@@ -83,7 +95,7 @@ fn prepare(root: &Path, runtime: &str, options: RunOptions) -> anyhow::Result<Jo
         None => None,
     };
     Ok(Job {
-        runtime_dir: dir,
+        runtime_dir: dir.to_path_buf(),
         mounts: config.mounts,
         environment,
         command: options.command,

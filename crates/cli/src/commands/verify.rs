@@ -1,12 +1,16 @@
 use std::path::Path;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use runseal_closure::Problem;
 use runseal_seal::{Difference, Layout, ValidationReport};
 use runseal_spec::{RuleOptions, RuntimeConfig};
 use serde::Serialize;
 
+use crate::commands::run::{job_for, RunOptions};
 use crate::output::print_json;
+
+/// Limit for one smoke test: a JVM compiling a source file needs a few seconds.
+const SMOKE_TIMEOUT_SECS: &str = "300";
 
 #[derive(Serialize)]
 struct VerifyReport {
@@ -16,10 +20,25 @@ struct VerifyReport {
     closure_problems: Vec<Problem>,
     integrity_differences: Vec<Difference>,
     files: u64,
+    /// Why the sandbox checks did not run, if they did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sandbox_skipped: Option<String>,
+    isolation_problems: Vec<String>,
+    smoke_tests: Vec<SmokeResult>,
 }
 
-/// The static checks: validation, closure completeness and manifest integrity.
-pub fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+#[derive(Serialize)]
+struct SmokeResult {
+    profile: String,
+    name: String,
+    passed: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    detail: String,
+}
+
+/// Static checks (validation, closure completeness, manifest integrity), then in the sandbox
+/// the isolation probe and the profiles' smoke tests.
+pub fn run(dir: &Path, profile: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(dir);
     let validation = runseal_seal::validate_runtime(dir, RuleOptions::default())?;
     let config = RuntimeConfig::load(&layout.runtime_yml())?;
@@ -37,14 +56,38 @@ pub fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let closure_problems =
         runseal_closure::check_tree(&tree, &ld_library_path, &manifest.dangling_links())?;
-    let report = VerifyReport {
+    let mut report = VerifyReport {
         runtime: dir.display().to_string(),
-        ok: validation.valid && closure_problems.is_empty() && integrity_differences.is_empty(),
+        ok: false,
         validation,
         closure_problems,
         integrity_differences,
         files: manifest.files,
+        sandbox_skipped: None,
+        isolation_problems: Vec::new(),
+        smoke_tests: Vec::new(),
     };
+    if report.validation.valid {
+        report.isolation_problems = isolation_problems(dir)?;
+        for profile in runseal_seal::profiles_for(&config, profile)? {
+            for test in &profile.smoke {
+                let (passed, detail) = smoke(dir, test)?;
+                report.smoke_tests.push(SmokeResult {
+                    profile: profile.name.clone(),
+                    name: test.name.clone(),
+                    passed,
+                    detail,
+                });
+            }
+        }
+    } else {
+        report.sandbox_skipped = Some("runtime.yml is invalid, so no job may run on it".into());
+    }
+    report.ok = report.validation.valid
+        && report.closure_problems.is_empty()
+        && report.integrity_differences.is_empty()
+        && report.isolation_problems.is_empty()
+        && report.smoke_tests.iter().all(|s| s.passed);
     if json {
         print_json(&report)?;
     } else {
@@ -55,6 +98,73 @@ pub fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `runseal run`, as a child process: the sandbox must start from a single-threaded process,
+/// and the checks above ran on a thread pool.
+fn runseal_run(dir: &Path) -> anyhow::Result<Command> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("run").arg("--runtime").arg(dir);
+    Ok(command)
+}
+
+fn isolation_problems(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let out = runseal_run(dir)?.arg("--mount-table").output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the isolation probe failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let options = RunOptions {
+        workdir: None,
+        env: Vec::new(),
+        limits: Default::default(),
+        network: Default::default(),
+        command: Vec::new(),
+        mount_table: true,
+    };
+    let job = job_for(dir, options)?;
+    Ok(runseal_sandbox::check_mount_table(
+        &job,
+        &String::from_utf8_lossy(&out.stdout),
+    ))
+}
+
+fn smoke(dir: &Path, test: &runseal_closure::SmokeTest) -> anyhow::Result<(bool, String)> {
+    let work = tempfile::Builder::new()
+        .prefix("runseal-verify")
+        .tempdir()?;
+    for (name, content) in &test.files {
+        anyhow::ensure!(
+            !name.contains('/'),
+            "smoke test file `{name}` must be a plain name"
+        );
+        std::fs::write(work.path().join(name), content)?;
+    }
+    let out = runseal_run(dir)?
+        .arg("--workdir")
+        .arg(work.path())
+        .args(["--timeout", SMOKE_TIMEOUT_SECS, "--"])
+        .args(&test.command)
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let passed = out.status.success() && text.contains(&test.expect);
+    let detail = if passed {
+        String::new()
+    } else {
+        format!(
+            "exit {}; output: {}",
+            out.status
+                .code()
+                .map_or("by signal".into(), |c| c.to_string()),
+            text.trim().lines().take(5).collect::<Vec<_>>().join(" | ")
+        )
+    };
+    Ok((passed, detail))
 }
 
 fn print_human(report: &VerifyReport, tree: &Path) {
@@ -72,25 +182,35 @@ fn print_human(report: &VerifyReport, tree: &Path) {
     for d in &report.integrity_differences {
         println!("{}{}: {}", tree.display(), d.path.display(), d.change);
     }
+    for problem in &report.isolation_problems {
+        println!("{}: isolation: {problem}", report.runtime);
+    }
+    for test in &report.smoke_tests {
+        let verdict = if test.passed { "ok" } else { "FAILED" };
+        println!(
+            "{}: smoke {} `{}`: {verdict} {}",
+            report.runtime, test.profile, test.name, test.detail
+        );
+    }
+    if let Some(reason) = &report.sandbox_skipped {
+        println!("{}: sandbox checks skipped: {reason}", report.runtime);
+    }
     let verdict = if report.ok { "verified" } else { "FAILED" };
     println!(
-        "{}: {verdict}: runtime.yml {}, closure {}, {} of {} files intact",
+        "{}: {verdict}: runtime.yml {}, closure {}, {} of {} files intact, isolation {}, {}/{} smoke tests passed",
         report.runtime,
-        if report.validation.valid {
-            "valid"
-        } else {
-            "invalid"
-        },
-        if report.closure_problems.is_empty() {
-            "complete"
-        } else {
-            "incomplete"
-        },
-        if report.integrity_differences.is_empty() {
-            "all"
-        } else {
-            "not all"
-        },
+        if report.validation.valid { "valid" } else { "invalid" },
+        if report.closure_problems.is_empty() { "complete" } else { "incomplete" },
+        if report.integrity_differences.is_empty() { "all" } else { "not all" },
         report.files,
+        if report.sandbox_skipped.is_some() {
+            "not checked"
+        } else if report.isolation_problems.is_empty() {
+            "proven"
+        } else {
+            "BROKEN"
+        },
+        report.smoke_tests.iter().filter(|s| s.passed).count(),
+        report.smoke_tests.len(),
     );
 }
