@@ -22,6 +22,13 @@ fn seal_killed_after(t: &TestRoot, dir: &Path, delay: Duration) {
     child.wait().unwrap();
 }
 
+/// The i-th of KILLS moments, spread from 0 to 2.5 times a full seal: a seal right after a
+/// reset can take longer than the timed one (the deleted tree is flushed too), and the last
+/// moments must fall after the end.
+fn kill_point(full: Duration, i: u32) -> Duration {
+    full * 5 * i / (2 * (KILLS - 1))
+}
+
 fn timed_seal(t: &TestRoot, dir: &Path) -> Duration {
     let started = Instant::now();
     let out = t.run(&["seal", dir.to_str().unwrap()]);
@@ -51,7 +58,7 @@ fn sigkill_during_a_first_seal_leaves_the_old_or_the_new_runtime() {
     let (mut saw_old, mut saw_new) = (0, 0);
     for i in 0..KILLS {
         reset_to_unsealed(&dir, &host_yml);
-        seal_killed_after(&t, &dir, full * i / (KILLS - 2));
+        seal_killed_after(&t, &dir, kill_point(full, i));
         let yml = std::fs::read_to_string(dir.join("runtime.yml")).unwrap();
         let validate = code(&t.run(&["validate", "openjdk-17"]));
         if yml == host_yml {
@@ -119,7 +126,7 @@ fn sigkill_during_a_reseal_leaves_the_old_or_the_new_tree() {
         let old = std::fs::read_to_string(&changing).unwrap();
         let new = format!("version {}\n", i + 2);
         std::fs::write(&changing, &new).unwrap();
-        seal_killed_after(&t, &dir, full * i / (KILLS - 2));
+        seal_killed_after(&t, &dir, kill_point(full, i));
         let out = t.run(&["--json", "verify", "app"]);
         assert_eq!(code(&out), 0, "kill {i}: tree is a mix:\n{}", json(&out));
         let now = std::fs::read_to_string(&sealed_copy).unwrap();

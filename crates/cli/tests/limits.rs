@@ -206,3 +206,37 @@ fn fifty_concurrent_jobs_all_succeed_and_leave_nothing() {
     assert_eq!(job_mounts_left(), 0);
     assert!(processes_matching(&t.path().display().to_string()).is_empty());
 }
+
+#[test]
+fn sigterm_to_runseal_ends_the_job_and_cleans_up() {
+    let t = sealtest!();
+    let _serial = serial();
+    t.sealed_openjdk();
+    let mut child = t
+        .runseal_std()
+        .args([
+            "run",
+            "--runtime",
+            "openjdk-17",
+            "--pids",
+            "16",
+            "--",
+            "sh",
+            "-c",
+            "n=1003; sleep $n",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_matching("sleep 1003").is_empty() {
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(processes_matching("sleep 1003").is_empty());
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}

@@ -224,6 +224,10 @@ fn resealing_copies_only_what_changed() {
     let report = json(&out);
     assert_eq!(report["outcome"], "sealed");
     assert_eq!(report["copied_files"], 1, "{report}");
+    assert!(
+        !dir.join("isolated/usr/bin/busybox").exists(),
+        "a runtime that does not ask for `base: busybox` got it"
+    );
     let sealed = dir.join("isolated").join(app.strip_prefix("/").unwrap());
     assert_eq!(std::fs::read(sealed.join("share/f3")).unwrap(), b"changed");
     assert_eq!(code(&t.run(&["verify", "app"])), 0);

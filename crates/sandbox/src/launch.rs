@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, Arc};
 
 use rustix::pipe::{pipe_with, PipeFlags};
@@ -92,6 +92,9 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
     if job.network == Network::None {
         flags |= libc::CLONE_NEWNET;
     }
+    if purpose == Purpose::Run {
+        sys::block_termination_signals()?;
+    }
     match sys::clone_into_namespaces(flags)? {
         Forked::Child => {
             drop((ready_write, report_read));
@@ -131,7 +134,7 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
                     exit_code: code,
                 });
             }
-            let outcome = wait_with_timeout(init_pid, job.limits.timeout);
+            let outcome = wait_for_job(init_pid, job.limits.timeout);
             drop(cgroups);
             outcome.map(Started::Finished)
         }
@@ -185,7 +188,9 @@ fn prepare(job: &Job, steps: &[Step], ready: OwnedFd, new_root: &Path) -> Result
 
 /// In the job process: drop everything, then exec. Returns only on failure.
 fn exec_job(job: &Job, filters: &[BpfProgram]) -> (i32, String) {
-    let setup = sys::new_session().and_then(|()| sys::drop_privileges());
+    let setup = sys::new_session()
+        .and_then(|()| sys::unblock_termination_signals())
+        .and_then(|()| sys::drop_privileges());
     if let Err(e) = setup {
         return (SETUP_FAILED, e.to_string());
     }
@@ -248,8 +253,10 @@ fn wait(pid: Pid) -> Result<WaitStatus> {
     }
 }
 
-/// Waits for init; past `timeout`, kills it, which kills every process of the namespace.
-fn wait_with_timeout(init: Pid, timeout: Option<std::time::Duration>) -> Result<Outcome> {
+/// Waits for init. Past `timeout`, or when runseal itself gets SIGINT, SIGTERM or SIGHUP,
+/// kills init, which kills every process of the namespace; the caller then removes the
+/// cgroups as after any job.
+fn wait_for_job(init: Pid, timeout: Option<std::time::Duration>) -> Result<Outcome> {
     let timed_out = Arc::new(AtomicBool::new(false));
     let (done, finished) = mpsc::channel::<()>();
     let watchdog = timeout.map(|limit| {
@@ -261,12 +268,26 @@ fn wait_with_timeout(init: Pid, timeout: Option<std::time::Duration>) -> Result<
             }
         })
     });
+    let interrupted = Arc::new(AtomicI32::new(0));
+    {
+        let interrupted = Arc::clone(&interrupted);
+        std::thread::spawn(move || {
+            if let Ok(signal) = sys::wait_termination_signal() {
+                interrupted.store(signal, Ordering::SeqCst);
+                let _ = sys::kill(init, Signal::KILL);
+            }
+        });
+    }
     let status = wait(init);
     let _ = done.send(());
     if let Some(watchdog) = watchdog {
         let _ = watchdog.join();
     }
     let status = status?;
+    let signal = interrupted.load(Ordering::SeqCst);
+    if signal != 0 {
+        return Ok(Outcome::Signaled(signal));
+    }
     if timed_out.load(Ordering::SeqCst) {
         return Ok(Outcome::TimedOut);
     }

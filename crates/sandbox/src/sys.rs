@@ -338,3 +338,57 @@ pub fn unshare_cgroup_namespace() -> Result<()> {
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
         .map_err(call_error("unshare(CLONE_NEWCGROUP)".into()))
 }
+
+/// The signals that end `runseal run` itself; they are taken synchronously (see
+/// [`wait_termination_signal`]) so the job and its cgroups are cleaned up first.
+const TERMINATION_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+fn termination_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset and sigaddset initialise and fill the set they are given.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in TERMINATION_SIGNALS {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+/// Blocks the termination signals for this thread and the threads and children it creates;
+/// the job unblocks them with [`unblock_termination_signals`] before its exec.
+pub fn block_termination_signals() -> Result<()> {
+    mask_termination_signals(libc::SIG_BLOCK, "SIG_BLOCK")
+}
+
+pub fn unblock_termination_signals() -> Result<()> {
+    mask_termination_signals(libc::SIG_UNBLOCK, "SIG_UNBLOCK")
+}
+
+fn mask_termination_signals(how: libc::c_int, name: &str) -> Result<()> {
+    let set = termination_set();
+    // SAFETY: pthread_sigmask reads the set and writes no old mask (null).
+    let ret = unsafe { libc::pthread_sigmask(how, &set, std::ptr::null_mut()) };
+    if ret != 0 {
+        return Err(Error::sys(
+            format!("pthread_sigmask({name}, INT|TERM|HUP)"),
+            std::io::Error::from_raw_os_error(ret),
+        ));
+    }
+    Ok(())
+}
+
+/// Waits until a blocked termination signal arrives; returns its number.
+pub fn wait_termination_signal() -> Result<i32> {
+    let set = termination_set();
+    let mut signal: libc::c_int = 0;
+    // SAFETY: sigwait reads the set and writes the received signal number into `signal`.
+    let ret = unsafe { libc::sigwait(&set, &mut signal) };
+    if ret != 0 {
+        return Err(Error::sys(
+            "sigwait(INT|TERM|HUP)",
+            std::io::Error::from_raw_os_error(ret),
+        ));
+    }
+    Ok(signal)
+}
