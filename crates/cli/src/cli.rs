@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub const DEFAULT_ROOT: &str = "/opt/runseal/runtimes";
+pub const DEFAULT_PROFILE_DIR: &str = "/etc/runseal/profiles";
 
 /// Seal language runtimes so that jobs using them see nothing of the host.
 ///
@@ -24,6 +25,10 @@ pub struct Args {
     /// Directory holding the runtimes.
     #[arg(long, global = true, env = "RUNSEAL_ROOT", default_value = DEFAULT_ROOT)]
     pub root: PathBuf,
+
+    /// Directory of extra runtime profiles (`*.yml`), joining or replacing the built-in ones.
+    #[arg(long, global = true, env = "RUNSEAL_PROFILE_DIR", default_value = DEFAULT_PROFILE_DIR)]
+    pub profile_dir: PathBuf,
 
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
@@ -63,15 +68,24 @@ pub enum Command {
         /// Print what would be copied and why; write nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Use this profile (java, generic) instead of the one runtime.yml's language picks.
+        /// Seal with this profile instead of the one runtime.yml's `language` picks or the
+        /// interpreter found in the mounts suggests (repeatable: `--profile generic
+        /// --profile certs --profile nss`). Built in: java, python, node, generic, certs,
+        /// nss, busybox; more from --profile-dir.
         #[arg(long)]
-        profile: Option<String>,
+        profile: Vec<String>,
         /// Accept `readonly: false` mounts in the input.
         #[arg(long)]
         allow_writable: bool,
         /// Fail instead of waiting when another seal of this runtime is running.
         #[arg(long)]
         no_wait: bool,
+    },
+    /// Show what a runtime holds: its size, file count, mounts and, for each path that
+    /// brought something into the sealed tree, why.
+    Info {
+        /// Runtime dir or spec.
+        runtime: String,
     },
     /// Run a command in a sandbox whose whole filesystem is the sealed runtime.
     ///
@@ -134,9 +148,10 @@ pub enum Command {
     Verify {
         /// Runtime dir or spec.
         runtime: String,
-        /// Smoke-test with this profile instead of the one runtime.yml's language picks.
+        /// Smoke-test with this profile instead of those the runtime was sealed with
+        /// (repeatable).
         #[arg(long)]
-        profile: Option<String>,
+        profile: Vec<String>,
     },
 }
 

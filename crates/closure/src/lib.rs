@@ -20,5 +20,5 @@ pub use check::{check_tree, Problem};
 pub use error::{Error, Result};
 pub use loader::LibrarySearch;
 pub use plan::{plan, Entry, EntryKind, Inclusion, Plan, PlanInput, PlanMount, Reason};
-pub use profile::{Profile, ProfileLinks, ProfilePath, SmokeTest};
+pub use profile::{Anchor, Profile, ProfileLinks, ProfilePath, ProfileSet, SmokeTest};
 pub use root::{Link, Resolution, Root, MAX_SYMLINKS};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::elf::{ElfInfo, Target};
 use crate::error::{Error, Result};
@@ -56,7 +56,7 @@ pub enum EntryKind {
 }
 
 /// Why a path is in the closure.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reason {
     Mount { index: usize, source: String },
@@ -81,7 +81,7 @@ impl fmt::Display for Reason {
 }
 
 /// A path that brought new entries into the closure, with what it brought.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inclusion {
     pub path: PathBuf,
     pub reason: Reason,
@@ -183,19 +183,46 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
         }
     }
     for profile in input.profiles {
-        for item in &profile.include {
-            let path = Path::new(&item.path);
-            if item.optional && root.resolve(path).is_err() {
-                continue;
-            }
-            let reason = Reason::Profile {
-                profile: profile.name.clone(),
-                why: item.why.clone(),
-            };
-            builder.include(path, reason)?;
+        for item in profile
+            .include
+            .iter()
+            .filter(|i| !Profile::is_templated(&i.path))
+        {
+            builder.include_profile_path(&profile.name, &item.path, &item.why, item.optional)?;
         }
     }
-    let mut plan = builder.finish()?;
+    builder.settle()?;
+    // Anchored paths ({prefix}/lib/python{version}) follow the interpreters found so far;
+    // what they bring in can hold further interpreters, so repeat until nothing new.
+    let mut anchored: HashSet<PathBuf> = HashSet::new();
+    loop {
+        let mut found = Vec::new();
+        for profile in input.profiles.iter().filter(|p| !p.anchors.is_empty()) {
+            for (path, entry) in &builder.plan.entries {
+                if entry.kind == EntryKind::File && !anchored.contains(path) {
+                    if let Some(anchor) = profile.anchor_of(path) {
+                        found.push((profile, anchor));
+                    }
+                }
+            }
+        }
+        if found.is_empty() {
+            break;
+        }
+        for (profile, anchor) in found {
+            anchored.insert(anchor.path.clone());
+            for item in profile
+                .include
+                .iter()
+                .filter(|i| Profile::is_templated(&i.path))
+            {
+                let (path, why) = (anchor.fill(&item.path), anchor.fill(&item.why));
+                builder.include_profile_path(&profile.name, &path, &why, item.optional)?;
+            }
+        }
+        builder.settle()?;
+    }
+    let mut plan = builder.plan;
     for profile in input.profiles {
         for links in &profile.links {
             add_links(&mut plan, &profile.name, links)?;
@@ -267,12 +294,31 @@ struct Builder {
 type LookupKey = (String, PathBuf, Vec<String>, Vec<String>, Target);
 
 impl Builder {
-    fn finish(mut self) -> Result<Plan> {
+    /// Follows links and scans files until everything added has been looked at.
+    fn settle(&mut self) -> Result<()> {
         while !self.to_scan.is_empty() || !self.links.is_empty() {
             self.follow_links()?;
             self.scan_files()?;
         }
-        Ok(self.plan)
+        Ok(())
+    }
+
+    fn include_profile_path(
+        &mut self,
+        profile: &str,
+        path: &str,
+        why: &str,
+        optional: bool,
+    ) -> Result<()> {
+        let path = Path::new(path);
+        if optional && self.root.resolve(path).is_err() {
+            return Ok(());
+        }
+        let reason = Reason::Profile {
+            profile: profile.into(),
+            why: why.into(),
+        };
+        self.include(path, reason)
     }
 
     /// Adds `path` (resolved on the root, every link on the way kept) at the same path.
@@ -700,7 +746,10 @@ mod tests {
     fn plan_of(root: &Root, mounts: &[(&str, &str)]) -> Result<Plan> {
         let environment: IndexMap<String, String> =
             [("PATH".to_string(), "/usr/bin".to_string())].into();
-        let profile = [Profile::builtin("generic").unwrap()];
+        let profile = [crate::profile::ProfileSet::builtin()
+            .unwrap()
+            .get("generic")
+            .unwrap()];
         let mounts = mounts
             .iter()
             .map(|(s, t)| PlanMount {

@@ -392,3 +392,13 @@ pub fn wait_termination_signal() -> Result<i32> {
     }
     Ok(signal)
 }
+
+/// Restores SIGPIPE's default action, which Rust programs start with ignored, so that a
+/// command writing into a closed pipe (`runseal info | head`) ends quietly instead of
+/// failing on every write.
+pub fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

@@ -124,6 +124,8 @@ pub fn materialize(
             format: FORMAT,
             files: plan.files,
             bytes: plan.bytes,
+            profiles: Vec::new(),
+            inclusions: plan.inclusions.clone(),
             entries,
         },
         copied_files,

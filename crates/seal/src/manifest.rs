@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use runseal_closure::{Entry, EntryKind, Plan};
+use runseal_closure::{Entry, EntryKind, Inclusion, Plan};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -15,6 +15,12 @@ pub struct Manifest {
     pub format: u32,
     pub files: u64,
     pub bytes: u64,
+    /// The profiles the tree was sealed with, so `verify` smoke-tests with the same ones.
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// Each path that brought something into the closure, and why (for `runseal info`).
+    #[serde(default)]
+    pub inclusions: Vec<Inclusion>,
     /// Paths as the job sees them (`/usr/bin/java`).
     pub entries: BTreeMap<PathBuf, ManifestEntry>,
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use runseal_closure::{plan, Plan, PlanInput, Profile, Root};
+use runseal_closure::{plan, EntryKind, Plan, PlanInput, PlanMount, Profile, ProfileSet, Root};
 use runseal_spec::{validate, Mount, MountKind, RuleOptions, RuntimeConfig, ISOLATED_DIR};
 use rustix::fs::{renameat_with, RenameFlags, CWD};
 use serde::Serialize;
@@ -22,8 +22,10 @@ use crate::progress::Progress;
 pub struct SealOptions {
     /// Compute and report the plan; write nothing.
     pub dry_run: bool,
-    /// Profile name instead of the one `language` selects.
-    pub profile: Option<String>,
+    /// Profiles to seal with instead of the one `language` selects or detection finds.
+    pub profiles: Vec<String>,
+    /// Dirs whose `*.yml` profiles join or replace the built-in ones.
+    pub profile_dirs: Vec<PathBuf>,
     /// Accept writable mounts in the input.
     pub allow_writable: bool,
     /// Fail at once instead of waiting when another seal holds the lock.
@@ -93,27 +95,41 @@ pub fn seal_from(
         });
     }
 
-    let language = RuntimeConfig {
+    let set = ProfileSet::load(&options.profile_dirs)?;
+    let config = RuntimeConfig {
         base: current.base.clone(),
         ..input.clone()
     };
-    let profiles = profiles_for(&language, options.profile.as_deref())?;
-    let mounts = input
+    let mounts: Vec<PlanMount> = input
         .mounts
         .iter()
-        .map(|m| runseal_closure::PlanMount {
+        .map(|m| PlanMount {
             source: Path::new("/").join(&m.source),
             target: PathBuf::from(&m.target),
         })
         .collect();
-    let plan = plan(
-        root,
-        &PlanInput {
-            mounts,
-            environment: &current.environment,
-            profiles: &profiles,
-        },
-    )?;
+    let plan_with = |profiles: &[Profile]| {
+        plan(
+            root,
+            &PlanInput {
+                mounts: mounts.clone(),
+                environment: &current.environment,
+                profiles,
+            },
+        )
+    };
+    let mut profiles = profiles_for(&config, &options.profiles, &set, std::iter::empty())?;
+    let mut plan = plan_with(&profiles)?;
+    if needs_detection(&config, &options.profiles, &set) {
+        let files = plan
+            .entries
+            .iter()
+            .filter(|(_, e)| e.kind == EntryKind::File);
+        if let Some(detected) = set.detect(files.map(|(p, _)| p.as_path())) {
+            profiles.insert(0, detected);
+            plan = plan_with(&profiles)?;
+        }
+    }
 
     let sealed_mounts: Vec<Mount> = plan
         .top_level()
@@ -166,7 +182,9 @@ pub fn seal_from(
             }),
             progress,
         )?;
-        write_atomic(&Layout::manifest_in(&staging), &done.manifest.to_json())?;
+        let mut manifest = done.manifest;
+        manifest.profiles = profiles.iter().map(|p| p.name.clone()).collect();
+        write_atomic(&Layout::manifest_in(&staging), &manifest.to_json())?;
         sync_filesystem(&staging)?;
         swap_in(&staging, &isolated)?;
         report.copied_files = done.copied_files;
@@ -181,17 +199,40 @@ pub fn seal_from(
     Ok(report)
 }
 
-/// The profiles a runtime is sealed and verified with: the one `profile` names or its
-/// `language` selects, then the base userland it asks for.
-pub fn profiles_for(config: &RuntimeConfig, profile: Option<&str>) -> Result<Vec<Profile>> {
-    let mut profiles = vec![match profile {
-        Some(name) => Profile::builtin(name)?,
-        None => Profile::for_language(config.language.as_deref())?,
-    }];
+/// The profiles a runtime is sealed and verified with: those `names` lists, else the one its
+/// `language` selects, else the one whose interpreter is among `paths` (generic when none),
+/// then the base userland it asks for.
+pub fn profiles_for<'a>(
+    config: &RuntimeConfig,
+    names: &[String],
+    set: &ProfileSet,
+    paths: impl Iterator<Item = &'a Path>,
+) -> Result<Vec<Profile>> {
+    let mut profiles = if !names.is_empty() {
+        names
+            .iter()
+            .map(|n| set.get(n))
+            .collect::<std::result::Result<Vec<_>, _>>()?
+    } else if let Some(profile) = config.language.as_deref().and_then(|l| set.for_language(l)) {
+        vec![profile]
+    } else if let Some(profile) = set.detect(paths) {
+        vec![profile]
+    } else {
+        vec![set.get("generic")?]
+    };
     if let Some(base) = config.base.as_deref() {
-        profiles.push(Profile::builtin(base)?);
+        profiles.push(set.get(base)?);
     }
     Ok(profiles)
+}
+
+fn needs_detection(config: &RuntimeConfig, names: &[String], set: &ProfileSet) -> bool {
+    names.is_empty()
+        && config
+            .language
+            .as_deref()
+            .and_then(|l| set.for_language(l))
+            .is_none()
 }
 
 /// The runtime.yml whose host mounts define the closure: the current one while it still

@@ -1,5 +1,6 @@
 //! One module per subcommand; each calls the libraries and prints.
 
+mod info;
 pub mod run;
 mod seal;
 mod validate;
@@ -12,6 +13,7 @@ use crate::cli::{Args, Command};
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let root = args.root.clone();
+    let profile_dir = args.profile_dir.clone();
     let locate =
         |runtime: &str| -> anyhow::Result<PathBuf> { Ok(runseal_spec::resolve(&root, runtime)?) };
     match args.command {
@@ -28,7 +30,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } => {
             let options = runseal_seal::SealOptions {
                 dry_run,
-                profile,
+                profiles: profile,
+                profile_dirs: vec![profile_dir.clone()],
                 allow_writable,
                 no_wait,
             };
@@ -65,7 +68,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(run::run(&root, &runtime, options))
         }
         Command::Verify { runtime, profile } => {
-            verify::run(&locate(&runtime)?, profile.as_deref(), args.json)
+            verify::run(&locate(&runtime)?, &profile, &profile_dir, args.json)
         }
+        Command::Info { runtime } => info::run(&locate(&runtime)?, args.json),
     }
 }

@@ -38,7 +38,12 @@ struct SmokeResult {
 
 /// Static checks (validation, closure completeness, manifest integrity), then in the sandbox
 /// the isolation probe and the profiles' smoke tests.
-pub fn run(dir: &Path, profile: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    dir: &Path,
+    profile: &[String],
+    profile_dir: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(dir);
     let validation = runseal_seal::validate_runtime(dir, RuleOptions::default())?;
     let config = RuntimeConfig::load(&layout.runtime_yml())?;
@@ -69,7 +74,22 @@ pub fn run(dir: &Path, profile: Option<&str>, json: bool) -> anyhow::Result<Exit
     };
     if report.validation.valid {
         report.isolation_problems = isolation_problems(dir)?;
-        for profile in runseal_seal::profiles_for(&config, profile)? {
+        let set = runseal_closure::ProfileSet::load(&[profile_dir.to_path_buf()])?;
+        let names = if profile.is_empty() {
+            manifest.profiles.clone()
+        } else {
+            profile.to_vec()
+        };
+        let paths = manifest.entries.keys().map(|p| p.as_path());
+        let profiles = if names.is_empty() {
+            runseal_seal::profiles_for(&config, &[], &set, paths)?
+        } else {
+            names
+                .iter()
+                .map(|n| set.get(n))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        for profile in profiles {
             for test in &profile.smoke {
                 let (passed, detail) = smoke(dir, test)?;
                 report.smoke_tests.push(SmokeResult {
