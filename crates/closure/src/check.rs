@@ -20,12 +20,13 @@ pub struct Problem {
     pub problem: String,
 }
 
-/// Checks the tree at `tree` as a job root. `ld_library_path` is the runtime's own;
-/// links in `allowed_dangling` were dangling on the source too and are not reported.
+/// Checks the tree at `tree` as a job root. `ld_library_path` is the runtime's own; paths in
+/// `known_unmet` were already broken on the source (a dangling link, a library or
+/// interpreter not installed) and are not reported.
 pub fn check_tree(
     tree: &Path,
     ld_library_path: &[String],
-    allowed_dangling: &BTreeSet<PathBuf>,
+    known_unmet: &BTreeSet<PathBuf>,
 ) -> Result<Vec<Problem>> {
     let root = Root::new(tree);
     let search = LibrarySearch {
@@ -51,7 +52,7 @@ pub fn check_tree(
             .map_err(|e| Error::io(item.path(), e.into()))?;
         let file_type = meta.file_type();
         if file_type.is_symlink() {
-            if let Some(problem) = check_link(&root, &job, allowed_dangling) {
+            if let Some(problem) = check_link(&root, &job, known_unmet) {
                 problems.push(Problem { path: job, problem });
             }
         } else if file_type.is_file() {
@@ -61,7 +62,7 @@ pub fn check_tree(
                     problem: "has the setuid or setgid bit".into(),
                 });
             }
-            files.push(job);
+            files.push((job, meta.mode() & 0o111 != 0));
         } else if !file_type.is_dir() {
             problems.push(Problem {
                 path: job,
@@ -69,17 +70,23 @@ pub fn check_tree(
             });
         }
     }
-    let names: BTreeSet<&std::ffi::OsStr> = files.iter().filter_map(|f| f.file_name()).collect();
+    let names: BTreeSet<&std::ffi::OsStr> =
+        files.iter().filter_map(|(f, _)| f.file_name()).collect();
     let file_problems: Vec<Vec<Problem>> = files
         .par_iter()
-        .map(|job| check_file(&root, &search, &names, job))
+        .map(|(job, executable)| check_file(&root, &search, &names, job, *executable))
         .collect::<Result<_>>()?;
-    problems.extend(file_problems.into_iter().flatten());
+    problems.extend(
+        file_problems
+            .into_iter()
+            .flatten()
+            .filter(|p| !known_unmet.contains(&p.path)),
+    );
     problems.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(problems)
 }
 
-fn check_link(root: &Root, job: &Path, allowed_dangling: &BTreeSet<PathBuf>) -> Option<String> {
+fn check_link(root: &Root, job: &Path, known_unmet: &BTreeSet<PathBuf>) -> Option<String> {
     let text = root.read_link(job).unwrap_or_default();
     if climbs_above(job.parent().unwrap_or(Path::new("/")), &text) {
         return Some(format!(
@@ -96,9 +103,7 @@ fn check_link(root: &Root, job: &Path, allowed_dangling: &BTreeSet<PathBuf>) -> 
         Err(Error::SymlinkLoop { limit, .. }) => {
             Some(format!("symlink loop (more than {limit} links)"))
         }
-        Err(Error::Missing { .. } | Error::NotADirectory { .. })
-            if allowed_dangling.contains(job) =>
-        {
+        Err(Error::Missing { .. } | Error::NotADirectory { .. }) if known_unmet.contains(job) => {
             None
         }
         Err(e) => Some(format!(
@@ -113,6 +118,7 @@ fn check_file(
     search: &LibrarySearch,
     loaded_earlier: &BTreeSet<&std::ffi::OsStr>,
     job: &Path,
+    executable: bool,
 ) -> Result<Vec<Problem>> {
     let mut problems = Vec::new();
     let mut report = |problem: String| {
@@ -121,7 +127,7 @@ fn check_file(
             problem,
         })
     };
-    match scan(&root.real(job))? {
+    match scan(&root.real(job), executable)? {
         FileKind::Elf(info) => {
             if let Some(interpreter) = &info.interpreter {
                 if !resolves_to_file(root, Path::new(interpreter)) {

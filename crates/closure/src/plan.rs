@@ -95,6 +95,9 @@ pub struct Plan {
     pub inclusions: Vec<Inclusion>,
     /// Things worth knowing that do not stop the seal (dangling links, unresolvable libraries).
     pub notes: Vec<String>,
+    /// Paths whose needs were already unmet on the source (a dangling link, a library or
+    /// interpreter that is not installed): the static check does not blame the seal for them.
+    pub unmet_on_source: std::collections::BTreeSet<PathBuf>,
     pub files: u64,
     pub bytes: u64,
     pub entries: BTreeMap<PathBuf, Entry>,
@@ -540,8 +543,10 @@ impl Builder {
         let scanned: Vec<(PathBuf, FileKind)> = batch
             .par_iter()
             .map(|job| {
-                let source = &self.plan.entries[job].source;
-                scan(&self.root.real(source)).map(|kind| (source.clone(), kind))
+                let entry = &self.plan.entries[job];
+                let executable = entry.mode & 0o111 != 0;
+                scan(&self.root.real(&entry.source), executable)
+                    .map(|kind| (entry.source.clone(), kind))
             })
             .collect::<Result<_>>()?;
         for (source, kind) in scanned {
@@ -561,10 +566,13 @@ impl Builder {
                                 self.include(&found, reason)?;
                             }
                             None if self.has_file_named(name) => {}
-                            None => self.plan.notes.push(format!(
-                                "{}: needs {name}, which is not installed",
-                                source.display()
-                            )),
+                            None => {
+                                self.plan.unmet_on_source.insert(source.clone());
+                                self.plan.notes.push(format!(
+                                    "{}: needs {name}, which is not installed",
+                                    source.display()
+                                ));
+                            }
                         }
                     }
                 }
@@ -593,6 +601,17 @@ impl Builder {
         let reason = Reason::Shebang {
             of: script.to_path_buf(),
         };
+        // Libraries ship scripts whose `#!` names an interpreter nobody installed
+        // (`/usr/lib/python3.11/cgi.py` says /usr/local/bin/python): the script cannot run
+        // on the host either, so this is a note, not a failed seal.
+        if self.root.resolve(Path::new(interpreter)).is_err() {
+            self.plan.unmet_on_source.insert(script.to_path_buf());
+            self.plan.notes.push(format!(
+                "{}: its interpreter {interpreter} is not installed",
+                script.display()
+            ));
+            return Ok(());
+        }
         self.include(Path::new(interpreter), reason.clone())?;
         let is_env = Path::new(interpreter).file_name() == Some("env".as_ref());
         let Some(program) = argument.filter(|a| is_env && !a.starts_with('-')) else {

@@ -21,8 +21,10 @@ pub enum FileKind {
     Other,
 }
 
-/// Classifies the file at `real` (a real path on this machine).
-pub fn scan(real: &Path) -> Result<FileKind> {
+/// Classifies the file at `real` (a real path on this machine). A `#!` line only counts in
+/// an executable file: the kernel reads it only when exec'ing one (`cgi.py`'s
+/// `#! /usr/local/bin/python` in a 0644 library file names nothing needed).
+pub fn scan(real: &Path, executable: bool) -> Result<FileKind> {
     let mut file = std::fs::File::open(real).map_err(|e| Error::io(real, e))?;
     let mut header = Vec::with_capacity(HEADER_BYTES);
     (&mut file)
@@ -34,6 +36,9 @@ pub fn scan(real: &Path) -> Result<FileKind> {
             Ok(info) => FileKind::Elf(info),
             Err(message) => FileKind::BadElf(message),
         });
+    }
+    if !executable {
+        return Ok(FileKind::Other);
     }
     Ok(parse_shebang(&header).unwrap_or(FileKind::Other))
 }

@@ -126,6 +126,7 @@ pub fn materialize(
             bytes: plan.bytes,
             profiles: Vec::new(),
             inclusions: plan.inclusions.clone(),
+            unmet_on_source: plan.unmet_on_source.clone(),
             entries,
         },
         copied_files,

@@ -21,6 +21,9 @@ pub struct Manifest {
     /// Each path that brought something into the closure, and why (for `runseal info`).
     #[serde(default)]
     pub inclusions: Vec<Inclusion>,
+    /// Paths whose needs were unmet on the source already (see `Plan::unmet_on_source`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub unmet_on_source: std::collections::BTreeSet<PathBuf>,
     /// Paths as the job sees them (`/usr/bin/java`).
     pub entries: BTreeMap<PathBuf, ManifestEntry>,
 }
@@ -133,12 +136,14 @@ impl Manifest {
                 .all(|(path, entry)| self.entries.get(path).is_some_and(|m| m.matches(entry)))
     }
 
-    /// Symlinks that were dangling at seal time (the static check accepts them).
-    pub fn dangling_links(&self) -> std::collections::BTreeSet<PathBuf> {
+    /// Paths that were already broken on the source at seal time: dangling symlinks and
+    /// files whose libraries or interpreter were not installed. The static check accepts them.
+    pub fn known_unmet(&self) -> std::collections::BTreeSet<PathBuf> {
         self.entries
             .iter()
             .filter(|(_, e)| matches!(e.kind, ManifestKind::Symlink { dangling: true, .. }))
             .map(|(p, _)| p.clone())
+            .chain(self.unmet_on_source.iter().cloned())
             .collect()
     }
 }

@@ -60,7 +60,7 @@ pub fn run(
         })
         .unwrap_or_default();
     let closure_problems =
-        runseal_closure::check_tree(&tree, &ld_library_path, &manifest.dangling_links())?;
+        runseal_closure::check_tree(&tree, &ld_library_path, &manifest.known_unmet())?;
     let mut report = VerifyReport {
         runtime: dir.display().to_string(),
         ok: false,
