@@ -750,6 +750,8 @@ mod tests {
             std::fs::create_dir_all(b.join(dir)).unwrap();
         }
         std::fs::write(b.join("opt/app/bin/run"), "#!/usr/bin/env tool -x\n").unwrap();
+        let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(b.join("opt/app/bin/run"), executable).unwrap();
         std::fs::write(b.join("usr/bin/env"), "not really env").unwrap();
         std::fs::write(b.join("usr/bin/tool"), "a tool").unwrap();
         std::fs::write(b.join("usr/bin/unrelated"), "left out").unwrap();
