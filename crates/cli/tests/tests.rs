@@ -8,5 +8,6 @@ mod bad_input;
 mod crash;
 mod limits;
 mod run;
+mod runtimes;
 mod seal_java;
 mod validate;

@@ -1,0 +1,267 @@
+//! Python, Node.js and runtimes nobody wrote a profile for: sealed from scratch, verified,
+//! and doing real work inside `runseal run`.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::{code, json, text, workspace, TestRoot};
+
+/// Runs a shipped setup script into the test's root; returns the runtime dir.
+fn setup(t: &TestRoot, runtime: &str) -> PathBuf {
+    let script = workspace().join("runtimes").join(runtime).join("setup.sh");
+    let out = std::process::Command::new(script)
+        .arg(t.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{runtime} setup failed: {}",
+        text(&out.stderr)
+    );
+    t.path().join(runtime)
+}
+
+fn seal_and_verify(t: &TestRoot, runtime: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--json", "seal", runtime];
+    args.extend_from_slice(extra);
+    let out = t.run(&args);
+    assert_eq!(code(&out), 0, "seal {runtime}: {}", text(&out.stderr));
+    let sealed = json(&out);
+    let out = t.run(&["--json", "verify", runtime]);
+    let report = json(&out);
+    assert_eq!(code(&out), 0, "verify {runtime}: {report:#}");
+    assert!(report["smoke_tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["passed"] == true));
+    sealed
+}
+
+#[test]
+fn python_with_a_pypi_venv_runs_numpy_sqlite_and_tls() {
+    let t = sealtest!();
+    setup(&t, "python-3.11");
+    let sealed = seal_and_verify(&t, "python-3.11", &[]);
+    assert_eq!(sealed["profile"], "python");
+    let program = "import ssl, sqlite3, numpy, requests, certifi\n\
+                   a = numpy.arange(9.0).reshape(3, 3)\n\
+                   print('trace', (a @ a).trace())\n\
+                   print('rows', sqlite3.connect(':memory:').execute('select 40 + 2').fetchone()[0])\n\
+                   print('certifi', ssl.create_default_context(cafile=certifi.where()).cert_store_stats()['x509_ca'] > 10)\n\
+                   print('default', ssl.create_default_context().cert_store_stats()['x509_ca'] > 10)\n\
+                   print('requests', requests.__version__)";
+    let out = t.run(&[
+        "run",
+        "--runtime",
+        "python:3.11",
+        "--",
+        "python3",
+        "-c",
+        program,
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "trace 180.0\nrows 42\ncertifi True\ndefault True\nrequests 2.32.3\n"
+    );
+}
+
+#[test]
+fn a_python_built_from_source_under_its_own_prefix_seals_the_same_way() {
+    let t = sealtest!();
+    let versions = Path::new("/root/.pyenv/versions");
+    let Some(prefix) = ["3.9.18", "3.10.13", "3.11.7"]
+        .iter()
+        .map(|v| versions.join(v))
+        .find(|p| p.is_dir())
+    else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "no pyenv-built Python under {}",
+            versions.display()
+        );
+        eprintln!(
+            "skipping: no pyenv-built Python under {}",
+            versions.display()
+        );
+        return;
+    };
+    let minor: String = prefix
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .rsplitn(2, '.')
+        .nth(1)
+        .unwrap()
+        .into();
+    let interpreter = prefix.join(format!("bin/python{minor}"));
+    let yaml = format!(
+        "name: pyenv\nlanguage: python\nversion: \"{minor}\"\nmounts:\n\
+         - {{source: {i}, target: {i}, readonly: true}}\n\
+         environment:\n  PATH: {bin}:/usr/bin:/bin\n",
+        i = interpreter.display(),
+        bin = prefix.join("bin").display()
+    );
+    t.runtime("pyenv", &yaml);
+    seal_and_verify(&t, "pyenv", &[]);
+    let program = "import ssl, sqlite3, sys; sqlite3.connect(':memory:'); ssl.create_default_context(); print(sys.prefix)";
+    let out = t.run(&[
+        "run",
+        "--runtime",
+        "pyenv",
+        "--",
+        &format!("python{minor}"),
+        "-c",
+        program,
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), prefix.to_str().unwrap());
+}
+
+#[test]
+fn node_with_a_global_npm_package_runs_tsc_crypto_intl_https_and_npm() {
+    let t = sealtest!();
+    setup(&t, "node-20");
+    let sealed = seal_and_verify(&t, "node-20", &[]);
+    assert_eq!(sealed["profile"], "node");
+    let work = t.path().join("ts");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(
+        work.join("hello.ts"),
+        "const greet = (who: string): string => `hello ${who}`;\nconsole.log(greet(\"sealed\"));\n",
+    )
+    .unwrap();
+    let workdir = work.to_str().unwrap();
+    let out = t.run(&[
+        "run",
+        "--runtime",
+        "node-20",
+        "--workdir",
+        workdir,
+        "--",
+        "tsc",
+        "hello.ts",
+    ]);
+    assert_eq!(
+        code(&out),
+        0,
+        "tsc: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = t.run(&[
+        "run",
+        "--runtime",
+        "node-20",
+        "--workdir",
+        workdir,
+        "--",
+        "node",
+        "hello.js",
+    ]);
+    assert_eq!(text(&out.stdout), "hello sealed\n");
+    let script = "const h = require('crypto').createHash('sha256').update('abc').digest('hex');\
+                  const d = new Intl.NumberFormat('de-DE').format(1234567.5);\
+                  const a = require('https').globalAgent.protocol;\
+                  console.log(h.slice(0, 12), d, a)";
+    let out = t.run(&["run", "--runtime", "node-20", "--", "node", "-e", script]);
+    assert_eq!(
+        text(&out.stdout),
+        "ba7816bf8f01 1.234.567,5 https:\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let out = t.run(&["run", "--runtime", "node-20", "--", "npm", "--version"]);
+    assert_eq!(code(&out), 0, "npm: {}", text(&out.stderr));
+    assert!(text(&out.stdout).trim().split('.').count() == 3);
+}
+
+#[test]
+fn generic_programs_seal_from_elf_headers_links_and_shebangs_alone() {
+    let t = sealtest!();
+    let yaml = "name: tools\nversion: \"1\"\nmounts:\n\
+                - {source: /usr/bin/git, target: /usr/bin/git, readonly: true}\n\
+                - {source: /usr/bin/curl, target: /usr/bin/curl, readonly: true}\n\
+                environment:\n  PATH: /usr/bin\n";
+    let dir = t.runtime("tools", yaml);
+    let sealed = seal_and_verify(&t, "tools", &[]);
+    assert_eq!(sealed["profile"], "generic");
+    assert!(!dir
+        .join("isolated/etc/ssl/certs/ca-certificates.crt")
+        .exists());
+    for (program, expect) in [("git", "git version"), ("curl", "curl ")] {
+        let out = t.run(&["run", "--runtime", "tools", "--", program, "--version"]);
+        assert_eq!(code(&out), 0, "{program}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with(expect),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    let sealed = seal_and_verify(
+        &t,
+        "tools",
+        &[
+            "--profile",
+            "generic",
+            "--profile",
+            "certs",
+            "--profile",
+            "nss",
+        ],
+    );
+    assert_eq!(sealed["profile"], "generic+certs+nss");
+    assert!(dir
+        .join("isolated/etc/ssl/certs/ca-certificates.crt")
+        .is_file());
+    assert!(dir.join("isolated/etc/nsswitch.conf").is_file());
+    let out = t.run(&[
+        "run",
+        "--runtime",
+        "tools",
+        "--",
+        "curl",
+        "--silent",
+        "--cacert",
+        "/etc/ssl/certs/ca-certificates.crt",
+        "file:///etc/nsswitch.conf",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("hosts:"));
+}
+
+#[test]
+fn a_profile_file_added_at_test_time_changes_what_is_sealed() {
+    let t = sealtest!();
+    let app = crate::util::fixture_source(t.path());
+    let yaml = crate::util::host_yaml(&[&app]).replace("language: none", "language: cobol");
+    let dir = t.runtime("cobol", &yaml);
+    let licence = "isolated/usr/share/common-licenses/Apache-2.0";
+    assert_eq!(code(&t.run(&["seal", "cobol"])), 0);
+    assert!(!dir.join(licence).exists());
+
+    let profiles = t.path().join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(
+        profiles.join("cobol.yml"),
+        "name: cobol\nlanguages: [cobol]\ninclude:\n  - path: /usr/share/common-licenses/Apache-2.0\n    why: the licence the cobol runtime ships\n",
+    )
+    .unwrap();
+    let out = t.run(&[
+        "--profile-dir",
+        profiles.to_str().unwrap(),
+        "--json",
+        "seal",
+        "cobol",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(json(&out)["profile"], "cobol");
+    assert!(dir.join(licence).is_file());
+    let out = t.run(&["info", "cobol"]);
+    assert!(
+        text(&out.stdout).contains("profile cobol: the licence the cobol runtime ships"),
+        "{}",
+        text(&out.stdout)
+    );
+}
