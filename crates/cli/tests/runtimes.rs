@@ -86,15 +86,8 @@ fn a_python_built_from_source_under_its_own_prefix_seals_the_same_way() {
         );
         return;
     };
-    let minor: String = prefix
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .rsplitn(2, '.')
-        .nth(1)
-        .unwrap()
-        .into();
+    let version = prefix.file_name().unwrap().to_str().unwrap();
+    let minor = version.rsplit_once('.').unwrap().0.to_string();
     let interpreter = prefix.join(format!("bin/python{minor}"));
     let yaml = format!(
         "name: pyenv\nlanguage: python\nversion: \"{minor}\"\nmounts:\n\
