@@ -92,3 +92,16 @@ impl runseal_seal::Progress for Bar {
         }
     }
 }
+
+/// One line per top-level directory of a sealed tree: its share of files and bytes.
+pub fn print_top_level(top_level: &[runseal_closure::TopLevel]) {
+    println!("  by top-level directory:");
+    for top in top_level {
+        println!(
+            "    {:<10} {:>6} files {:>10}",
+            top.path.display(),
+            top.files,
+            human_bytes(top.bytes)
+        );
+    }
+}

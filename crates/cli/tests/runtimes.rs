@@ -43,6 +43,22 @@ fn python_with_a_pypi_venv_runs_numpy_sqlite_and_tls() {
     setup(&t, "python-3.11");
     let sealed = seal_and_verify(&t, "python-3.11", &[]);
     assert_eq!(sealed["profile"], "python");
+    let count = |dir: &Path| {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .count()
+    };
+    let sealed_libs = count(
+        &t.path()
+            .join("python-3.11/isolated/usr/lib/x86_64-linux-gnu"),
+    );
+    let host_libs = count(Path::new("/usr/lib/x86_64-linux-gnu"));
+    assert!(
+        sealed_libs > 5 && sealed_libs * 10 < host_libs,
+        "the closure should hold the libraries it needs, not the whole dir: {sealed_libs} of {host_libs}"
+    );
     let program = "import ssl, sqlite3, numpy, requests, certifi\n\
                    a = numpy.arange(9.0).reshape(3, 3)\n\
                    print('trace', (a @ a).trace())\n\

@@ -19,6 +19,9 @@ mod scan;
 pub use check::{check_tree, Problem};
 pub use error::{Error, Result};
 pub use loader::LibrarySearch;
-pub use plan::{plan, Entry, EntryKind, Inclusion, Plan, PlanInput, PlanMount, Reason};
+pub use plan::{
+    plan, top_level_sizes, Entry, EntryKind, Inclusion, Plan, PlanInput, PlanMount, Reason,
+    TopLevel,
+};
 pub use profile::{Anchor, Profile, ProfileLinks, ProfilePath, ProfileSet, SmokeTest};
 pub use root::{Link, Resolution, Root, MAX_SYMLINKS};

@@ -117,7 +117,39 @@ pub struct PlanInput<'a> {
     pub profiles: &'a [Profile],
 }
 
+/// Files and bytes under one top-level directory of the sealed tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopLevel {
+    pub path: PathBuf,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Sums files and bytes per top-level directory of `(path, file size)` pairs.
+pub fn top_level_sizes<'a>(files: impl Iterator<Item = (&'a Path, u64)>) -> Vec<TopLevel> {
+    let mut sums: BTreeMap<PathBuf, (u64, u64)> = BTreeMap::new();
+    for (path, size) in files {
+        let top: PathBuf = path.components().take(2).collect();
+        let slot = sums.entry(top).or_default();
+        slot.0 += 1;
+        slot.1 += size;
+    }
+    sums.into_iter()
+        .map(|(path, (files, bytes))| TopLevel { path, files, bytes })
+        .collect()
+}
+
 impl Plan {
+    /// Files and bytes per top-level directory.
+    pub fn top_level_sizes(&self) -> Vec<TopLevel> {
+        top_level_sizes(
+            self.entries
+                .iter()
+                .filter(|(_, e)| e.kind == EntryKind::File)
+                .map(|(p, e)| (p.as_path(), e.size)),
+        )
+    }
+
     /// The top-level names of the tree: each becomes one read-only mount `isolated/<name>`
     /// on `/<name>`, so the job root is exactly the sealed tree.
     pub fn top_level(&self) -> Vec<String> {

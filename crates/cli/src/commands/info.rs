@@ -18,6 +18,7 @@ struct Info {
     files: u64,
     bytes: u64,
     mounts: Vec<runseal_spec::Mount>,
+    top_level: Vec<runseal_closure::TopLevel>,
     inclusions: Vec<runseal_closure::Inclusion>,
 }
 
@@ -43,6 +44,10 @@ pub fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         files: manifest.as_ref().map_or(0, |m| m.files),
         bytes: manifest.as_ref().map_or(0, |m| m.bytes),
         mounts: config.mounts,
+        top_level: manifest
+            .as_ref()
+            .map(manifest_top_level)
+            .unwrap_or_default(),
         inclusions: manifest.map(|m| m.inclusions).unwrap_or_default(),
     };
     if json {
@@ -74,6 +79,7 @@ pub fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     for mount in &info.mounts {
         println!("    {} -> {}", mount.source, mount.target);
     }
+    crate::output::print_top_level(&info.top_level);
     println!("  contents (each path that brought files in, and why):");
     for inclusion in &info.inclusions {
         println!(
@@ -85,4 +91,15 @@ pub fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn manifest_top_level(manifest: &Manifest) -> Vec<runseal_closure::TopLevel> {
+    let files = manifest
+        .entries
+        .iter()
+        .filter_map(|(path, entry)| match entry.kind {
+            runseal_seal::ManifestKind::File { size, .. } => Some((path.as_path(), size)),
+            _ => None,
+        });
+    runseal_closure::top_level_sizes(files)
 }

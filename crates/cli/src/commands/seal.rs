@@ -51,9 +51,11 @@ fn print_plan(report: &SealReport) {
         human_bytes(report.bytes)
     );
     if let Some(plan) = &report.plan {
+        crate::output::print_top_level(&plan.top_level_sizes());
+        println!("  contents (each path that brings files in, and why):");
         for inclusion in &plan.inclusions {
             println!(
-                "  {}  ({} files, {})  {}",
+                "    {}  ({} files, {})  {}",
                 inclusion.path.display(),
                 inclusion.files,
                 human_bytes(inclusion.bytes),
