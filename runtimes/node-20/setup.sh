@@ -6,15 +6,13 @@
 # usage: setup.sh [RUNTIMES_ROOT]   (default: $RUNSEAL_ROOT or /opt/runseal/runtimes)
 # Global packages live in $RUNSEAL_ENVS/node-20 (default /opt/runseal/envs) and are reused.
 set -eu
+. "$(dirname "$0")/../lib.sh"
 
 root=${1:-${RUNSEAL_ROOT:-/opt/runseal/runtimes}}
 envs=${RUNSEAL_ENVS:-/opt/runseal/envs}
 prefix=$envs/node-20
 
-if ! dpkg-query -W -f='${Status}' nodejs 2>/dev/null | grep -q "install ok installed"; then
-    echo "setup: installing nodejs" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs >&2
-fi
+ensure_packages nodejs
 node=$(command -v node)
 case "$(node --version)" in
     v20.*) ;;
@@ -30,10 +28,8 @@ if [ ! -f "$prefix/.runseal-packages" ]; then
 fi
 
 version=$(node --version | sed 's/^v//')
-dir=$root/node-20
-mkdir -p "$dir"
-tmp=$dir/runtime.yml.setup
-cat > "$tmp" <<YAML
+{
+    cat <<YAML
 name: node-20
 language: node
 version: "$version"
@@ -52,15 +48,9 @@ environment:
   PATH: $prefix/bin:/usr/bin:/bin
   NODE_PATH: $prefix/lib/node_modules
   HOME: /tmp
-requirements:
-  architectures: [$(dpkg --print-architecture)]
 packages:
   - nodejs
   - typescript@5.6.3
-build_info:
-  built_at: "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  built_with: runtimes/node-20/setup.sh
-  platform: $(. /etc/os-release && echo "$ID-$VERSION_ID")
 YAML
-mv "$tmp" "$dir/runtime.yml"
-echo "$dir"
+    yaml_trailer runtimes/node-20/setup.sh
+} | install_runtime_yml "$root/node-20"

@@ -5,16 +5,12 @@
 #
 # usage: setup.sh [RUNTIMES_ROOT]   (default: $RUNSEAL_ROOT or /opt/runseal/runtimes)
 set -eu
+. "$(dirname "$0")/../lib.sh"
 
 root=${1:-${RUNSEAL_ROOT:-/opt/runseal/runtimes}}
 package=openjdk-17-jdk-headless
 
-for needed in "$package" busybox-static; do
-    if ! dpkg-query -W -f='${Status}' "$needed" 2>/dev/null | grep -q "install ok installed"; then
-        echo "setup: installing $needed" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$needed" >&2
-    fi
-done
+ensure_packages "$package" busybox-static
 
 arch=$(dpkg --print-architecture)
 jdk=/usr/lib/jvm/java-17-openjdk-$arch
@@ -25,10 +21,8 @@ fi
 version=$(sed -n 's/^JAVA_VERSION="\(.*\)"$/\1/p' "$jdk/release")
 [ -n "$version" ] || { echo "setup: no JAVA_VERSION in $jdk/release" >&2; exit 1; }
 
-dir=$root/openjdk-17
-mkdir -p "$dir"
-tmp=$dir/runtime.yml.setup
-cat > "$tmp" <<YAML
+{
+    cat <<YAML
 name: openjdk-17
 language: java
 version: "$version"
@@ -49,15 +43,9 @@ mounts:
 environment:
   JAVA_HOME: $jdk
   PATH: $jdk/bin:/usr/bin:/bin
-requirements:
-  architectures: [$arch]
 packages:
   - $package
 base: busybox
-build_info:
-  built_at: "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  built_with: runtimes/openjdk-17/setup.sh
-  platform: $(. /etc/os-release && echo "$ID-$VERSION_ID")
 YAML
-mv "$tmp" "$dir/runtime.yml"
-echo "$dir"
+    yaml_trailer runtimes/openjdk-17/setup.sh
+} | install_runtime_yml "$root/openjdk-17"

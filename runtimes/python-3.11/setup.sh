@@ -6,18 +6,14 @@
 # usage: setup.sh [RUNTIMES_ROOT]   (default: $RUNSEAL_ROOT or /opt/runseal/runtimes)
 # The venv lives in $RUNSEAL_ENVS/python-3.11 (default /opt/runseal/envs) and is reused.
 set -eu
+. "$(dirname "$0")/../lib.sh"
 
 root=${1:-${RUNSEAL_ROOT:-/opt/runseal/runtimes}}
 envs=${RUNSEAL_ENVS:-/opt/runseal/envs}
 venv=$envs/python-3.11
 python=/usr/bin/python3.11
 
-for needed in python3.11 python3.11-venv ca-certificates; do
-    if ! dpkg-query -W -f='${Status}' "$needed" 2>/dev/null | grep -q "install ok installed"; then
-        echo "setup: installing $needed" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$needed" >&2
-    fi
-done
+ensure_packages python3.11 python3.11-venv ca-certificates
 
 if [ ! -f "$venv/.runseal-packages" ]; then
     echo "setup: creating $venv with numpy, requests, certifi from PyPI" >&2
@@ -30,10 +26,8 @@ if [ ! -f "$venv/.runseal-packages" ]; then
 fi
 
 version=$("$python" -c 'import platform; print(platform.python_version())')
-dir=$root/python-3.11
-mkdir -p "$dir"
-tmp=$dir/runtime.yml.setup
-cat > "$tmp" <<YAML
+{
+    cat <<YAML
 name: python-3.11
 language: python
 version: "$version"
@@ -49,17 +43,11 @@ environment:
   PATH: $venv/bin:/usr/bin:/bin
   VIRTUAL_ENV: $venv
   PYTHONDONTWRITEBYTECODE: "1"
-requirements:
-  architectures: [$(dpkg --print-architecture)]
 packages:
   - python3.11
   - numpy==2.2.6
   - requests==2.32.3
   - certifi
-build_info:
-  built_at: "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  built_with: runtimes/python-3.11/setup.sh
-  platform: $(. /etc/os-release && echo "$ID-$VERSION_ID")
 YAML
-mv "$tmp" "$dir/runtime.yml"
-echo "$dir"
+    yaml_trailer runtimes/python-3.11/setup.sh
+} | install_runtime_yml "$root/python-3.11"

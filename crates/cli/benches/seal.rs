@@ -13,29 +13,21 @@ use std::time::{Duration, Instant};
 use runseal_closure::EntryKind;
 use runseal_seal::{seal, NoProgress, Outcome, SealOptions};
 
+mod common;
+use common::{median, ms};
+
 const ROUNDS: usize = 7;
 
 fn main() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("bench seal: needs root (it seals the real OpenJDK runtime)");
-        std::process::exit(2);
-    }
-    let scratch = tempfile::Builder::new()
-        .prefix("runseal-bench")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let root = scratch.path().join("runtimes");
-    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runtimes/openjdk-17/setup.sh");
-    let status = Command::new(setup).arg(&root).status().unwrap();
-    assert!(status.success(), "setup.sh failed");
-    let dir = root.join("openjdk-17");
+    let bench = common::openjdk("seal", "it seals the real OpenJDK runtime");
+    let (scratch, dir) = (&bench.root, &bench.runtime);
     let host_yml = std::fs::read(dir.join("runtime.yml")).unwrap();
 
     let dry = SealOptions {
         dry_run: true,
         ..SealOptions::default()
     };
-    let plan = seal(&dir, &dry, &NoProgress).unwrap().plan.unwrap();
+    let plan = seal(dir, &dry, &NoProgress).unwrap().plan.unwrap();
     let copied_paths: Vec<PathBuf> = plan
         .entries
         .values()
@@ -51,16 +43,16 @@ fn main() {
 
     let (mut seals, mut reseals, mut cps, mut cp_syncs) = (vec![], vec![], vec![], vec![]);
     for round in 0..=ROUNDS {
-        reset(&dir, &host_yml);
+        reset(dir, &host_yml);
         let first = timed(|| {
-            let report = seal(&dir, &SealOptions::default(), &NoProgress).unwrap();
+            let report = seal(dir, &SealOptions::default(), &NoProgress).unwrap();
             assert_eq!(report.outcome, Outcome::Sealed);
         });
         let again = timed(|| {
-            let report = seal(&dir, &SealOptions::default(), &NoProgress).unwrap();
+            let report = seal(dir, &SealOptions::default(), &NoProgress).unwrap();
             assert_eq!(report.outcome, Outcome::Unchanged);
         });
-        let target = scratch.path().join(format!("cp-{round}"));
+        let target = scratch.join(format!("cp-{round}"));
         rustix::fs::sync();
         let cp = timed(|| cp_parents(&copied_paths, &target));
         std::fs::remove_dir_all(&target).unwrap();
@@ -128,15 +120,6 @@ fn timed(f: impl FnOnce()) -> Duration {
     let started = Instant::now();
     f();
     started.elapsed()
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {

@@ -9,46 +9,30 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{median, ms};
+
 const STARTS: usize = 200;
 const CONCURRENT: usize = 50;
 
 fn main() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("bench start: needs root (it runs sandboxes)");
-        std::process::exit(2);
-    }
-    let scratch = tempfile::Builder::new()
-        .prefix("runseal-bench")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let root = scratch.path().join("runtimes");
-    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runtimes/openjdk-17/setup.sh");
-    assert!(Command::new(setup)
-        .arg(&root)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success());
+    let bench = common::openjdk("start", "it runs sandboxes");
+    let (root, dir) = (&bench.root, &bench.runtime);
     let runseal = Path::new(env!("CARGO_BIN_EXE_runseal"));
     let sealed = Command::new(runseal)
-        .args(["--root"])
-        .arg(&root)
+        .arg("--root")
+        .arg(root)
         .args(["seal", "openjdk-17"])
         .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(sealed.success(), "seal failed");
-    let dir = root.join("openjdk-17");
 
     let runseal_cmd = || {
         let mut cmd = Command::new(runseal);
-        cmd.arg("--root").arg(&root).args([
-            "run",
-            "--runtime",
-            "openjdk-17",
-            "--",
-            "/usr/bin/true",
-        ]);
+        cmd.arg("--root")
+            .arg(root)
+            .args(["run", "--runtime", "openjdk-17", "--", "/usr/bin/true"]);
         cmd
     };
     let bwrap_cmd = || {
@@ -132,13 +116,4 @@ fn burst(make: impl Fn() -> Command) -> Duration {
         assert!(child.wait().unwrap().success());
     }
     started.elapsed()
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

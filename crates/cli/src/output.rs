@@ -105,3 +105,17 @@ pub fn print_top_level(top_level: &[runseal_closure::TopLevel]) {
         );
     }
 }
+
+/// Each path that brought files into a sealed tree, with what it brought and why.
+pub fn print_inclusions(heading: &str, inclusions: &[runseal_closure::Inclusion]) {
+    println!("  {heading}:");
+    for inclusion in inclusions {
+        println!(
+            "    {}  ({} files, {})  {}",
+            inclusion.path.display(),
+            inclusion.files,
+            human_bytes(inclusion.bytes),
+            inclusion.reason
+        );
+    }
+}

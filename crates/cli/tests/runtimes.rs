@@ -1,24 +1,9 @@
 //! Python, Node.js and runtimes nobody wrote a profile for: sealed from scratch, verified,
 //! and doing real work inside `runseal run`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::util::{code, json, text, workspace, TestRoot};
-
-/// Runs a shipped setup script into the test's root; returns the runtime dir.
-fn setup(t: &TestRoot, runtime: &str) -> PathBuf {
-    let script = workspace().join("runtimes").join(runtime).join("setup.sh");
-    let out = std::process::Command::new(script)
-        .arg(t.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{runtime} setup failed: {}",
-        text(&out.stderr)
-    );
-    t.path().join(runtime)
-}
+use crate::util::{code, json, text, TestRoot};
 
 fn seal_and_verify(t: &TestRoot, runtime: &str, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["--json", "seal", runtime];
@@ -40,7 +25,7 @@ fn seal_and_verify(t: &TestRoot, runtime: &str, extra: &[&str]) -> serde_json::V
 #[test]
 fn python_with_a_pypi_venv_runs_numpy_sqlite_and_tls() {
     let t = sealtest!();
-    setup(&t, "python-3.11");
+    t.setup("python-3.11");
     let sealed = seal_and_verify(&t, "python-3.11", &[]);
     assert_eq!(sealed["profile"], "python");
     let count = |dir: &Path| {
@@ -131,7 +116,7 @@ fn a_python_built_from_source_under_its_own_prefix_seals_the_same_way() {
 #[test]
 fn node_with_a_global_npm_package_runs_tsc_crypto_intl_https_and_npm() {
     let t = sealtest!();
-    setup(&t, "node-20");
+    t.setup("node-20");
     let sealed = seal_and_verify(&t, "node-20", &[]);
     assert_eq!(sealed["profile"], "node");
     let work = t.path().join("ts");

@@ -80,19 +80,24 @@ impl TestRoot {
         dir
     }
 
-    /// The real OpenJDK 17 runtime, written by the shipped setup script.
-    pub fn openjdk(&self) -> PathBuf {
-        let script = workspace().join("runtimes/openjdk-17/setup.sh");
+    /// A shipped runtime (`runtimes/<name>/setup.sh`), set up under this root.
+    pub fn setup(&self, runtime: &str) -> PathBuf {
+        let script = workspace().join("runtimes").join(runtime).join("setup.sh");
         let out = std::process::Command::new(script)
             .arg(self.path())
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "setup.sh failed: {}",
+            "{runtime} setup.sh failed: {}",
             text(&out.stderr)
         );
-        self.path().join("openjdk-17")
+        self.path().join(runtime)
+    }
+
+    /// The real OpenJDK 17 runtime, written by the shipped setup script.
+    pub fn openjdk(&self) -> PathBuf {
+        self.setup("openjdk-17")
     }
 }
 

@@ -13,6 +13,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::elf::{ElfInfo, Target};
+use runseal_spec::paths::ancestors;
+
 use crate::error::{Error, Result};
 use crate::ldcache::LdCache;
 use crate::loader::LibrarySearch;
@@ -699,18 +701,6 @@ impl Builder {
             .symlink_metadata(path)
             .map_err(|e| Error::io(self.root.real(path), e))
     }
-}
-
-/// Every proper ancestor of an absolute path, outermost first, without `/`.
-fn ancestors(path: &Path) -> Vec<PathBuf> {
-    let mut list: Vec<PathBuf> = path
-        .ancestors()
-        .skip(1)
-        .filter(|a| a.parent().is_some())
-        .map(Path::to_path_buf)
-        .collect();
-    list.reverse();
-    list
 }
 
 fn entry_of(source: &Path, meta: &Metadata, kind: EntryKind) -> Entry {

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use runseal_spec::paths::ancestors;
 use runseal_spec::ISOLATED_DIR;
 
 use crate::error::{Error, Result};
@@ -74,7 +75,7 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
         let host = job.runtime_dir.join(&source);
         let meta = std::fs::symlink_metadata(&host)
             .map_err(|e| Error::Invalid(format!("mount source {}: {e}", host.display())))?;
-        for parent in parents(&target) {
+        for parent in ancestors(&target) {
             steps.push(Step::Dir { path: parent });
         }
         let mirrors_target =
@@ -239,18 +240,6 @@ pub fn apply(
     }
     ops.pivot_root(new_root)?;
     ops.remount_root_readonly()
-}
-
-/// Proper ancestors of an absolute path, outermost first, without `/`.
-fn parents(path: &Path) -> Vec<PathBuf> {
-    let mut list: Vec<PathBuf> = path
-        .ancestors()
-        .skip(1)
-        .filter(|a| a.parent().is_some())
-        .map(Path::to_path_buf)
-        .collect();
-    list.reverse();
-    list
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! These work on the text only: a path passes when its components are plain names, so the
 //! same string means the same place however it is joined.
 
+use std::path::{Path, PathBuf};
+
 /// Why a path string is not a plain normalized path.
 pub fn lexical_problem(path: &str) -> Option<&'static str> {
     if path.is_empty() {
@@ -32,6 +34,18 @@ pub fn is_within(path: &str, dir: &str) -> bool {
     path == dir || (path.starts_with(dir) && path[dir.len()..].starts_with('/')) || dir.is_empty()
 }
 
+/// Every proper ancestor of an absolute path, outermost first, without `/`.
+pub fn ancestors(path: &Path) -> Vec<PathBuf> {
+    let mut list: Vec<PathBuf> = path
+        .ancestors()
+        .skip(1)
+        .filter(|a| a.parent().is_some())
+        .map(Path::to_path_buf)
+        .collect();
+    list.reverse();
+    list
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +60,15 @@ mod tests {
         for good in ["/", "/a", "a/b", "/usr/lib/jvm", "isolated/usr"] {
             assert_eq!(lexical_problem(good), None, "{good:?} refused");
         }
+    }
+
+    #[test]
+    fn ancestors_are_outermost_first_without_the_root() {
+        assert_eq!(
+            ancestors(Path::new("/a/b/c")),
+            [PathBuf::from("/a"), PathBuf::from("/a/b")]
+        );
+        assert!(ancestors(Path::new("/a")).is_empty());
     }
 
     #[test]

@@ -80,16 +80,10 @@ pub fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         println!("    {} -> {}", mount.source, mount.target);
     }
     crate::output::print_top_level(&info.top_level);
-    println!("  contents (each path that brought files in, and why):");
-    for inclusion in &info.inclusions {
-        println!(
-            "    {:<60} {:>6} files {:>10}  {}",
-            inclusion.path.display(),
-            inclusion.files,
-            human_bytes(inclusion.bytes),
-            inclusion.reason
-        );
-    }
+    crate::output::print_inclusions(
+        "contents (each path that brought files in, and why)",
+        &info.inclusions,
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -52,16 +52,10 @@ fn print_plan(report: &SealReport) {
     );
     if let Some(plan) = &report.plan {
         crate::output::print_top_level(&plan.top_level_sizes());
-        println!("  contents (each path that brings files in, and why):");
-        for inclusion in &plan.inclusions {
-            println!(
-                "    {}  ({} files, {})  {}",
-                inclusion.path.display(),
-                inclusion.files,
-                human_bytes(inclusion.bytes),
-                inclusion.reason
-            );
-        }
+        crate::output::print_inclusions(
+            "contents (each path that brings files in, and why)",
+            &plan.inclusions,
+        );
     }
     print_mounts(report);
 }
