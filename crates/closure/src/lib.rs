@@ -18,7 +18,7 @@ mod scan;
 
 pub use check::{check_tree, Problem};
 pub use error::{Error, Result};
-pub use loader::LibrarySearch;
+pub use loader::{LibrarySearch, Via};
 pub use plan::{
     plan, top_level_sizes, Entry, EntryKind, Inclusion, Plan, PlanInput, PlanMount, Reason,
     TopLevel,

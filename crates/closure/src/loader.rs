@@ -9,6 +9,16 @@ use crate::elf::{self, ElfInfo, Target};
 use crate::ldcache::LdCache;
 use crate::root::Root;
 
+/// Which step of the search found a library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A path in the name, `DT_RPATH`, `LD_LIBRARY_PATH` or `DT_RUNPATH`.
+    SearchPath,
+    /// The `ld.so.cache`; a job root has none, so such a library needs another way in.
+    Cache,
+    DefaultDir,
+}
+
 /// Where the loader looks for `DT_NEEDED` names in one filesystem.
 #[derive(Debug, Clone)]
 pub struct LibrarySearch {
@@ -21,9 +31,21 @@ impl LibrarySearch {
     /// The library `name` that `requester` (at `requester_path`) would load, as a path under
     /// the root (before resolving symlinks: the loader opens that name).
     pub fn find(&self, name: &str, requester_path: &Path, requester: &ElfInfo) -> Option<PathBuf> {
+        self.find_how(name, requester_path, requester)
+            .map(|(path, _)| path)
+    }
+
+    /// Like [`find`](Self::find), also saying which step found it.
+    pub fn find_how(
+        &self,
+        name: &str,
+        requester_path: &Path,
+        requester: &ElfInfo,
+    ) -> Option<(PathBuf, Via)> {
         if name.contains('/') {
             let path = PathBuf::from(name);
-            return (path.is_absolute() && self.accepts(&path, requester.target)).then_some(path);
+            let found = path.is_absolute() && self.accepts(&path, requester.target);
+            return found.then_some((path, Via::SearchPath));
         }
         let origin = requester_path.parent().unwrap_or(Path::new("/"));
         let expand = |dir: &String| expand_tokens(dir, origin, requester.target);
@@ -40,7 +62,7 @@ impl LibrarySearch {
         for dir in search_dirs {
             let candidate = Path::new(&dir).join(name);
             if candidate.is_absolute() && self.accepts(&candidate, requester.target) {
-                return Some(candidate);
+                return Some((candidate, Via::SearchPath));
             }
         }
         if let Some(cache) = &self.cache {
@@ -49,13 +71,26 @@ impl LibrarySearch {
                 .map(PathBuf::from)
                 .find(|p| self.accepts(p, requester.target))
             {
-                return Some(hit);
+                let in_default_dir = hit.parent().is_some_and(|d| {
+                    default_dirs(requester.target)
+                        .iter()
+                        .any(|x| Path::new(x) == d)
+                });
+                return Some((
+                    hit,
+                    if in_default_dir {
+                        Via::DefaultDir
+                    } else {
+                        Via::Cache
+                    },
+                ));
             }
         }
         default_dirs(requester.target)
             .into_iter()
             .map(|dir| Path::new(&dir).join(name))
             .find(|p| self.accepts(p, requester.target))
+            .map(|p| (p, Via::DefaultDir))
     }
 
     /// Whether `path` resolves to an ELF object of `target`'s class and machine.

@@ -17,7 +17,7 @@ use runseal_spec::paths::ancestors;
 
 use crate::error::{Error, Result};
 use crate::ldcache::LdCache;
-use crate::loader::LibrarySearch;
+use crate::loader::{default_dirs, LibrarySearch, Via};
 use crate::profile::{Profile, ProfileLinks};
 use crate::root::{Resolution, Root};
 use crate::scan::{scan, FileKind};
@@ -61,12 +61,32 @@ pub enum EntryKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reason {
-    Mount { index: usize, source: String },
-    SymlinkTarget { link: PathBuf },
-    Interpreter { of: PathBuf },
-    Library { name: String, of: PathBuf },
-    Shebang { of: PathBuf },
-    Profile { profile: String, why: String },
+    Mount {
+        index: usize,
+        source: String,
+    },
+    SymlinkTarget {
+        link: PathBuf,
+    },
+    Interpreter {
+        of: PathBuf,
+    },
+    Library {
+        name: String,
+        of: PathBuf,
+    },
+    Shebang {
+        of: PathBuf,
+    },
+    Profile {
+        profile: String,
+        why: String,
+    },
+    /// A library the host finds only through its ld.so.cache, linked into a default dir.
+    CacheOnly {
+        name: String,
+        dir: PathBuf,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -78,6 +98,11 @@ impl fmt::Display for Reason {
             Reason::Library { name, of } => write!(f, "{name}, needed by {}", of.display()),
             Reason::Shebang { of } => write!(f, "script interpreter of {}", of.display()),
             Reason::Profile { profile, why } => write!(f, "profile {profile}: {why}"),
+            Reason::CacheOnly { name, dir } => write!(
+                f,
+                "{name} is found through the host's ld.so.cache in {}; linked here so the job finds it without one",
+                dir.display()
+            ),
         }
     }
 }
@@ -207,6 +232,7 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
         included: HashSet::new(),
         file_names: HashSet::new(),
         found: HashMap::new(),
+        cache_only: Vec::new(),
     };
     for (index, mount) in input.mounts.iter().enumerate() {
         let reason = Reason::Mount {
@@ -259,13 +285,58 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
         }
         builder.settle()?;
     }
+    let cache_only = std::mem::take(&mut builder.cache_only);
     let mut plan = builder.plan;
+    for (name, path, target) in cache_only {
+        link_into_default_dir(&mut plan, &name, &path, target);
+    }
     for profile in input.profiles {
         for links in &profile.links {
             add_links(&mut plan, &profile.name, links)?;
         }
     }
     Ok(plan)
+}
+
+/// The job root has no ld.so.cache (the host's would name host paths), so a library the
+/// host finds only through its cache gets a link in the first default dir the tree holds as
+/// a real directory, where the loader's own search finds it.
+fn link_into_default_dir(plan: &mut Plan, name: &str, path: &Path, target: Target) {
+    let Some(dir) = default_dirs(target)
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|d| {
+            plan.entries
+                .get(d)
+                .is_some_and(|e| e.kind == EntryKind::Dir)
+        })
+    else {
+        plan.notes.push(format!(
+            "{name}: no default library dir in the tree to link {} from",
+            path.display()
+        ));
+        return;
+    };
+    let link = dir.join(name);
+    if plan.entries.contains_key(&link) {
+        return;
+    }
+    let mut entry = made_up_dir();
+    entry.kind = EntryKind::Symlink {
+        target: path.to_path_buf(),
+        dangling: false,
+    };
+    entry.mode = 0o777;
+    plan.entries.insert(link.clone(), entry);
+    plan.inclusions.push(Inclusion {
+        path: link,
+        reason: Reason::CacheOnly {
+            name: name.into(),
+            dir: path.parent().unwrap_or(Path::new("/")).to_path_buf(),
+        },
+        files: 0,
+        bytes: 0,
+    });
 }
 
 /// Adds a profile's links where the tree has nothing yet; the runtime's own files win.
@@ -324,6 +395,8 @@ struct Builder {
     file_names: HashSet<OsString>,
     /// Library lookups already made, by name and the requester's search dirs.
     found: HashMap<LookupKey, Option<PathBuf>>,
+    /// Libraries found only through the host's ld.so.cache: (name, path, target).
+    cache_only: Vec<(String, PathBuf, Target)>,
 }
 
 /// What a library lookup depends on: the name, the requester's dir (for `$ORIGIN`), its
@@ -691,7 +764,12 @@ impl Builder {
         if let Some(found) = self.found.get(&key) {
             return found.clone();
         }
-        let found = self.search.find(name, requester, info);
+        let found = self.search.find_how(name, requester, info);
+        if let Some((path, Via::Cache)) = &found {
+            self.cache_only
+                .push((name.to_string(), path.clone(), info.target));
+        }
+        let found = found.map(|(path, _)| path);
         self.found.insert(key, found.clone());
         found
     }
@@ -900,5 +978,95 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("symlink loop"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use std::process::Command;
+
+    fn run(cmd: &mut Command) {
+        let status = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(status.success(), "{cmd:?} failed");
+    }
+
+    /// A host (fixture root) whose app needs a library in /opt/lib, which only its
+    /// ld.so.cache (built by `ldconfig -r`) knows about.
+    #[test]
+    fn a_library_only_the_cache_finds_is_linked_into_a_default_dir() {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        for dir in [
+            "opt/lib",
+            "usr/bin",
+            "usr/lib/x86_64-linux-gnu",
+            "etc",
+            "src",
+            "lib64",
+        ] {
+            std::fs::create_dir_all(b.join(dir)).unwrap();
+        }
+        std::fs::write(b.join("src/foo.c"), "int foo(void) { return 42; }\n").unwrap();
+        std::fs::write(
+            b.join("src/main.c"),
+            "int foo(void);\nint main(void) { return foo(); }\n",
+        )
+        .unwrap();
+        run(Command::new("cc")
+            .args(["-shared", "-fPIC", "-Wl,-soname,libfoo.so.1", "-o"])
+            .arg(b.join("opt/lib/libfoo.so.1"))
+            .arg(b.join("src/foo.c")));
+        run(Command::new("cc")
+            .arg("-o")
+            .arg(b.join("usr/bin/app"))
+            .arg(b.join("src/main.c"))
+            .arg(b.join("opt/lib/libfoo.so.1")));
+        std::fs::copy(
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            b.join("usr/lib/x86_64-linux-gnu/libc.so.6"),
+        )
+        .unwrap();
+        std::fs::copy(
+            "/lib64/ld-linux-x86-64.so.2",
+            b.join("lib64/ld-linux-x86-64.so.2"),
+        )
+        .unwrap();
+        std::fs::write(b.join("etc/ld.so.conf"), "/opt/lib\n").unwrap();
+        run(Command::new("ldconfig").arg("-r").arg(b));
+
+        let environment = IndexMap::new();
+        let profiles = [crate::profile::ProfileSet::builtin()
+            .unwrap()
+            .get("generic")
+            .unwrap()];
+        let input = PlanInput {
+            mounts: vec![PlanMount {
+                source: "/usr/bin/app".into(),
+                target: "/usr/bin/app".into(),
+            }],
+            environment: &environment,
+            profiles: &profiles,
+        };
+        let plan = plan(&Root::new(b), &input).unwrap();
+        let link = Path::new("/usr/lib/x86_64-linux-gnu/libfoo.so.1");
+        assert_eq!(
+            plan.entries[link].kind,
+            EntryKind::Symlink {
+                target: "/opt/lib/libfoo.so.1".into(),
+                dangling: false
+            },
+            "{:#?}",
+            plan.inclusions
+        );
+        assert!(plan.entries.contains_key(Path::new("/opt/lib/libfoo.so.1")));
+        let why = plan
+            .inclusions
+            .iter()
+            .find(|i| i.path == link)
+            .unwrap()
+            .reason
+            .to_string();
+        assert!(why.contains("ld.so.cache in /opt/lib"), "{why}");
     }
 }
