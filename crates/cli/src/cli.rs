@@ -18,9 +18,10 @@ pub const DEFAULT_PROFILE_DIR: &str = "/etc/runseal/profiles";
 /// `name`, `name@version`, `lang:version` (java:17 matches version 17 and 17.x) or
 /// `lang-version`. The highest matching version wins.
 ///
-/// Exit codes: 0 success, 1 the runtime is invalid or cannot be sealed, 2 usage or I/O error.
+/// Exit codes: 0 success, 1 the runtime is invalid or cannot be sealed, 2 usage or I/O error
+/// (`run` passes the job's own exit code through; see `runseal run --help`).
 #[derive(Debug, Parser)]
-#[command(name = "runseal", version, max_term_width = 100)]
+#[command(name = "runseal", version, term_width = 100)]
 pub struct Args {
     /// Directory holding the runtimes.
     #[arg(long, global = true, env = "RUNSEAL_ROOT", default_value = DEFAULT_ROOT)]
@@ -113,13 +114,13 @@ pub enum Command {
         #[arg(long, value_name = "BYTES", value_parser = parse_memory)]
         memory: Option<u64>,
         /// CPU limit in CPUs, fractional allowed (0.5 = half a core).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = parse_positive)]
         cpus: Option<f64>,
         /// Maximum number of processes and threads.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         pids: Option<u64>,
         /// Kill the whole job after this many seconds and exit 124.
-        #[arg(long, value_name = "SECS")]
+        #[arg(long, value_name = "SECS", value_parser = parse_positive)]
         timeout: Option<f64>,
         /// Network: `none` (only loopback) or `host`.
         #[arg(long, value_enum, default_value_t = NetworkArg::None)]
@@ -163,4 +164,12 @@ pub enum NetworkArg {
 
 fn parse_memory(text: &str) -> Result<u64, String> {
     runseal_sandbox::parse_size(text)
+}
+
+/// A finite number above zero (CPUs, seconds).
+fn parse_positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 && value < 1e9 => Ok(value),
+        _ => Err(format!("`{text}` is not a number above zero")),
+    }
 }

@@ -10,4 +10,5 @@ mod limits;
 mod run;
 mod runtimes;
 mod seal_java;
+mod transcripts;
 mod validate;

@@ -63,7 +63,8 @@ impl TestRoot {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("runseal"));
         cmd.arg("--root")
             .arg(self.path())
-            .env_remove("RUNSEAL_ROOT");
+            .env_remove("RUNSEAL_ROOT")
+            .env_remove("RUNSEAL_PROFILE_DIR");
         cmd
     }
 
