@@ -276,3 +276,39 @@ fn an_unsealed_runtime_is_refused_before_anything_runs() {
     assert!(stderr.contains("hint: run `runseal seal"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_mount_whose_target_differs_from_its_source_is_sealed_at_the_target() {
+    let t = sealtest!();
+    let app = crate::util::fixture_source(t.path());
+    let yaml = format!(
+        "name: moved\nmounts:\n- {{source: {}, target: /opt/app, readonly: true}}\n\
+         environment:\n  PATH: /opt/app/bin:/usr/bin:/bin\n",
+        app.display()
+    );
+    let dir = t.runtime("moved", &yaml);
+    let out = t.run(&["seal", "moved"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(dir.join("isolated/opt/app/bin/hello").is_file());
+    assert!(!dir
+        .join("isolated")
+        .join(app.strip_prefix("/").unwrap())
+        .exists());
+    assert_eq!(code(&t.run(&["verify", "moved"])), 0);
+    let out = t.run(&["run", "--runtime", "moved", "--", "hello"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello\n");
+}
+
+#[test]
+fn verify_says_plainly_that_an_unsealed_runtime_is_not_sealed() {
+    let t = sealtest!();
+    t.openjdk();
+    let out = t.run(&["verify", "openjdk-17"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("not sealed"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -48,6 +48,17 @@ pub fn run(
     let validation = runseal_seal::validate_runtime(dir, RuleOptions::default())?;
     let config = RuntimeConfig::load(&layout.runtime_yml())?;
     let tree = layout.isolated();
+    if !Layout::manifest_in(&tree).exists() {
+        return Err(runseal_seal::Error::Unsealable {
+            file: layout.runtime_yml(),
+            message: format!(
+                "the runtime is not sealed (no {}); run `runseal seal {}` first",
+                Layout::manifest_in(&tree).display(),
+                dir.display()
+            ),
+        }
+        .into());
+    }
     let (manifest, integrity_differences) = runseal_seal::check_integrity(&tree)?;
     let ld_library_path: Vec<String> = config
         .environment
