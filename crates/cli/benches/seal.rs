@@ -31,7 +31,7 @@ fn main() {
     let copied_paths: Vec<PathBuf> = plan
         .entries
         .values()
-        .filter(|e| !matches!(e.kind, EntryKind::Dir))
+        .filter(|e| !matches!(e.kind, EntryKind::Dir) && !e.source.as_os_str().is_empty())
         .map(|e| e.source.clone())
         .collect();
     println!(
