@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::job::Job;
-use crate::rootfs::DEVICES;
+use crate::rootfs::{DEVICES, PROC_MASKED};
 
 /// One line of `/proc/<pid>/mountinfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,10 +57,7 @@ pub fn check_mount_table(job: &Job, table: &str) -> Vec<String> {
     ] {
         allowed.insert(point.into(), kind);
     }
-    for name in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
-        allowed.insert(format!("/proc/{name}"), "proc-readonly");
-    }
-    for name in ["kcore", "keys", "timer_list", "sched_debug"] {
+    for name in PROC_MASKED {
         allowed.insert(format!("/proc/{name}"), "masked");
     }
     for device in DEVICES {
@@ -112,10 +109,13 @@ pub fn check_mount_table(job: &Job, table: &str) -> Vec<String> {
                     line.options.join(",")
                 )
             }),
-            "proc" => {
-                (line.fstype != "proc").then(|| format!("is {}, not a fresh proc", line.fstype))
-            }
-            "proc-readonly" => (!has("ro")).then(|| "is writable".to_string()),
+            "proc" => (line.fstype != "proc" || !has("ro")).then(|| {
+                format!(
+                    "is {} {}, not a fresh read-only proc",
+                    line.fstype,
+                    line.options.join(",")
+                )
+            }),
             "masked" => {
                 (line.root != "/null").then(|| format!("shows {}, not /dev/null", line.root))
             }
@@ -152,9 +152,8 @@ mod tests {
     const GOOD: &str = "\
 1 0 0:50 / / ro,nosuid,nodev - tmpfs tmpfs rw\n\
 2 1 254:0 /rt/java/isolated/usr /usr ro,nosuid,nodev,relatime - ext4 /dev/vda rw\n\
-3 1 0:51 / /proc rw,nosuid,nodev,noexec - proc proc rw\n\
-4 3 0:51 /sys /proc/sys ro,nosuid,nodev - proc proc rw\n\
-5 3 0:52 /null /proc/kcore ro,nosuid,nodev - devtmpfs udev rw\n\
+3 1 0:51 / /proc ro,nosuid,nodev,noexec - proc proc rw\n\
+5 3 0:52 /null /proc/keys ro,nosuid,nodev - devtmpfs udev rw\n\
 6 1 0:53 / /dev ro,nosuid,nodev - tmpfs tmpfs rw\n\
 7 6 0:5 /null /dev/null rw,nosuid - devtmpfs udev rw\n\
 8 1 0:54 / /tmp rw,nosuid,nodev - tmpfs tmpfs rw\n";

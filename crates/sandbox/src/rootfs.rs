@@ -13,10 +13,11 @@ use crate::sys::{fd_path, open_beneath, BindFlags, MountOps};
 /// Host device nodes a job may use; nothing else of the host's /dev.
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-/// /proc paths that reach kernel-wide state: read-only inside the job, like other sandboxes do.
-const PROC_READONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
-/// /proc files that leak host memory or keys: hidden behind /dev/null.
-const PROC_MASKED: [&str; 4] = ["kcore", "keys", "timer_list", "sched_debug"];
+/// /proc files that show host-wide state a job's uid may read (its keys, kernel timers):
+/// hidden behind /dev/null. The whole /proc is mounted read-only, which keeps /proc/sys,
+/// sysrq-trigger and irq out of reach of a job running as uid 0 in one mount flag instead of
+/// a bind per path; /proc/kcore needs CAP_SYS_RAWIO, which no job has.
+pub const PROC_MASKED: [&str; 3] = ["keys", "timer_list", "sched_debug"];
 
 /// One step of assembling the root, with paths as the job sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +47,7 @@ pub enum Step {
         target: PathBuf,
         flags: BindFlags,
     },
-    /// Bind a path of the job root over another one, read-only (masking /proc parts).
+    /// Bind a path of the job root over another one (masking /proc parts with /dev/null).
     BindInside {
         source: PathBuf,
         target: PathBuf,
@@ -144,13 +145,6 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
     steps.push(Step::ReadOnly {
         target: "/dev".into(),
     });
-    for name in PROC_READONLY {
-        let path = Path::new("/proc").join(name);
-        steps.push(Step::BindInside {
-            source: path.clone(),
-            target: path,
-        });
-    }
     for name in PROC_MASKED {
         steps.push(Step::BindInside {
             source: "/dev/null".into(),
@@ -224,14 +218,12 @@ pub fn apply(
             Step::BindInside { source, target } => {
                 let source = at(source);
                 if at(target).exists() {
-                    ops.bind(
-                        &source,
-                        &at(target),
-                        BindFlags {
-                            writable: false,
-                            devices: false,
-                        },
-                    )?;
+                    // The source is the job's /dev/null: bound as the device it is.
+                    let flags = BindFlags {
+                        writable: true,
+                        devices: true,
+                    };
+                    ops.bind(&source, &at(target), flags)?;
                 }
             }
             Step::Proc { target } => ops.mount_proc(&at(target))?,

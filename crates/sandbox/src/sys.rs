@@ -76,10 +76,10 @@ impl MountOps for RealMounts {
             "proc",
             target,
             "proc",
-            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::RDONLY,
             None::<&CStr>,
         )
-        .map_err(call_error(format!("mount(proc, {})", target.display())))
+        .map_err(call_error(format!("mount(proc, {}, ro)", target.display())))
     }
 
     fn bind(&mut self, source: &Path, target: &Path, flags: BindFlags) -> Result<()> {
@@ -88,6 +88,11 @@ impl MountOps for RealMounts {
             source.display(),
             target.display()
         )))?;
+        if flags.writable && flags.devices {
+            // A device node bound as it is: a remount would only add nosuid, which means
+            // nothing for a device, and costs two more mount-table updates per job.
+            return Ok(());
+        }
         let mut remount = MountFlags::BIND | MountFlags::NOSUID;
         if !flags.writable {
             remount |= MountFlags::RDONLY;

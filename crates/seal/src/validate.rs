@@ -14,6 +14,9 @@ pub struct ValidationReport {
     pub file: PathBuf,
     pub valid: bool,
     pub violations: Vec<Violation>,
+    /// The document that was checked, when it could be parsed.
+    #[serde(skip)]
+    pub config: Option<RuntimeConfig>,
 }
 
 /// Checks the runtime dir `dir`. A runtime.yml that cannot be parsed is reported as a
@@ -29,6 +32,7 @@ pub fn validate_runtime(dir: &Path, options: RuleOptions) -> Result<ValidationRe
                     field: String::new(),
                     reason: message,
                 }],
+                None,
             ))
         }
         Err(e) => return Err(e.into()),
@@ -44,14 +48,19 @@ pub fn validate_runtime(dir: &Path, options: RuleOptions) -> Result<ValidationRe
         }
     }
     violations.sort_by_key(|v| field_order(&config, &v.field));
-    Ok(report(file, violations))
+    Ok(report(file, violations, Some(config)))
 }
 
-fn report(file: PathBuf, violations: Vec<Violation>) -> ValidationReport {
+fn report(
+    file: PathBuf,
+    violations: Vec<Violation>,
+    config: Option<RuntimeConfig>,
+) -> ValidationReport {
     ValidationReport {
         file,
         valid: violations.is_empty(),
         violations,
+        config,
     }
 }
 

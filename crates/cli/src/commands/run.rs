@@ -66,7 +66,10 @@ pub fn job_for(dir: &Path, options: RunOptions) -> anyhow::Result<Job> {
         ));
         anyhow::bail!(text);
     }
-    let config = RuntimeConfig::load(&report.file)?;
+    let config = match report.config {
+        Some(config) => config,
+        None => RuntimeConfig::load(&report.file)?,
+    };
     let mut environment: Vec<(String, String)> = config.environment.into_iter().collect();
     if !environment.iter().any(|(k, _)| k == "PATH") {
         environment.push(("PATH".into(), DEFAULT_PATH.into()));
