@@ -312,3 +312,37 @@ fn verify_says_plainly_that_an_unsealed_runtime_is_not_sealed() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_job_running_during_a_reseal_keeps_its_files() {
+    let t = sealtest!();
+    let dir = t.sealed_openjdk();
+    let touched = dir.join("isolated/etc/nsswitch.conf");
+    let content = std::fs::read(&touched).unwrap();
+    std::fs::write(&touched, content).unwrap();
+    let job = t
+        .runseal_std()
+        .args(["run", "--runtime", "openjdk-17", "--", "sh", "-c"])
+        .arg("sleep 1; cat /etc/java-17-openjdk/net.properties >/dev/null && ls /usr/lib/jvm/java-17-openjdk-amd64/lib/libjli.so")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = t.run(&["--json", "seal", "openjdk-17"]);
+    assert_eq!(
+        crate::util::json(&out)["outcome"],
+        "sealed",
+        "the re-seal must swap a new tree in"
+    );
+    let out = job.wait_with_output().unwrap();
+    assert_eq!(
+        code(&out),
+        0,
+        "the running job lost its files: {}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).ends_with("libjli.so\n"));
+    assert!(dir.join("isolated.prev").is_dir());
+    assert_eq!(code(&t.run(&["verify", "openjdk-17"])), 0);
+}

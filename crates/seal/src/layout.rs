@@ -31,6 +31,11 @@ impl Layout {
     pub fn staging(&self) -> PathBuf {
         self.dir.join(format!("{ISOLATED_DIR}.tmp"))
     }
+    /// The tree a re-seal replaced, kept until the next swap: jobs started before the swap
+    /// still see it through their bind mounts, and emptying it would empty their view.
+    pub fn previous(&self) -> PathBuf {
+        self.dir.join(format!("{ISOLATED_DIR}.prev"))
+    }
     pub fn manifest_in(tree: &Path) -> PathBuf {
         tree.join(MANIFEST_NAME)
     }

@@ -186,7 +186,7 @@ pub fn seal_from(
         manifest.profiles = profiles.iter().map(|p| p.name.clone()).collect();
         write_atomic(&Layout::manifest_in(&staging), &manifest.to_json())?;
         sync_filesystem(&staging)?;
-        swap_in(&staging, &isolated)?;
+        swap_in(&layout)?;
         report.copied_files = done.copied_files;
         report.copied_bytes = done.copied_bytes;
         report.reused_files = done.reused_files;
@@ -283,17 +283,20 @@ fn sealing_input(layout: &Layout, current: &RuntimeConfig) -> Result<(RuntimeCon
     Ok((config, original))
 }
 
-/// Puts the staged tree in place with one atomic rename (an exchange when a tree exists),
-/// then removes the old tree.
-fn swap_in(staging: &Path, isolated: &Path) -> Result<()> {
+/// Puts the staged tree in place with one atomic rename (an exchange when a tree exists).
+/// The replaced tree moves to `isolated.prev/` rather than being deleted at once, so jobs
+/// still running on it keep their files; the one it displaces there is removed.
+fn swap_in(layout: &Layout) -> Result<()> {
+    let (staging, isolated, previous) = (layout.staging(), layout.isolated(), layout.previous());
     if isolated.exists() {
-        renameat_with(CWD, staging, CWD, isolated, RenameFlags::EXCHANGE)
-            .map_err(|e| Error::io(isolated, e.into()))?;
-        sync_dir(isolated.parent().unwrap_or(Path::new(".")))?;
-        remove_tree(staging)
+        renameat_with(CWD, &staging, CWD, &isolated, RenameFlags::EXCHANGE)
+            .map_err(|e| Error::io(&isolated, e.into()))?;
+        sync_dir(&layout.dir)?;
+        remove_tree(&previous)?;
+        std::fs::rename(&staging, &previous).map_err(|e| Error::io(&previous, e))
     } else {
-        std::fs::rename(staging, isolated).map_err(|e| Error::io(isolated, e))?;
-        sync_dir(isolated.parent().unwrap_or(Path::new(".")))
+        std::fs::rename(&staging, &isolated).map_err(|e| Error::io(&isolated, e))?;
+        sync_dir(&layout.dir)
     }
 }
 
