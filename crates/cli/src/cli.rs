@@ -82,6 +82,8 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// List the runtimes under --root: name, version, language, whether sealed, dir.
+    List,
     /// Show what a runtime holds: its size, file count, mounts and, for each path that
     /// brought something into the sealed tree, why.
     Info {

@@ -53,3 +53,16 @@ fn usage_errors() {
         &["run", "--runtime", "x", "--timeout", "0", "--", "true"]
     ));
 }
+
+#[test]
+fn list_shows_each_runtime_and_its_state() {
+    let t = TestRoot::new();
+    t.runtime("host-mounts", "name: host-mounts\nlanguage: java\nversion: \"17.0.1\"\nmounts:\n- {source: usr/lib/jvm, target: /usr/lib/jvm, readonly: true}\n");
+    t.runtime(
+        "python/3.11",
+        "name: python\nlanguage: python\nversion: \"3.11\"\n",
+    );
+    t.runtime("broken", "name: [\n");
+    insta::assert_snapshot!(transcript(&t, &["list"]));
+    insta::assert_snapshot!(transcript(&t, &["--json", "list"]));
+}

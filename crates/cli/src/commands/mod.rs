@@ -1,6 +1,7 @@
 //! One module per subcommand; each calls the libraries and prints.
 
 mod info;
+mod list;
 pub mod run;
 mod seal;
 mod validate;
@@ -71,5 +72,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             verify::run(&locate(&runtime)?, &profile, &profile_dir, args.json)
         }
         Command::Info { runtime } => info::run(&locate(&runtime)?, args.json),
+        Command::List => list::run(&root, args.json),
     }
 }
