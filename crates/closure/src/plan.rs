@@ -463,7 +463,7 @@ impl Builder {
     }
 
     fn resolve_needed(&self, path: &Path, reason: &Reason) -> Result<Resolution> {
-        self.root.resolve(path).map_err(|e| match e {
+        self.resolve(path).map_err(|e| match e {
             Error::Missing { path: missing, .. } => Error::Missing {
                 path: if missing == path {
                     missing
@@ -616,7 +616,7 @@ impl Builder {
                 source.parent().unwrap_or(Path::new("/")).join(&target)
             };
             let reason = Reason::SymlinkTarget { link: job.clone() };
-            match self.root.resolve(&wanted) {
+            match self.resolve(&wanted) {
                 Ok(resolution) => {
                     let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
                     self.add_chain(&resolution)?;
@@ -772,6 +772,18 @@ impl Builder {
         let found = found.map(|(path, _)| path);
         self.found.insert(key, found.clone());
         found
+    }
+
+    /// Resolves on the root, skipping the lstat of directories the plan already holds at
+    /// their own path (as it found them on the root).
+    fn resolve(&self, path: &Path) -> Result<Resolution> {
+        let entries = &self.plan.entries;
+        let known_dir = |p: &Path| {
+            entries
+                .get(p)
+                .is_some_and(|e| e.kind == EntryKind::Dir && e.source == p)
+        };
+        self.root.resolve_knowing(path, &known_dir)
     }
 
     fn lstat(&self, path: &Path) -> Result<Metadata> {

@@ -71,6 +71,16 @@ impl Root {
 
     /// Resolves every component of `path`, following symlinks, including the last one.
     pub fn resolve(&self, path: &Path) -> Result<Resolution> {
+        self.resolve_knowing(path, &|_| false)
+    }
+
+    /// [`resolve`](Self::resolve), trusting `known_dir` for components already known to be
+    /// real directories (not symlinks) instead of asking the filesystem again.
+    pub fn resolve_knowing(
+        &self,
+        path: &Path,
+        known_dir: &dyn Fn(&Path) -> bool,
+    ) -> Result<Resolution> {
         let mut pending: VecDeque<OsString> = components(path).collect();
         let mut current = PathBuf::from("/");
         let mut links = Vec::new();
@@ -85,6 +95,10 @@ impl Root {
                 continue;
             }
             let next = current.join(&name);
+            if !pending.is_empty() && known_dir(&next) {
+                current = next;
+                continue;
+            }
             let meta = match self.symlink_metadata(&next) {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
