@@ -82,6 +82,26 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Build a runtime: run its setup script in a builder that cannot modify the host, then
+    /// seal it and verify it.
+    ///
+    /// The script runs as `sh SCRIPT ROOT` (as runtimes/*/setup.sh do) against an overlay of
+    /// the host's root whose writable layer is a tmpfs that vanishes afterwards: packages it
+    /// installs and files it writes never reach the host. Only ROOT is bound through, for the
+    /// runtime dir it writes. The script keeps root but loses the capabilities that reach
+    /// past the overlay (mount, chroot, mknod, raw I/O, modules, ptrace), sees a minimal /dev
+    /// and the host's network. Then `seal` copies the closure out of the overlay and `verify`
+    /// proves the result. Exit 0 only when the runtime is built, sealed and verified.
+    Build {
+        /// The setup script.
+        script: PathBuf,
+        /// The runtime dir the script writes, under --root (default: the last line it prints).
+        #[arg(long)]
+        name: Option<String>,
+        /// Seal with this profile instead of the one runtime.yml's language picks (repeatable).
+        #[arg(long)]
+        profile: Vec<String>,
+    },
     /// List the runtimes under --root: name, version, language, whether sealed, dir.
     List,
     /// Show what a runtime holds: its size, file count, mounts and, for each path that

@@ -19,9 +19,14 @@ pub fn chain(err: &anyhow::Error) -> String {
 /// 1 when the runtime is at fault, 2 for usage and I/O errors.
 pub fn exit_code_of(err: &anyhow::Error) -> u8 {
     let runtime_problem = err.chain().any(|cause| {
-        cause
+        let sealing = cause
             .downcast_ref::<runseal_seal::Error>()
-            .is_some_and(runseal_seal::Error::is_runtime_problem)
+            .is_some_and(runseal_seal::Error::is_runtime_problem);
+        let building = matches!(
+            cause.downcast_ref::<runseal_sandbox::Error>(),
+            Some(runseal_sandbox::Error::Setup { .. })
+        );
+        sealing || building
     });
     if runtime_problem {
         1

@@ -5,6 +5,7 @@
 mod util;
 
 mod bad_input;
+mod build;
 mod crash;
 mod limits;
 mod run;

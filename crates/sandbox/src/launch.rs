@@ -243,7 +243,7 @@ fn exit_code_of(status: WaitStatus) -> i32 {
     }
 }
 
-fn wait(pid: Pid) -> Result<WaitStatus> {
+pub(crate) fn wait(pid: Pid) -> Result<WaitStatus> {
     loop {
         match waitpid(Some(pid), WaitOptions::empty()) {
             Ok(Some((_, status))) => return Ok(status),

@@ -9,6 +9,7 @@
 //! Every system call goes through [`sys`], the crate's only `unsafe` code.
 #![deny(unsafe_code)]
 
+mod build;
 mod cgroup;
 mod error;
 mod isolation;
@@ -19,6 +20,7 @@ mod seccomp;
 #[allow(unsafe_code)]
 pub mod sys;
 
+pub use build::{build_in_overlay, BuildSpec};
 pub use cgroup::{CgroupMode, Cgroups};
 pub use error::{Error, Result};
 pub use isolation::{check_mount_table, parse_mountinfo, MountLine};

@@ -407,3 +407,69 @@ pub fn restore_default_sigpipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
+
+/// Mounts an overlay of `lower` (read-only) and `upper` (where every change lands) on
+/// `target`; `work` is overlayfs's scratch dir on the same filesystem as `upper`.
+pub fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result<()> {
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    let data = std::ffi::CString::new(options.clone())
+        .map_err(|_| Error::Invalid(format!("overlay options hold a NUL byte: {options}")))?;
+    mount(
+        "overlay",
+        target,
+        "overlay",
+        MountFlags::empty(),
+        Some(data.as_c_str()),
+    )
+    .map_err(call_error(format!(
+        "mount(overlay, {}, {options})",
+        target.display()
+    )))
+}
+
+/// A fresh, writable proc for a build (its package scripts may write their own /proc files).
+pub fn mount_proc_writable(target: &Path) -> Result<()> {
+    mount(
+        "proc",
+        target,
+        "proc",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        None::<&CStr>,
+    )
+    .map_err(call_error(format!("mount(proc, {})", target.display())))
+}
+
+/// Binds `source` on `target` read-write, as it is.
+pub fn bind_writable(source: &Path, target: &Path) -> Result<()> {
+    mount_bind(source, target).map_err(call_error(format!(
+        "mount({}, {}, MS_BIND)",
+        source.display(),
+        target.display()
+    )))
+}
+
+pub fn chroot_into(dir: &Path) -> Result<()> {
+    rustix::process::chroot(dir).map_err(call_error(format!("chroot({})", dir.display())))?;
+    rustix::process::chdir("/").map_err(call_error("chdir(/)".into()))
+}
+
+/// Removes `capabilities` (numbers, as in `<linux/capability.h>`) from the bounding set, so
+/// that nothing exec'd from here on can hold them, uid 0 included.
+pub fn drop_from_bounding_set(capabilities: &[u32]) -> Result<()> {
+    for &cap in capabilities {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
+        let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if ret < 0 {
+            return Err(Error::sys(
+                format!("prctl(PR_CAPBSET_DROP, {cap})"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! One module per subcommand; each calls the libraries and prints.
 
+mod build;
 mod info;
 mod list;
 pub mod run;
@@ -73,5 +74,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::Info { runtime } => info::run(&locate(&runtime)?, args.json),
         Command::List => list::run(&root, args.json),
+        Command::Build {
+            script,
+            name,
+            profile,
+        } => build::run(&root, &script, name, profile, &profile_dir, args.json),
     }
 }

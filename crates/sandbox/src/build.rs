@@ -1,0 +1,201 @@
+//! The builder: a runtime's setup script runs against an overlay of the host's root whose
+//! writable layer is a tmpfs in a private mount namespace, so whatever it installs, deletes
+//! or rewrites never reaches the host. Only the runtimes root is bound through, writable, for
+//! the runtime.yml the script writes; the caller's `seal` then reads the script's results
+//! through the overlay while it still exists, and copies them into the runtime dir.
+//!
+//! The script runs as root (package managers need it) but without the capabilities that
+//! reach past the overlay: mounting, chroot, device nodes, raw I/O, modules, reboot, ptrace.
+//! It sees the host's network (package registries), a fresh /proc and a minimal /dev.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rustix::pipe::{pipe_with, PipeFlags};
+
+use crate::error::{Error, Result};
+use crate::launch::wait;
+use crate::rootfs::DEVICES;
+use crate::sys::{self, Forked, MountOps, RealMounts};
+
+/// Where the build's tmpfs is mounted, inside the builder's own mount namespace.
+const BUILD_MOUNTPOINT: &str = "/run/runseal/build";
+
+/// Capabilities a setup script never gets (numbers from `<linux/capability.h>`):
+/// SYS_MODULE, SYS_RAWIO, SYS_CHROOT, SYS_PTRACE, SYS_ADMIN, SYS_BOOT, MKNOD, SYS_TIME,
+/// MAC_ADMIN, MAC_OVERRIDE, SYSLOG, BPF, PERFMON, CHECKPOINT_RESTORE.
+const DENIED_CAPABILITIES: [u32; 14] = [16, 17, 18, 19, 21, 22, 27, 25, 33, 32, 34, 39, 38, 40];
+
+#[derive(Debug, Clone)]
+pub struct BuildSpec {
+    /// The setup script, run as `sh SCRIPT RUNTIMES_ROOT`.
+    pub script: PathBuf,
+    pub runtimes_root: PathBuf,
+    /// The runtime dir's name under the root; else the last line the script prints.
+    pub name: Option<String>,
+}
+
+/// Runs `spec`'s script in the builder, then `seal(merged_root, runtime_dir)` while the
+/// overlay still exists. Returns the runtime dir. The script's output goes to stderr.
+pub fn build_in_overlay(
+    spec: &BuildSpec,
+    seal: &dyn Fn(&Path, &Path) -> std::result::Result<(), String>,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(BUILD_MOUNTPOINT)
+        .map_err(|e| Error::sys(format!("mkdir -p {BUILD_MOUNTPOINT}"), e))?;
+    std::fs::create_dir_all(&spec.runtimes_root)
+        .map_err(|e| Error::sys(format!("mkdir -p {}", spec.runtimes_root.display()), e))?;
+    let (report_read, report_write) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    match sys::clone_into_namespaces(flags)? {
+        Forked::Child => {
+            drop(report_read);
+            let outcome = builder(spec, seal);
+            let message = match &outcome {
+                Ok(dir) => format!("ok {}", dir.display()),
+                Err(e) => format!("error {e}"),
+            };
+            let _ = rustix::io::write(&report_write, message.as_bytes());
+            sys::exit_now(if outcome.is_ok() { 0 } else { 1 })
+        }
+        Forked::Parent(pid) => {
+            drop(report_write);
+            let mut report = String::new();
+            let _ = std::fs::File::from(report_read).read_to_string(&mut report);
+            wait(pid)?;
+            if let Some(dir) = report.strip_prefix("ok ") {
+                Ok(PathBuf::from(dir))
+            } else if let Some(message) = report.strip_prefix("error ") {
+                Err(Error::Setup {
+                    message: message.to_string(),
+                    exit_code: 1,
+                })
+            } else {
+                Err(Error::Setup {
+                    message: "the builder ended without a report".into(),
+                    exit_code: 1,
+                })
+            }
+        }
+    }
+}
+
+/// PID 1 of the builder's namespaces.
+fn builder(
+    spec: &BuildSpec,
+    seal: &dyn Fn(&Path, &Path) -> std::result::Result<(), String>,
+) -> Result<PathBuf> {
+    sys::die_with_parent()?;
+    let merged = prepare_overlay(spec)?;
+    let (output_read, output_write) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    let script_pid = match sys::fork()? {
+        Forked::Child => {
+            drop(output_read);
+            let error = run_script(spec, &merged, output_write);
+            eprintln!("runseal build: {error}");
+            sys::exit_now(127)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(output_write);
+    let mut last_line = String::new();
+    for line in BufReader::new(std::fs::File::from(output_read)).lines() {
+        let line = line.map_err(|e| Error::sys("read(setup output)", e))?;
+        eprintln!("{line}");
+        if !line.trim().is_empty() {
+            last_line = line.trim().to_string();
+        }
+    }
+    let status = wait(script_pid)?;
+    match status.exit_status() {
+        Some(0) => {}
+        Some(code) => {
+            return Err(Error::Invalid(format!(
+                "{} exited with {code}",
+                spec.script.display()
+            )))
+        }
+        None => {
+            return Err(Error::Invalid(format!(
+                "{} was killed",
+                spec.script.display()
+            )))
+        }
+    }
+    let dir = match &spec.name {
+        Some(name) => spec.runtimes_root.join(name),
+        None => PathBuf::from(&last_line),
+    };
+    if !dir.starts_with(&spec.runtimes_root) || !dir.join("runtime.yml").is_file() {
+        return Err(Error::Invalid(format!(
+            "the setup script wrote no runtime.yml under {} (it printed `{last_line}`; pass --name to say which runtime it writes)",
+            spec.runtimes_root.display()
+        )));
+    }
+    seal(&merged, &dir).map_err(Error::Invalid)?;
+    Ok(dir)
+}
+
+/// The overlay of `/`, with a fresh /proc, a minimal /dev, empty /tmp and /run, the
+/// script's dir bound read-only (it may live in /tmp) and the runtimes root bound through.
+/// Returns the merged root.
+fn prepare_overlay(spec: &BuildSpec) -> Result<PathBuf> {
+    let runtimes_root = spec.runtimes_root.as_path();
+    let mut mounts = RealMounts;
+    mounts.make_mounts_private()?;
+    let base = Path::new(BUILD_MOUNTPOINT);
+    mounts.mount_tmpfs(base, 0o700)?;
+    let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
+    for dir in [&upper, &work, &merged] {
+        mounts.mkdir(dir, 0o755)?;
+    }
+    sys::mount_overlay(Path::new("/"), &upper, &work, &merged)?;
+    let at = |path: &str| merged.join(path.trim_start_matches('/'));
+    sys::mount_proc_writable(&at("/proc"))?;
+    mounts.mount_tmpfs(&at("/dev"), 0o755)?;
+    for device in DEVICES {
+        let target = at(&format!("/dev/{device}"));
+        mounts.create_file(&target)?;
+        sys::bind_writable(&Path::new("/dev").join(device), &target)?;
+    }
+    mounts.symlink(Path::new("/proc/self/fd"), &at("/dev/fd"))?;
+    for (dir, mode) in [("/tmp", 0o1777), ("/run", 0o755)] {
+        mounts.mount_tmpfs(&at(dir), mode)?;
+    }
+    let script_dir = spec.script.parent().unwrap_or(Path::new("/"));
+    let script_dir_inside = merged.join(script_dir.strip_prefix("/").unwrap_or(script_dir));
+    std::fs::create_dir_all(&script_dir_inside)
+        .map_err(|e| Error::sys(format!("mkdir -p {}", script_dir_inside.display()), e))?;
+    let read_only = crate::sys::BindFlags {
+        writable: false,
+        devices: false,
+    };
+    mounts.bind(script_dir, &script_dir_inside, read_only)?;
+    let root_inside = merged.join(runtimes_root.strip_prefix("/").unwrap_or(runtimes_root));
+    std::fs::create_dir_all(&root_inside)
+        .map_err(|e| Error::sys(format!("mkdir -p {}", root_inside.display()), e))?;
+    sys::bind_writable(runtimes_root, &root_inside)?;
+    Ok(merged)
+}
+
+/// In the script's process: chroot into the overlay, give up the capabilities that reach
+/// past it, send stdout into the pipe, exec. Returns only on failure.
+fn run_script(spec: &BuildSpec, merged: &Path, output: OwnedFd) -> Error {
+    let setup =
+        sys::chroot_into(merged).and_then(|()| sys::drop_from_bounding_set(&DENIED_CAPABILITIES));
+    if let Err(e) = setup {
+        return e;
+    }
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg(&spec.script)
+        .arg(&spec.runtimes_root)
+        .stdout(std::fs::File::from(output));
+    let error = std::os::unix::process::CommandExt::exec(&mut command);
+    let _ = std::io::stderr().flush();
+    Error::sys(format!("exec /bin/sh {}", spec.script.display()), error)
+}
