@@ -7,6 +7,7 @@ mod beneath;
 mod copy;
 mod error;
 mod integrity;
+pub mod inventory;
 mod layout;
 mod lock;
 mod manifest;
