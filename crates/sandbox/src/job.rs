@@ -1,9 +1,15 @@
 //! What a job is: plain data, built by the caller from a runtime.yml and options.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use runseal_spec::Mount;
+use runseal_spec::{Mount, RuntimeConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// `PATH` for a runtime whose environment sets none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -21,7 +27,63 @@ pub struct Job {
     pub network: Network,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// What a caller asks of a job, beyond the runtime: plain data, also the daemon's request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobRequest {
+    pub command: Vec<String>,
+    /// Variables set over the runtime's environment, in order.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub network: Network,
+}
+
+impl Job {
+    /// The job `request` describes on the runtime in `dir`, whose (validated) runtime.yml
+    /// is `config`: the runtime's environment with the request's variables over it.
+    pub fn for_runtime(dir: &Path, config: RuntimeConfig, request: JobRequest) -> Result<Job> {
+        let mut environment: Vec<(String, String)> = config.environment.into_iter().collect();
+        if !environment.iter().any(|(k, _)| k == "PATH") {
+            environment.push(("PATH".into(), DEFAULT_PATH.into()));
+        }
+        for (key, value) in request.env {
+            match environment.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => environment.push((key, value)),
+            }
+        }
+        let workdir = match request.workdir {
+            Some(dir) => {
+                let canonical = dir
+                    .canonicalize()
+                    .map_err(|e| Error::Invalid(format!("work dir {}: {e}", dir.display())))?;
+                if !canonical.is_dir() {
+                    return Err(Error::Invalid(format!(
+                        "work dir {}: not a directory",
+                        dir.display()
+                    )));
+                }
+                Some(canonical)
+            }
+            None => None,
+        };
+        Ok(Job {
+            runtime_dir: dir.to_path_buf(),
+            mounts: config.mounts,
+            environment,
+            command: request.command,
+            workdir,
+            limits: request.limits,
+            network: request.network,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     pub memory_bytes: Option<u64>,
     /// CPU time as a number of CPUs (1.5 = one and a half cores' worth per period).
@@ -36,7 +98,8 @@ impl Limits {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Network {
     /// A new network namespace holding only loopback.
     #[default]
@@ -65,7 +128,7 @@ impl Outcome {
 }
 
 /// Parses `512M`, `2G`, `1.5G`, `100k` or plain bytes (powers of 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -20,5 +20,5 @@ pub use integrity::{check_integrity, Difference};
 pub use layout::Layout;
 pub use manifest::{Manifest, ManifestEntry, ManifestKind};
 pub use progress::{NoProgress, Progress};
-pub use seal::{profiles_for, seal, seal_from, Outcome, SealOptions, SealReport};
+pub use seal::{profiles_for, remove_runtime, seal, seal_from, Outcome, SealOptions, SealReport};
 pub use validate::{validate_runtime, ValidationReport};

@@ -283,6 +283,12 @@ fn sealing_input(layout: &Layout, current: &RuntimeConfig) -> Result<(RuntimeCon
     Ok((config, original))
 }
 
+/// Removes the runtime in `dir`, refusing while a seal of it runs.
+pub fn remove_runtime(dir: &Path) -> Result<()> {
+    let _lock = RuntimeLock::acquire(dir, false)?;
+    std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
+
 /// Puts the staged tree in place with one atomic rename (an exchange when a tree exists).
 /// The replaced tree moves to `isolated.prev/` rather than being deleted at once, so jobs
 /// still running on it keep their files; the one it displaces there is removed.

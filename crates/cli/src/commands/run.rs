@@ -1,12 +1,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use runseal_sandbox::{Job, Limits, Network};
+use runseal_sandbox::{Job, JobRequest, Limits, Network};
 use runseal_spec::{RuleOptions, RuntimeConfig};
 
 /// Exit code for failures of runseal itself, as container runtimes use it.
 const RUNSEAL_FAILED: u8 = 125;
-const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 pub struct RunOptions {
     pub workdir: Option<PathBuf>,
@@ -70,40 +69,21 @@ pub fn job_for(dir: &Path, options: RunOptions) -> anyhow::Result<Job> {
         Some(config) => config,
         None => RuntimeConfig::load(&report.file)?,
     };
-    let mut environment: Vec<(String, String)> = config.environment.into_iter().collect();
-    if !environment.iter().any(|(k, _)| k == "PATH") {
-        environment.push(("PATH".into(), DEFAULT_PATH.into()));
-    }
-    for pair in &options.env {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--env {pair}: expected K=V"))?;
-        match environment.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1 = value.to_string(),
-            None => environment.push((key.to_string(), value.to_string())),
-        }
-    }
-    let workdir = match options.workdir {
-        Some(dir) => {
-            let canonical = dir
-                .canonicalize()
-                .map_err(|e| anyhow::anyhow!("--workdir {}: {e}", dir.display()))?;
-            anyhow::ensure!(
-                canonical.is_dir(),
-                "--workdir {}: not a directory",
-                dir.display()
-            );
-            Some(canonical)
-        }
-        None => None,
-    };
-    Ok(Job {
-        runtime_dir: dir.to_path_buf(),
-        mounts: config.mounts,
-        environment,
+    let env = options
+        .env
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--env {pair}: expected K=V"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let request = JobRequest {
         command: options.command,
-        workdir,
+        env,
+        workdir: options.workdir,
         limits: options.limits,
         network: options.network,
-    })
+    };
+    Ok(Job::for_runtime(dir, config, request)?)
 }

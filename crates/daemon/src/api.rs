@@ -1,0 +1,335 @@
+//! The HTTP routes. Every handler resolves the runtime like the CLI does and calls the same
+//! library functions; blocking work runs on the blocking pool, jobs and builds in helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, State as Shared};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use runseal_sandbox::{JobRequest, Limits, Network};
+use runseal_seal::SealOptions;
+use runseal_spec::RuleOptions;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::helper::{runnable, BuildInput, RunInput};
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub root: PathBuf,
+    pub profile_dir: PathBuf,
+    /// This binary, started as `--helper run|build`.
+    pub helper: PathBuf,
+}
+
+type Ctx = Shared<Arc<State>>;
+
+pub fn router(state: State) -> Router {
+    Router::new()
+        .route("/v1/runtimes", get(list))
+        .route("/v1/runtimes/{spec}", get(info).delete(remove))
+        .route("/v1/runtimes/{spec}/validate", post(validate))
+        .route("/v1/runtimes/{spec}/seal", post(seal))
+        .route("/v1/build", post(build))
+        .route("/v1/run", post(run))
+        .with_state(Arc::new(state))
+}
+
+/// An error as the API reports it: a status and `{"error": "..."}`.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+fn unprocessable(message: impl ToString) -> ApiError {
+    ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        message: message.to_string(),
+    }
+}
+
+fn internal(message: impl ToString) -> ApiError {
+    ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: message.to_string(),
+    }
+}
+
+impl From<runseal_spec::Error> for ApiError {
+    fn from(e: runseal_spec::Error) -> Self {
+        let status = match e {
+            runseal_spec::Error::UnknownSpec { .. } | runseal_spec::Error::NotARuntime { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            runseal_spec::Error::AmbiguousSpec { .. } | runseal_spec::Error::Yaml { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<runseal_seal::Error> for ApiError {
+    fn from(e: runseal_seal::Error) -> Self {
+        match e {
+            runseal_seal::Error::Spec(inner) => inner.into(),
+            runseal_seal::Error::Busy { .. } => ApiError {
+                status: StatusCode::CONFLICT,
+                message: e.to_string(),
+            },
+            e if e.is_runtime_problem() => unprocessable(e),
+            e => internal(e),
+        }
+    }
+}
+
+/// Runs blocking library work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(internal)?
+}
+
+fn locate(state: &State, spec: &str) -> Result<PathBuf, ApiError> {
+    Ok(runseal_spec::resolve(&state.root, spec)?)
+}
+
+async fn list(Shared(state): Ctx) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || Ok(Json(runseal_seal::inventory::list(&state.root)?))).await
+}
+
+async fn info(
+    Shared(state): Ctx,
+    UrlPath(spec): UrlPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || {
+        Ok(Json(runseal_seal::inventory::info(&locate(
+            &state, &spec,
+        )?)?))
+    })
+    .await
+}
+
+async fn validate(
+    Shared(state): Ctx,
+    UrlPath(spec): UrlPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || {
+        let dir = locate(&state, &spec)?;
+        Ok(Json(runseal_seal::validate_runtime(
+            &dir,
+            RuleOptions::default(),
+        )?))
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SealBody {
+    #[serde(default)]
+    profiles: Vec<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn seal(
+    Shared(state): Ctx,
+    UrlPath(spec): UrlPath<String>,
+    body: Option<Json<SealBody>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    blocking(move || {
+        let dir = locate(&state, &spec)?;
+        let options = SealOptions {
+            dry_run: body.dry_run,
+            profiles: body.profiles,
+            profile_dirs: vec![state.profile_dir.clone()],
+            ..SealOptions::default()
+        };
+        Ok(Json(runseal_seal::seal(
+            &dir,
+            &options,
+            &runseal_seal::NoProgress,
+        )?))
+    })
+    .await
+}
+
+async fn remove(
+    Shared(state): Ctx,
+    UrlPath(spec): UrlPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || {
+        let dir = locate(&state, &spec)?;
+        runseal_seal::remove_runtime(&dir)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct BuildBody {
+    script: PathBuf,
+    name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Built {
+    runtime: String,
+    log: String,
+}
+
+async fn build(
+    Shared(state): Ctx,
+    Json(body): Json<BuildBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let input = BuildInput {
+        script: body.script,
+        name: body.name,
+        root: state.root.clone(),
+        profile_dir: state.profile_dir.clone(),
+    };
+    let out = helper(&state.helper, "build", &input).await?;
+    if !out.status.success() {
+        return Err(unprocessable(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(Json(Built {
+        runtime: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        log: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct RunBody {
+    runtime: String,
+    command: Vec<String>,
+    /// `K=V` strings, like `runseal run --env`.
+    #[serde(default)]
+    env: Vec<String>,
+    workdir: Option<PathBuf>,
+    /// Like `runseal run --memory`: `512M`, `2G`.
+    memory: Option<String>,
+    cpus: Option<f64>,
+    pids: Option<u64>,
+    timeout_secs: Option<f64>,
+    #[serde(default)]
+    network: Network,
+}
+
+#[derive(Debug, Serialize)]
+struct Ran {
+    exit_code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run(Shared(state): Ctx, Json(body): Json<RunBody>) -> Result<impl IntoResponse, ApiError> {
+    let dir = {
+        let state = Arc::clone(&state);
+        let runtime = body.runtime.clone();
+        blocking(move || {
+            let dir = locate(&state, &runtime)?;
+            runnable(&dir).map_err(unprocessable)?;
+            Ok(dir)
+        })
+        .await?
+    };
+    let request = job_request(body)?;
+    let out = helper(
+        &state.helper,
+        "run",
+        &RunInput {
+            runtime_dir: dir,
+            request,
+        },
+    )
+    .await?;
+    Ok(Json(Ran {
+        exit_code: out.status.code().unwrap_or(125),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }))
+}
+
+fn job_request(body: RunBody) -> Result<JobRequest, ApiError> {
+    if body.command.is_empty() {
+        return Err(unprocessable("command is empty"));
+    }
+    let positive = |name: &str, value: Option<f64>| match value {
+        Some(v) if !(v.is_finite() && v > 0.0 && v < 1e9) => {
+            Err(unprocessable(format!("{name} must be a number above zero")))
+        }
+        other => Ok(other),
+    };
+    let env = body
+        .env
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| unprocessable(format!("env `{pair}`: expected K=V")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let limits = Limits {
+        memory_bytes: body
+            .memory
+            .as_deref()
+            .map(runseal_sandbox::parse_size)
+            .transpose()
+            .map_err(unprocessable)?,
+        cpus: positive("cpus", body.cpus)?,
+        pids: body.pids.filter(|&p| p > 0),
+        timeout: positive("timeout_secs", body.timeout_secs)?
+            .map(std::time::Duration::from_secs_f64),
+    };
+    Ok(JobRequest {
+        command: body.command,
+        env,
+        workdir: body.workdir,
+        limits,
+        network: body.network,
+    })
+}
+
+/// Starts `--helper MODE` with `input` as JSON on its stdin and collects its output.
+async fn helper(
+    binary: &Path,
+    mode: &str,
+    input: &impl Serialize,
+) -> Result<std::process::Output, ApiError> {
+    let json = serde_json::to_vec(input).map_err(internal)?;
+    let mut child = tokio::process::Command::new(binary)
+        .args(["--helper", mode])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(internal)?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| internal("helper has no stdin"))?;
+    stdin.write_all(&json).await.map_err(internal)?;
+    drop(stdin);
+    child.wait_with_output().await.map_err(internal)
+}

@@ -1,0 +1,101 @@
+//! The daemon's helper processes: single-threaded, so they can clone a job's or a build's
+//! namespaces. The request comes as JSON on stdin.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use runseal_closure::Root;
+use runseal_sandbox::{BuildSpec, Job, JobRequest};
+use runseal_seal::{NoProgress, SealOptions};
+use runseal_spec::{RuleOptions, RuntimeConfig};
+use serde::{Deserialize, Serialize};
+
+/// What the daemon hands a run helper.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunInput {
+    pub runtime_dir: PathBuf,
+    pub request: JobRequest,
+}
+
+/// What the daemon hands a build helper.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BuildInput {
+    pub script: PathBuf,
+    pub name: Option<String>,
+    pub root: PathBuf,
+    pub profile_dir: PathBuf,
+}
+
+fn read_input<T: for<'de> Deserialize<'de>>() -> anyhow::Result<T> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Runs one job; its stdout and stderr are the helper's, its exit code the helper's.
+pub fn run() -> ExitCode {
+    let outcome = read_input::<RunInput>().and_then(|input| {
+        let config = runnable(&input.runtime_dir)?;
+        let job = Job::for_runtime(&input.runtime_dir, config, input.request)?;
+        Ok(runseal_sandbox::run(&job)?.exit_code())
+    });
+    match outcome {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("runseald: error: {e:#}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+/// Builds and seals one runtime; prints the runtime dir.
+pub fn build() -> ExitCode {
+    let outcome = read_input::<BuildInput>().and_then(|input| {
+        let spec = BuildSpec {
+            script: input.script,
+            runtimes_root: input.root,
+            name: input.name,
+        };
+        let options = SealOptions {
+            profile_dirs: vec![input.profile_dir],
+            ..SealOptions::default()
+        };
+        let seal = |merged: &Path, dir: &Path| {
+            runseal_seal::seal_from(&Root::new(merged), dir, &options, &NoProgress)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        Ok(runseal_sandbox::build_in_overlay(&spec, &seal)?)
+    });
+    match outcome {
+        Ok(dir) => {
+            println!("{}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("runseald: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The runtime.yml of `dir` if the runtime is valid: checked again here, right before use.
+pub fn runnable(dir: &Path) -> anyhow::Result<RuntimeConfig> {
+    let report = runseal_seal::validate_runtime(dir, RuleOptions::default())?;
+    match report.config {
+        Some(config) if report.valid => Ok(config),
+        _ => {
+            let reasons: Vec<String> = report
+                .violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.reason))
+                .collect();
+            anyhow::bail!(
+                "{} is not a valid sealed runtime: {}",
+                dir.display(),
+                reasons.join("; ")
+            )
+        }
+    }
+}

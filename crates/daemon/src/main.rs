@@ -1,0 +1,80 @@
+//! `runseald`: the runseal service. It serves the same library calls as the `runseal` CLI
+//! (list, info, validate, seal, remove, build, run) as JSON over HTTP on a Unix socket.
+//!
+//! Jobs and builds need a single-threaded process to clone their namespaces from, which a
+//! multi-threaded server is not; the daemon runs each in a helper process of its own binary
+//! (`runseald --helper run|build`), which calls the sandbox library directly.
+#![forbid(unsafe_code)]
+
+mod api;
+mod helper;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The runseal service API on a Unix socket.
+///
+/// Endpoints (JSON): GET /v1/runtimes; GET /v1/runtimes/{spec}; POST
+/// /v1/runtimes/{spec}/validate; POST /v1/runtimes/{spec}/seal; DELETE /v1/runtimes/{spec};
+/// POST /v1/build {"script", "name"?}; POST /v1/run {"runtime", "command", "env"?,
+/// "workdir"?, "limits"?, "network"?, "stdin"?}. Errors are {"error": "..."} with 404
+/// (unknown runtime), 422 (invalid runtime or request) or 500.
+#[derive(Debug, Parser)]
+#[command(name = "runseald", version, term_width = 100)]
+pub struct Args {
+    /// The Unix socket to listen on (replaced if it exists).
+    #[arg(long, default_value = "/run/runseal/runseald.sock")]
+    socket: PathBuf,
+    /// Directory holding the runtimes.
+    #[arg(long, env = "RUNSEAL_ROOT", default_value = "/opt/runseal/runtimes")]
+    root: PathBuf,
+    /// Directory of extra runtime profiles.
+    #[arg(
+        long,
+        env = "RUNSEAL_PROFILE_DIR",
+        default_value = "/etc/runseal/profiles"
+    )]
+    profile_dir: PathBuf,
+    #[arg(long, hide = true, value_parser = ["run", "build"])]
+    helper: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.helper.as_deref() {
+        Some("run") => helper::run(),
+        Some(_) => helper::build(),
+        None => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("runseald: error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn serve(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        if let Some(dir) = args.socket.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let _ = std::fs::remove_file(&args.socket);
+        let listener = tokio::net::UnixListener::bind(&args.socket)?;
+        eprintln!("runseald: listening on {}", args.socket.display());
+        let state = api::State {
+            root: args.root,
+            profile_dir: args.profile_dir,
+            helper: std::env::current_exe()?,
+        };
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
+}

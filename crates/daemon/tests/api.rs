@@ -1,0 +1,163 @@
+//! runseald end to end: a real daemon on a Unix socket, driven with curl, sealing and
+//! running the real OpenJDK runtime and building one in the overlay builder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start(root: &Path, socket: PathBuf) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_runseald"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--root")
+            .arg(root)
+            .env_remove("RUNSEAL_PROFILE_DIR")
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "runseald did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon { child, socket }
+    }
+
+    /// `curl` over the socket: (HTTP status, JSON body or Null).
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-w", "\n%{http_code}", "-X", method, "--unix-socket"])
+            .arg(&self.socket)
+            .arg(format!("http://runseald{path}"));
+        if let Some(body) = body {
+            cmd.args([
+                "-H",
+                "content-type: application/json",
+                "-d",
+                &body.to_string(),
+            ]);
+        }
+        let out = cmd.output().expect("curl is installed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (json, status) = text.rsplit_once('\n').unwrap();
+        (
+            status.parse().unwrap(),
+            serde_json::from_str(json).unwrap_or(Value::Null),
+        )
+    }
+}
+
+fn require_root() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "the daemon tests need root under CI"
+    );
+    eprintln!("skipping: the daemon tests need root");
+    false
+}
+
+#[test]
+fn the_api_lists_seals_validates_runs_builds_and_removes() {
+    if !require_root() {
+        return;
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("runseald-test")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let root = scratch.path().join("runtimes");
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runtimes/openjdk-17/setup.sh");
+    assert!(Command::new(setup)
+        .arg(&root)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let daemon = Daemon::start(&root, scratch.path().join("runseald.sock"));
+
+    let (status, list) = daemon.call("GET", "/v1/runtimes", None);
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["name"], "openjdk-17");
+    assert_eq!(list[0]["state"], "unsealed");
+
+    let (status, _) = daemon.call(
+        "POST",
+        "/v1/run",
+        Some(serde_json::json!({"runtime": "java:17", "command": ["java", "-version"]})),
+    );
+    assert_eq!(status, 422, "an unsealed runtime must be refused");
+
+    let (status, sealed) = daemon.call("POST", "/v1/runtimes/java:17/seal", None);
+    assert_eq!(status, 200, "{sealed}");
+    assert_eq!(sealed["outcome"], "sealed");
+    let (_, report) = daemon.call("POST", "/v1/runtimes/openjdk-17/validate", None);
+    assert_eq!(report["valid"], true);
+    let (_, info) = daemon.call("GET", "/v1/runtimes/openjdk-17", None);
+    assert_eq!(info["state"], "sealed");
+    assert!(info["files"].as_u64().unwrap() > 200);
+
+    let run = serde_json::json!({"runtime": "java:17", "command": ["java", "-version"], "memory": "1G", "timeout_secs": 60});
+    let (status, ran) = daemon.call("POST", "/v1/run", Some(run));
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["exit_code"], 0, "{ran}");
+    assert!(ran["stderr"]
+        .as_str()
+        .unwrap()
+        .contains("openjdk version \"17."));
+    let run = serde_json::json!({"runtime": "openjdk-17", "command": ["sh", "-c", "echo $GREETING; exit 3"], "env": ["GREETING=hi"]});
+    let (_, ran) = daemon.call("POST", "/v1/run", Some(run));
+    assert_eq!(ran["exit_code"], 3);
+    assert_eq!(ran["stdout"], "hi\n");
+
+    let (status, error) = daemon.call("GET", "/v1/runtimes/nope", None);
+    assert_eq!(status, 404);
+    assert!(error["error"]
+        .as_str()
+        .unwrap()
+        .contains("no runtime matches `nope`"));
+
+    let script = scratch.path().join("setup.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nset -e\nmkdir -p /usr/local/lib/built && echo made-in-builder > /usr/local/lib/built/note\n\
+         mkdir -p \"$1/built\"\nprintf 'name: built\\nmounts:\\n- {source: usr/local/lib/built, target: /usr/local/lib/built, readonly: true}\\n' > \"$1/built/runtime.yml\"\n\
+         echo \"$1/built\"\n",
+    )
+    .unwrap();
+    let (status, built) = daemon.call(
+        "POST",
+        "/v1/build",
+        Some(serde_json::json!({"script": script})),
+    );
+    assert_eq!(status, 200, "{built}");
+    assert!(
+        !Path::new("/usr/local/lib/built").exists(),
+        "the build reached the host"
+    );
+    assert!(root
+        .join("built/isolated/usr/local/lib/built/note")
+        .is_file());
+
+    let (status, _) = daemon.call("DELETE", "/v1/runtimes/built", None);
+    assert_eq!(status, 204);
+    assert!(!root.join("built").exists());
+    let (_, list) = daemon.call("GET", "/v1/runtimes", None);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
