@@ -281,15 +281,8 @@ fn job_request(body: RunBody) -> Result<JobRequest, ApiError> {
         }
         other => Ok(other),
     };
-    let env = body
-        .env
-        .iter()
-        .map(|pair| {
-            pair.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| unprocessable(format!("env `{pair}`: expected K=V")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let env =
+        runseal_sandbox::parse_env(&body.env).map_err(|e| unprocessable(format!("env {e}")))?;
     let limits = Limits {
         memory_bytes: body
             .memory

@@ -127,6 +127,19 @@ impl Outcome {
     }
 }
 
+/// Parses `K=V` pairs (as `--env` takes them) into variables, in order.
+pub fn parse_env(pairs: &[String]) -> std::result::Result<Vec<(String, String)>, String> {
+    pairs
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .filter(|(key, _)| !key.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("`{pair}`: expected K=V"))
+        })
+        .collect()
+}
+
 /// Parses `512M`, `2G`, `1.5G`, `100k` or plain bytes (powers of 1024).
 pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let text = text.trim();

@@ -69,15 +69,7 @@ pub fn job_for(dir: &Path, options: RunOptions) -> anyhow::Result<Job> {
         Some(config) => config,
         None => RuntimeConfig::load(&report.file)?,
     };
-    let env = options
-        .env
-        .iter()
-        .map(|pair| {
-            pair.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| anyhow::anyhow!("--env {pair}: expected K=V"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let env = runseal_sandbox::parse_env(&options.env).map_err(|e| anyhow::anyhow!("--env {e}"))?;
     let request = JobRequest {
         command: options.command,
         env,
