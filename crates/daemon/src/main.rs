@@ -64,6 +64,11 @@ fn serve(args: Args) -> anyhow::Result<()> {
         }
         let _ = std::fs::remove_file(&args.socket);
         let listener = tokio::net::UnixListener::bind(&args.socket)?;
+        // Whoever can connect can run jobs as the daemon's user: root only.
+        std::fs::set_permissions(
+            &args.socket,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )?;
         eprintln!("runseald: listening on {}", args.socket.display());
         let state = api::State {
             root: args.root,
@@ -72,7 +77,18 @@ fn serve(args: Args) -> anyhow::Result<()> {
         };
         axum::serve(listener, api::router(state))
             .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
+                use tokio::signal::unix::{signal, SignalKind};
+                match signal(SignalKind::terminate()) {
+                    Ok(mut terminate) => {
+                        tokio::select! {
+                            _ = terminate.recv() => {}
+                            _ = tokio::signal::ctrl_c() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
             })
             .await?;
         Ok(())

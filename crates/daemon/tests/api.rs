@@ -91,6 +91,10 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
         .status
         .success());
     let daemon = Daemon::start(&root, scratch.path().join("runseald.sock"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&daemon.socket).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the socket must be root's only");
 
     let (status, list) = daemon.call("GET", "/v1/runtimes", None);
     assert_eq!(status, 200);
