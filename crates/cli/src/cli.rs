@@ -120,6 +120,8 @@ pub enum Command {
     ///
     /// The exit code is the job's (128+N when killed by signal N, 124 on --timeout); 125 when
     /// runseal itself fails, 126 when the command cannot run, 127 when it is not found.
+    /// SIGINT, SIGTERM and SIGHUP sent to runseal pass to the job, which gets 10 seconds to
+    /// exit before every process of it is killed.
     ///
     /// Example: runseal run --runtime java:17 --memory 1G --timeout 60 -- java -version
     Run {

@@ -241,3 +241,33 @@ fn sigterm_to_runseal_ends_the_job_and_cleans_up() {
     assert!(processes_matching("sleep 1003").is_empty());
     assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
 }
+
+#[test]
+fn sigterm_reaches_the_job_which_may_exit_on_its_own_terms() {
+    let t = sealtest!();
+    let _serial = serial();
+    t.sealed_openjdk();
+    let child = t
+        .runseal_std()
+        .args(["run", "--runtime", "openjdk-17", "--", "sh", "-c"])
+        .arg("trap 'echo got-term; exit 7' TERM; while true; do sleep 0.05; done")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The sleep's own command line ends in a space; runseal's shows `sleep 0.05;`.
+    while processes_matching("sleep 0.05 ").is_empty() {
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "got-term\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the job was not told"
+    );
+}

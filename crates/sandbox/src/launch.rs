@@ -31,6 +31,8 @@ const HOSTNAME: &str = "runseal";
 pub const SETUP_FAILED: i32 = 125;
 const NOT_EXECUTABLE: i32 = 126;
 const NOT_FOUND: i32 = 127;
+/// How long a job may take to exit after runseal passes it SIGINT, SIGTERM or SIGHUP.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the sandbox is started for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,9 +255,9 @@ pub(crate) fn wait(pid: Pid) -> Result<WaitStatus> {
     }
 }
 
-/// Waits for init. Past `timeout`, or when runseal itself gets SIGINT, SIGTERM or SIGHUP,
-/// kills init, which kills every process of the namespace; the caller then removes the
-/// cgroups as after any job.
+/// Waits for init. Past `timeout` it kills init, which kills every process of the
+/// namespace. When runseal itself gets SIGINT, SIGTERM or SIGHUP, the job gets that signal
+/// and [`STOP_GRACE`] to exit, then init is killed. The caller removes the cgroups after.
 fn wait_for_job(init: Pid, timeout: Option<std::time::Duration>) -> Result<Outcome> {
     let timed_out = Arc::new(AtomicBool::new(false));
     let (done, finished) = mpsc::channel::<()>();
@@ -268,23 +270,37 @@ fn wait_for_job(init: Pid, timeout: Option<std::time::Duration>) -> Result<Outco
             }
         })
     });
-    let interrupted = Arc::new(AtomicI32::new(0));
+    let killed_for = Arc::new(AtomicI32::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
     {
-        let interrupted = Arc::clone(&interrupted);
+        let (killed_for, finished) = (Arc::clone(&killed_for), Arc::clone(&finished));
         std::thread::spawn(move || {
-            if let Ok(signal) = sys::wait_termination_signal() {
-                interrupted.store(signal, Ordering::SeqCst);
+            let Ok(signal) = sys::wait_termination_signal() else {
+                return;
+            };
+            // Like `docker stop`: the job gets the signal and a grace period to end on its
+            // own; then the whole namespace is killed.
+            for job in init_children(init) {
+                let _ = Signal::from_named_raw(signal).map(|s| sys::kill(job, s));
+            }
+            let deadline = std::time::Instant::now() + STOP_GRACE;
+            while std::time::Instant::now() < deadline && !finished.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if !finished.load(Ordering::SeqCst) {
+                killed_for.store(signal, Ordering::SeqCst);
                 let _ = sys::kill(init, Signal::KILL);
             }
         });
     }
     let status = wait(init);
+    finished.store(true, Ordering::SeqCst);
     let _ = done.send(());
     if let Some(watchdog) = watchdog {
         let _ = watchdog.join();
     }
     let status = status?;
-    let signal = interrupted.load(Ordering::SeqCst);
+    let signal = killed_for.load(Ordering::SeqCst);
     if signal != 0 {
         return Ok(Outcome::Signaled(signal));
     }
@@ -297,6 +313,16 @@ fn wait_for_job(init: Pid, timeout: Option<std::time::Duration>) -> Result<Outco
         (None, Some(signal)) => Outcome::Signaled(signal),
         _ => Outcome::Exited(SETUP_FAILED),
     })
+}
+
+/// Host pids of init's children: the job process.
+fn init_children(init: Pid) -> Vec<Pid> {
+    let raw = init.as_raw_nonzero();
+    std::fs::read_to_string(format!("/proc/{raw}/task/{raw}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok().and_then(Pid::from_raw))
+        .collect()
 }
 
 fn unique_name() -> String {
