@@ -292,15 +292,12 @@ pub fn die_with_parent() -> Result<()> {
 /// that uid 0 regains nothing at exec, no_new_privs set, then the capability sets cleared.
 pub fn drop_privileges() -> Result<()> {
     use rustix::thread::{self, CapabilitySet, CapabilitySets};
-    for cap in 0..64u64 {
-        // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
-        let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        if ret < 0 {
-            let error = std::io::Error::last_os_error();
-            if error.raw_os_error() == Some(libc::EINVAL) {
-                break;
-            }
-            return Err(Error::sys(format!("prctl(PR_CAPBSET_DROP, {cap})"), error));
+    // Every capability the kernel knows; the first number past them answers EINVAL.
+    for cap in 0..64u32 {
+        match drop_capability(cap) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(e) => return Err(Error::sys(format!("prctl(PR_CAPBSET_DROP, {cap})"), e)),
+            Ok(()) => {}
         }
     }
     thread::clear_ambient_capability_set()
@@ -462,14 +459,18 @@ pub fn chroot_into(dir: &Path) -> Result<()> {
 /// that nothing exec'd from here on can hold them, uid 0 included.
 pub fn drop_from_bounding_set(capabilities: &[u32]) -> Result<()> {
     for &cap in capabilities {
-        // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
-        let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        if ret < 0 {
-            return Err(Error::sys(
-                format!("prctl(PR_CAPBSET_DROP, {cap})"),
-                std::io::Error::last_os_error(),
-            ));
-        }
+        drop_capability(cap)
+            .map_err(|e| Error::sys(format!("prctl(PR_CAPBSET_DROP, {cap})"), e))?;
+    }
+    Ok(())
+}
+
+/// `prctl(PR_CAPBSET_DROP, cap)`: removes one capability from the bounding set.
+fn drop_capability(cap: u32) -> std::io::Result<()> {
+    // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
