@@ -321,13 +321,8 @@ fn link_into_default_dir(plan: &mut Plan, name: &str, path: &Path, target: Targe
     if plan.entries.contains_key(&link) {
         return;
     }
-    let mut entry = made_up_dir();
-    entry.kind = EntryKind::Symlink {
-        target: path.to_path_buf(),
-        dangling: false,
-    };
-    entry.mode = 0o777;
-    plan.entries.insert(link.clone(), entry);
+    plan.entries
+        .insert(link.clone(), made_up_link(path.to_path_buf()));
     plan.inclusions.push(Inclusion {
         path: link,
         reason: Reason::CacheOnly {
@@ -357,13 +352,8 @@ fn add_links(plan: &mut Plan, profile: &str, links: &ProfileLinks) -> Result<()>
         if plan.entries.contains_key(&path) {
             continue;
         }
-        let mut entry = made_up_dir();
-        entry.kind = EntryKind::Symlink {
-            target: PathBuf::from(&links.target),
-            dangling: false,
-        };
-        entry.mode = 0o777;
-        plan.entries.insert(path, entry);
+        plan.entries
+            .insert(path, made_up_link(PathBuf::from(&links.target)));
         added += 1;
     }
     if added > 0 {
@@ -729,11 +719,7 @@ impl Builder {
             .exec_path
             .iter()
             .map(|dir| Path::new(dir).join(program))
-            .find(|p| {
-                self.root
-                    .resolve(p)
-                    .is_ok_and(|r| self.root.real(&r.path).is_file())
-            });
+            .find(|p| self.root.resolves_to_file(p));
         match found {
             Some(path) => self.include(&path, reason),
             None => {
@@ -809,6 +795,18 @@ fn entry_of(source: &Path, meta: &Metadata, kind: EntryKind) -> Entry {
         mtime_nsec: meta.mtime_nsec(),
         file_id: (meta.dev(), meta.ino()),
         whole: false,
+    }
+}
+
+/// A link the tree gets that has no source on the root (applet links, cache-only libraries).
+fn made_up_link(target: PathBuf) -> Entry {
+    Entry {
+        kind: EntryKind::Symlink {
+            target,
+            dangling: false,
+        },
+        mode: 0o777,
+        ..made_up_dir()
     }
 }
 
