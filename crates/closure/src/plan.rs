@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::elf::{ElfInfo, Target};
-use runseal_spec::paths::ancestors;
+use runseal_spec::paths::{ancestors, path_list};
 
 use crate::error::{Error, Result};
 use crate::ldcache::LdCache;
@@ -198,26 +198,14 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
         })?),
         Err(_) => None,
     };
-    let split = |key: &str| -> Vec<String> {
-        input
-            .environment
-            .get(key)
-            .map(|v| {
-                v.split(':')
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let mut builder = Builder {
         root: root.clone(),
         search: LibrarySearch {
             root: root.clone(),
             cache,
-            ld_library_path: split("LD_LIBRARY_PATH"),
+            ld_library_path: path_list(input.environment, "LD_LIBRARY_PATH"),
         },
-        exec_path: split("PATH"),
+        exec_path: path_list(input.environment, "PATH"),
         plan: Plan {
             profile: input
                 .profiles

@@ -16,7 +16,7 @@ use runseal_spec::RuleOptions;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::helper::{runnable, BuildInput, RunInput};
+use crate::helper::{BuildInput, RunInput};
 
 #[derive(Debug, Clone)]
 pub struct State {
@@ -249,7 +249,7 @@ async fn run(Shared(state): Ctx, Json(body): Json<RunBody>) -> Result<impl IntoR
         let runtime = body.runtime.clone();
         blocking(move || {
             let dir = locate(&state, &runtime)?;
-            runnable(&dir).map_err(unprocessable)?;
+            runseal_seal::runnable_config(&dir)?;
             Ok(dir)
         })
         .await?

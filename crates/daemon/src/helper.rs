@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use runseal_closure::Root;
 use runseal_sandbox::{BuildSpec, Job, JobRequest};
 use runseal_seal::{NoProgress, SealOptions};
-use runseal_spec::{RuleOptions, RuntimeConfig};
 use serde::{Deserialize, Serialize};
 
 /// What the daemon hands a run helper.
@@ -36,7 +35,7 @@ fn read_input<T: for<'de> Deserialize<'de>>() -> anyhow::Result<T> {
 /// Runs one job; its stdout and stderr are the helper's, its exit code the helper's.
 pub fn run() -> ExitCode {
     let outcome = read_input::<RunInput>().and_then(|input| {
-        let config = runnable(&input.runtime_dir)?;
+        let config = runseal_seal::runnable_config(&input.runtime_dir)?;
         let job = Job::for_runtime(&input.runtime_dir, config, input.request)?;
         Ok(runseal_sandbox::run(&job)?.exit_code())
     });
@@ -76,26 +75,6 @@ pub fn build() -> ExitCode {
         Err(e) => {
             eprintln!("runseald: error: {e:#}");
             ExitCode::from(1)
-        }
-    }
-}
-
-/// The runtime.yml of `dir` if the runtime is valid: checked again here, right before use.
-pub fn runnable(dir: &Path) -> anyhow::Result<RuntimeConfig> {
-    let report = runseal_seal::validate_runtime(dir, RuleOptions::default())?;
-    match report.config {
-        Some(config) if report.valid => Ok(config),
-        _ => {
-            let reasons: Vec<String> = report
-                .violations
-                .iter()
-                .map(|v| format!("{}: {}", v.field, v.reason))
-                .collect();
-            anyhow::bail!(
-                "{} is not a valid sealed runtime: {}",
-                dir.display(),
-                reasons.join("; ")
-            )
         }
     }
 }

@@ -12,7 +12,7 @@ pub enum Error {
     Closure(#[from] runseal_closure::Error),
     #[error(transparent)]
     Io(#[from] IoError),
-    #[error("{file}: {}", violations.iter().map(|v| format!("{}: {}", v.field, v.reason)).collect::<Vec<_>>().join("; "))]
+    #[error("{file}: {}", violations.iter().map(|v| if v.field.is_empty() { v.reason.clone() } else { format!("{}: {}", v.field, v.reason) }).collect::<Vec<_>>().join("; "))]
     Invalid {
         file: PathBuf,
         violations: Vec<Violation>,

@@ -21,4 +21,4 @@ pub use layout::Layout;
 pub use manifest::{Manifest, ManifestEntry, ManifestKind};
 pub use progress::{NoProgress, Progress};
 pub use seal::{profiles_for, remove_runtime, seal, seal_from, Outcome, SealOptions, SealReport};
-pub use validate::{validate_runtime, ValidationReport};
+pub use validate::{runnable_config, validate_runtime, ValidationReport};

@@ -6,7 +6,7 @@ use runseal_spec::{validate, MountKind, RuleOptions, RuntimeConfig, Violation};
 use serde::Serialize;
 
 use crate::beneath::escape_problem;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::Layout;
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +49,19 @@ pub fn validate_runtime(dir: &Path, options: RuleOptions) -> Result<ValidationRe
     }
     violations.sort_by_key(|v| field_order(&config, &v.field));
     Ok(report(file, violations, Some(config)))
+}
+
+/// The runtime.yml of `dir` if the runtime may run jobs: valid under the default rules,
+/// else [`Error::Invalid`] with every violation. Checked right before each use.
+pub fn runnable_config(dir: &Path) -> Result<RuntimeConfig> {
+    let report = validate_runtime(dir, RuleOptions::default())?;
+    match report.config {
+        Some(config) if report.valid => Ok(config),
+        _ => Err(Error::Invalid {
+            file: report.file,
+            violations: report.violations,
+        }),
+    }
 }
 
 fn report(

@@ -34,6 +34,20 @@ pub fn is_within(path: &str, dir: &str) -> bool {
     path == dir || (path.starts_with(dir) && path[dir.len()..].starts_with('/')) || dir.is_empty()
 }
 
+/// The non-empty entries of a `:`-separated variable (`PATH`, `LD_LIBRARY_PATH`) in an
+/// environment, or none when it is unset.
+pub fn path_list(environment: &indexmap::IndexMap<String, String>, key: &str) -> Vec<String> {
+    environment
+        .get(key)
+        .map(|v| {
+            v.split(':')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Every proper ancestor of an absolute path, outermost first, without `/`.
 pub fn ancestors(path: &Path) -> Vec<PathBuf> {
     let mut list: Vec<PathBuf> = path

@@ -2,7 +2,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use runseal_sandbox::{Job, JobRequest, Limits, Network};
-use runseal_spec::{RuleOptions, RuntimeConfig};
 
 /// Exit code for failures of runseal itself, as container runtimes use it.
 const RUNSEAL_FAILED: u8 = 125;
@@ -45,29 +44,27 @@ pub fn run(root: &Path, runtime: &str, options: RunOptions) -> ExitCode {
 
 /// The job `options` describe on the runtime in `dir`, refused unless the runtime is valid.
 pub fn job_for(dir: &Path, options: RunOptions) -> anyhow::Result<Job> {
-    let report = runseal_seal::validate_runtime(dir, RuleOptions::default())?;
-    if !report.valid {
-        let mut text = format!(
-            "{} is not a valid sealed runtime; nothing was run:",
-            dir.display()
-        );
-        for v in &report.violations {
+    let config = match runseal_seal::runnable_config(dir) {
+        Err(runseal_seal::Error::Invalid { file, violations }) => {
+            let mut text = format!(
+                "{} is not a valid sealed runtime; nothing was run:",
+                dir.display()
+            );
+            for v in &violations {
+                text.push_str(&format!(
+                    "\n  {}: {}: {}",
+                    file.display(),
+                    v.field,
+                    v.reason
+                ));
+            }
             text.push_str(&format!(
-                "\n  {}: {}: {}",
-                report.file.display(),
-                v.field,
-                v.reason
+                "\nhint: run `runseal seal {}` first",
+                dir.display()
             ));
+            anyhow::bail!(text);
         }
-        text.push_str(&format!(
-            "\nhint: run `runseal seal {}` first",
-            dir.display()
-        ));
-        anyhow::bail!(text);
-    }
-    let config = match report.config {
-        Some(config) => config,
-        None => RuntimeConfig::load(&report.file)?,
+        other => other?,
     };
     let env = runseal_sandbox::parse_env(&options.env).map_err(|e| anyhow::anyhow!("--env {e}"))?;
     let request = JobRequest {

@@ -60,16 +60,7 @@ pub fn run(
         .into());
     }
     let (manifest, integrity_differences) = runseal_seal::check_integrity(&tree)?;
-    let ld_library_path: Vec<String> = config
-        .environment
-        .get("LD_LIBRARY_PATH")
-        .map(|v| {
-            v.split(':')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let ld_library_path = runseal_spec::paths::path_list(&config.environment, "LD_LIBRARY_PATH");
     let closure_problems =
         runseal_closure::check_tree(&tree, &ld_library_path, &manifest.known_unmet())?;
     let mut report = VerifyReport {
