@@ -1,30 +1,31 @@
 //! Whether a mount source stays inside the runtime dir when the kernel resolves it: the
 //! lexical rules cannot see symlinks planted in `isolated/`, `openat2(RESOLVE_BENEATH)` can.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
 
-/// Why `source` (relative to `dir`) does not resolve to something inside `dir`, if it does not.
-pub fn escape_problem(dir: &Path, source: &str) -> Option<String> {
-    let base = match openat2(
+use crate::error::{Error, Result};
+
+/// The runtime dir, opened once for checking all its sources.
+pub fn open_runtime_dir(dir: &Path) -> Result<OwnedFd> {
+    openat2(
         CWD,
         dir,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(e) => {
-            return Some(format!(
-                "cannot open the runtime dir {}: {e}",
-                dir.display()
-            ))
-        }
-    };
+    )
+    .map_err(|e| Error::io(dir, e.into()))
+}
+
+/// Why `source` (relative to the runtime dir `base`) does not resolve to something inside
+/// it, if it does not.
+pub fn escape_problem(base: &OwnedFd, source: &str) -> Option<String> {
     match openat2(
-        &base,
+        base,
         source,
         OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),

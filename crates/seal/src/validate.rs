@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use runseal_spec::{validate, MountKind, RuleOptions, RuntimeConfig, Violation};
 use serde::Serialize;
 
-use crate::beneath::escape_problem;
+use crate::beneath::{escape_problem, open_runtime_dir};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
@@ -38,11 +38,12 @@ pub fn validate_runtime(dir: &Path, options: RuleOptions) -> Result<ValidationRe
         Err(e) => return Err(e.into()),
     };
     let mut violations = validate(&config, options);
+    let base = open_runtime_dir(dir)?;
     for (i, mount) in config.mounts.iter().enumerate() {
         let field = format!("mounts[{i}].source");
         let lexically_fine = !violations.iter().any(|v| v.field == field);
         if lexically_fine && MountKind::of(&mount.source) == MountKind::Sealed {
-            if let Some(reason) = escape_problem(dir, &mount.source) {
+            if let Some(reason) = escape_problem(&base, &mount.source) {
                 violations.push(Violation { field, reason });
             }
         }
