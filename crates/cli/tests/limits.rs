@@ -49,6 +49,18 @@ fn processes_matching(needle: &str) -> Vec<String> {
     found
 }
 
+/// Sends SIGTERM to `runseal` once a process whose command line holds `needle` (the job's,
+/// never runseal's own) is running.
+fn terminate_once_running(runseal: &std::process::Child, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_matching(needle).is_empty() {
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = rustix::process::Pid::from_raw(runseal.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+}
+
 fn job_mounts_left() -> usize {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
@@ -228,13 +240,7 @@ fn sigterm_to_runseal_ends_the_job_and_cleans_up() {
         ])
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while processes_matching("sleep 1003").is_empty() {
-        assert!(Instant::now() < deadline, "the job never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    terminate_once_running(&child, "sleep 1003");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 15));
     std::thread::sleep(Duration::from_millis(100));
@@ -254,14 +260,8 @@ fn sigterm_reaches_the_job_which_may_exit_on_its_own_terms() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
     // The sleep's own command line ends in a space; runseal's shows `sleep 0.05;`.
-    while processes_matching("sleep 0.05 ").is_empty() {
-        assert!(Instant::now() < deadline, "the job never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    terminate_once_running(&child, "sleep 0.05 ");
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stdout));
