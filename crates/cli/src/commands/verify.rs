@@ -46,7 +46,11 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(dir);
     let validation = runseal_seal::validate_runtime(dir, RuleOptions::default())?;
-    let config = RuntimeConfig::load(&layout.runtime_yml())?;
+    // A runtime.yml that does not parse is reported by `validate`; the rest needs it parsed.
+    let config = match &validation.config {
+        Some(config) => config.clone(),
+        None => RuntimeConfig::load(&layout.runtime_yml())?,
+    };
     let tree = layout.isolated();
     if !Layout::manifest_in(&tree).exists() {
         return Err(runseal_seal::Error::Unsealable {
