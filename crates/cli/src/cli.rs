@@ -149,6 +149,10 @@ pub enum Command {
         /// Network: `none` (only loopback) or `host`.
         #[arg(long, value_enum, default_value_t = NetworkArg::None)]
         network: NetworkArg,
+        /// Run as this host user: UID or UID:GID (default 65534:65534, nobody/nogroup).
+        /// Whatever the job writes in /work is owned by it; the work dir must let it in.
+        #[arg(long, value_name = "UID[:GID]", value_parser = runseal_sandbox::User::parse)]
+        user: Option<runseal_sandbox::User>,
         /// Print the job's mount table (as the kernel reports it inside the job) and run
         /// nothing; `verify` uses it as its isolation probe.
         #[arg(long, hide = true)]

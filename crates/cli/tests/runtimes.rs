@@ -87,15 +87,29 @@ fn a_python_built_from_source_under_its_own_prefix_seals_the_same_way() {
         );
         return;
     };
+    // Where an operator would install it: /root is closed to jobs (and to sealing), so the
+    // build is copied to a prefix of its own. CPython finds its prefix from where it runs;
+    // its RPATH still names the old one, so LD_LIBRARY_PATH names the new lib dir.
+    let copy = t.path().join("python").join(prefix.file_name().unwrap());
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&prefix)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let prefix = copy;
     let version = prefix.file_name().unwrap().to_str().unwrap();
     let minor = version.rsplit_once('.').unwrap().0.to_string();
     let interpreter = prefix.join(format!("bin/python{minor}"));
     let yaml = format!(
         "name: pyenv\nlanguage: python\nversion: \"{minor}\"\nmounts:\n\
          - {{source: {i}, target: {i}, readonly: true}}\n\
-         environment:\n  PATH: {bin}:/usr/bin:/bin\n",
+         environment:\n  PATH: {bin}:/usr/bin:/bin\n  LD_LIBRARY_PATH: {lib}\n",
         i = interpreter.display(),
-        bin = prefix.join("bin").display()
+        bin = prefix.join("bin").display(),
+        lib = prefix.join("lib").display()
     );
     t.runtime("pyenv", &yaml);
     seal_and_verify(&t, "pyenv", &[]);
@@ -119,8 +133,7 @@ fn node_with_a_global_npm_package_runs_tsc_crypto_intl_https_and_npm() {
     t.setup("node-20");
     let sealed = seal_and_verify(&t, "node-20", &[]);
     assert_eq!(sealed["profile"], "node");
-    let work = t.path().join("ts");
-    std::fs::create_dir_all(&work).unwrap();
+    let work = t.workdir("ts");
     std::fs::write(
         work.join("hello.ts"),
         "const greet = (who: string): string => `hello ${who}`;\nconsole.log(greet(\"sealed\"));\n",

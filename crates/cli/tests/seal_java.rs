@@ -88,6 +88,7 @@ fn openjdk_sealed_end_to_end_runs_java_and_tls_in_an_independent_sandbox() {
     );
 
     let work = tempfile::tempdir().unwrap();
+    crate::util::job_owns(work.path());
     std::fs::copy(
         workspace().join("crates/cli/tests/data/TlsCheck.java"),
         work.path().join("TlsCheck.java"),

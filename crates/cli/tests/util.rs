@@ -41,13 +41,15 @@ pub struct TestRoot {
 
 impl TestRoot {
     pub fn new() -> Self {
-        TestRoot {
-            // Not under /tmp: the sandbox owns /tmp, so runtimes may not mount there.
-            dir: tempfile::Builder::new()
-                .prefix("runseal-test")
-                .tempdir_in("/var/tmp")
-                .unwrap(),
-        }
+        // Not under /tmp: the sandbox owns /tmp, so runtimes may not mount there.
+        let dir = tempfile::Builder::new()
+            .prefix("runseal-test")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        // As a runtimes root is: jobs run unprivileged, and a runtime built under it (a
+        // pyenv prefix) is sealed with the modes of its dirs.
+        set_mode(dir.path(), 0o755);
+        TestRoot { dir }
     }
 
     pub fn path(&self) -> &Path {
@@ -255,9 +257,23 @@ impl TestRoot {
 
     /// A work dir holding the probe, for `--workdir`.
     pub fn workdir_with_probe(&self) -> PathBuf {
-        let work = self.path().join("work");
-        std::fs::create_dir_all(&work).unwrap();
+        let work = self.workdir("work");
         std::fs::copy(probe(), work.join("probe")).unwrap();
         work
     }
+
+    /// A work dir `name` under the test root, owned by the user jobs run as by default.
+    pub fn workdir(&self, name: &str) -> PathBuf {
+        let work = self.path().join(name);
+        std::fs::create_dir_all(&work).unwrap();
+        job_owns(&work);
+        work
+    }
 }
+
+/// Hands `dir` to the user jobs run as by default (nobody), as an operator would.
+pub fn job_owns(dir: &Path) {
+    std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+}
+
+impl TestRoot {}

@@ -294,6 +294,7 @@ fn job_request(body: RunBody) -> Result<JobRequest, ApiError> {
         pids: body.pids.filter(|&p| p > 0),
         timeout: positive("timeout_secs", body.timeout_secs)?
             .map(std::time::Duration::from_secs_f64),
+        ..Limits::default()
     };
     Ok(JobRequest {
         command: body.command,
@@ -301,6 +302,7 @@ fn job_request(body: RunBody) -> Result<JobRequest, ApiError> {
         workdir: body.workdir,
         limits,
         network: body.network,
+        user: None,
     })
 }
 

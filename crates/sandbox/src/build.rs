@@ -9,24 +9,21 @@
 //! It sees the host's network (package registries), a fresh /proc and a minimal /dev.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rustix::pipe::{pipe_with, PipeFlags};
 
+use rustix::thread::CapabilitySet;
+
 use crate::error::{Error, Result};
 use crate::launch::wait;
-use crate::rootfs::DEVICES;
-use crate::sys::{self, Forked, MountOps, RealMounts};
+use crate::rootfs::{detach_trees, populate, proc_and_dev, HostFds, Source, Step};
+use crate::sys::{self, Dirs, Forked, Leaf, MountAttr, MountOps, RealMounts};
 
 /// Where the build's tmpfs is mounted, inside the builder's own mount namespace.
 const BUILD_MOUNTPOINT: &str = "/run/runseal/build";
-
-/// Capabilities a setup script never gets (numbers from `<linux/capability.h>`):
-/// SYS_MODULE, SYS_RAWIO, SYS_CHROOT, SYS_PTRACE, SYS_ADMIN, SYS_BOOT, MKNOD, SYS_TIME,
-/// MAC_ADMIN, MAC_OVERRIDE, SYSLOG, BPF, PERFMON, CHECKPOINT_RESTORE.
-const DENIED_CAPABILITIES: [u32; 14] = [16, 17, 18, 19, 21, 22, 27, 25, 33, 32, 34, 39, 38, 40];
 
 #[derive(Debug, Clone)]
 pub struct BuildSpec {
@@ -89,7 +86,8 @@ fn builder(
     seal: &dyn Fn(&Path, &Path) -> std::result::Result<(), String>,
 ) -> Result<PathBuf> {
     sys::die_with_parent()?;
-    let merged = prepare_overlay(spec)?;
+    let host = HostFds::open()?;
+    let merged = prepare_overlay(spec, &host)?;
     let (output_read, output_write) =
         pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
     let script_pid = match sys::fork()? {
@@ -111,6 +109,9 @@ fn builder(
         }
     }
     let status = wait(script_pid)?;
+    // Whatever the script left running in the background could keep changing the runtime
+    // dir while it is sealed; as PID 1 of the builder, end it all first.
+    sys::kill_all_others()?;
     match status.exit_status() {
         Some(0) => {}
         Some(code) => {
@@ -140,53 +141,75 @@ fn builder(
     Ok(dir)
 }
 
-/// The overlay of `/`, with a fresh /proc, a minimal /dev, empty /tmp and /run, the
-/// script's dir bound read-only (it may live in /tmp) and the runtimes root bound through.
-/// Returns the merged root.
-fn prepare_overlay(spec: &BuildSpec) -> Result<PathBuf> {
-    let runtimes_root = spec.runtimes_root.as_path();
-    let mut mounts = RealMounts;
-    mounts.make_mounts_private()?;
+/// The overlay of `/`, with the job's read-only /proc and minimal /dev, empty /tmp and
+/// /run, the script's dir bound read-only (it may live in /tmp) and the runtimes root bound
+/// through. Returns the merged root.
+fn prepare_overlay(spec: &BuildSpec, host: &HostFds) -> Result<PathBuf> {
+    let mut ops = RealMounts;
+    ops.make_mounts_private()?;
     let base = Path::new(BUILD_MOUNTPOINT);
-    mounts.mount_tmpfs(base, 0o700)?;
+    let scratch = ops.tmpfs(0o700, None)?;
+    ops.attach(scratch.as_fd(), sys::open_dir(base)?.as_fd(), base)?;
+    let scratch_dirs = Dirs::new(scratch.as_fd());
+    for dir in ["/upper", "/work", "/merged"] {
+        scratch_dirs.make(Path::new(dir), Leaf::Dir)?;
+    }
     let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
-    for dir in [&upper, &work, &merged] {
-        mounts.mkdir(dir, 0o755)?;
-    }
-    sys::mount_overlay(Path::new("/"), &upper, &work, &merged)?;
-    let at = |path: &str| merged.join(path.trim_start_matches('/'));
-    sys::mount_proc_writable(&at("/proc"))?;
-    mounts.mount_tmpfs(&at("/dev"), 0o755)?;
-    for device in DEVICES {
-        let target = at(&format!("/dev/{device}"));
-        mounts.create_file(&target)?;
-        sys::bind_writable(&Path::new("/dev").join(device), &target)?;
-    }
-    mounts.symlink(Path::new("/proc/self/fd"), &at("/dev/fd"))?;
-    for (dir, mode) in [("/tmp", 0o1777), ("/run", 0o755)] {
-        mounts.mount_tmpfs(&at(dir), mode)?;
-    }
-    let script_dir = spec.script.parent().unwrap_or(Path::new("/"));
-    let script_dir_inside = merged.join(script_dir.strip_prefix("/").unwrap_or(script_dir));
-    std::fs::create_dir_all(&script_dir_inside)
-        .map_err(|e| Error::sys(format!("mkdir -p {}", script_dir_inside.display()), e))?;
-    let read_only = crate::sys::BindFlags {
-        writable: false,
-        devices: false,
-    };
-    mounts.bind(script_dir, &script_dir_inside, read_only)?;
-    let root_inside = merged.join(runtimes_root.strip_prefix("/").unwrap_or(runtimes_root));
-    std::fs::create_dir_all(&root_inside)
-        .map_err(|e| Error::sys(format!("mkdir -p {}", root_inside.display()), e))?;
-    sys::bind_writable(runtimes_root, &root_inside)?;
+    let overlay = sys::overlay(Path::new("/"), &upper, &work)?;
+    ops.attach(overlay.as_fd(), sys::open_dir(&merged)?.as_fd(), &merged)?;
+    let steps = builder_steps(spec);
+    let trees = detach_trees(&mut ops, None, host, &steps)?;
+    populate(&mut ops, overlay.as_fd(), trees, &steps)?;
     Ok(merged)
 }
 
-/// In the script's process: chroot into the overlay, give up the capabilities that reach
-/// past it, send stdout into the pipe, exec. Returns only on failure.
+/// The builder's root on top of the overlay, as steps of the same kind a job root is made of.
+fn builder_steps(spec: &BuildSpec) -> Vec<Step> {
+    let mut steps: Vec<Step> = ["/proc", "/dev", "/tmp", "/run"]
+        .into_iter()
+        .map(|dir| Step::SandboxDir { path: dir.into() })
+        .collect();
+    steps.extend(proc_and_dev());
+    for (dir, mode) in [("/tmp", 0o1777), ("/run", 0o755)] {
+        steps.push(Step::Tmpfs {
+            target: dir.into(),
+            mode,
+            size: None,
+        });
+    }
+    let script_dir = spec.script.parent().unwrap_or(Path::new("/"));
+    for (dir, attr) in [
+        (script_dir, MountAttr::READ_ONLY),
+        (spec.runtimes_root.as_path(), MountAttr::WRITABLE),
+    ] {
+        steps.push(Step::Bind {
+            source: Source::Host(dir.to_path_buf()),
+            target: dir.to_path_buf(),
+            leaf: Leaf::Dir,
+            attr,
+        });
+    }
+    steps
+}
+
+/// What a package manager needs of root's powers, and nothing that reaches past the
+/// overlay: no mount, raw I/O, file handles (`open_by_handle_at` needs DAC_READ_SEARCH),
+/// network configuration, modules, ptrace, or resource limits beyond the host's.
+const KEPT_CAPABILITIES: CapabilitySet = CapabilitySet::CHOWN
+    .union(CapabilitySet::DAC_OVERRIDE)
+    .union(CapabilitySet::FOWNER)
+    .union(CapabilitySet::FSETID)
+    .union(CapabilitySet::KILL)
+    .union(CapabilitySet::SETGID)
+    .union(CapabilitySet::SETUID);
+
+/// In the script's process: chroot into the overlay, give up every capability but
+/// [`KEPT_CAPABILITIES`], close what the caller had open, send stdout into the pipe, exec.
+/// Returns only on failure.
 fn run_script(spec: &BuildSpec, merged: &Path, output: OwnedFd) -> Error {
-    let setup =
-        sys::chroot_into(merged).and_then(|()| sys::drop_from_bounding_set(&DENIED_CAPABILITIES));
+    let setup = sys::chroot_into(merged)
+        .and_then(|()| sys::keep_only_capabilities(KEPT_CAPABILITIES))
+        .and_then(|()| sys::close_inherited_fds());
     if let Err(e) = setup {
         return e;
     }

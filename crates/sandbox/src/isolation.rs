@@ -137,16 +137,17 @@ mod tests {
     use super::*;
     use runseal_spec::Mount;
 
+    /// A job on a runtime that looks, in the table, as if it lived at /rt/java.
     fn job() -> Job {
-        Job {
-            runtime_dir: "/rt/java".into(),
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("isolated/usr")).unwrap();
+        let config = runseal_spec::RuntimeConfig {
             mounts: vec![Mount::readonly("isolated/usr", "/usr")],
-            environment: vec![],
-            command: vec![],
-            workdir: None,
-            limits: Default::default(),
-            network: Default::default(),
-        }
+            ..Default::default()
+        };
+        let mut job = Job::for_runtime(dir.path(), config, Default::default()).unwrap();
+        job.runtime_dir = "/rt/java".into();
+        job
     }
 
     const GOOD: &str = "\

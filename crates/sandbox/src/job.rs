@@ -1,30 +1,76 @@
 //! What a job is: plain data, built by the caller from a runtime.yml and options.
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use runseal_spec::{Mount, RuntimeConfig};
+use runseal_spec::{Mount, RuntimeConfig, ISOLATED_DIR};
+use rustix::fs::{flock, openat2, FileType, FlockOperation, Mode, OFlags, ResolveFlags, CWD};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::sys::{file_type, open_beneath, open_dir};
 
 /// `PATH` for a runtime whose environment sets none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+/// The user a job runs as unless asked otherwise: nobody/nogroup, which own nothing on a
+/// Debian host, so nothing a job leaves behind (in its work dir) is anyone's but nobody's.
+pub const DEFAULT_USER: User = User {
+    uid: 65534,
+    gid: 65534,
+};
+
+/// How many times opening a runtime's tree is retried when a re-seal swaps it meanwhile.
+const GENERATION_ATTEMPTS: usize = 5;
+
+/// A job, ready to start: every host object it uses was opened when it was made, so what
+/// was checked is what gets mounted, whatever is renamed or replaced afterwards.
 #[derive(Debug, Clone)]
 pub struct Job {
     /// The runtime dir; mount sources are relative to it.
     pub runtime_dir: PathBuf,
     /// The runtime's sealed mounts (validated by the caller).
     pub mounts: Vec<Mount>,
+    /// `mounts[i]`'s source, opened beneath the runtime's tree without following a last
+    /// symlink.
+    sources: Vec<Arc<OwnedFd>>,
+    /// The sealed tree (`isolated/`) the sources are in, with a shared lock held for the
+    /// job's whole life, so that a re-seal never deletes a tree a job is using.
+    generation: Arc<OwnedFd>,
     /// The job's whole environment, in order.
     pub environment: Vec<(String, String)>,
     /// Program and arguments; the program is looked up on the job's `PATH`.
     pub command: Vec<String>,
     /// A host directory bound read-write at `/work`, the job's working directory.
     pub workdir: Option<PathBuf>,
+    workdir_fd: Option<Arc<OwnedFd>>,
     pub limits: Limits,
     pub network: Network,
+    pub user: User,
+}
+
+/// A uid and gid of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl User {
+    /// Parses `UID` or `UID:GID` (numbers; the gid defaults to the uid).
+    pub fn parse(text: &str) -> std::result::Result<User, String> {
+        let number = |part: &str| {
+            part.parse::<u32>()
+                .map_err(|_| format!("`{text}`: expected UID or UID:GID (numbers)"))
+        };
+        let (uid, gid) = match text.split_once(':') {
+            Some((uid, gid)) => (number(uid)?, number(gid)?),
+            None => (number(text)?, number(text)?),
+        };
+        Ok(User { uid, gid })
+    }
 }
 
 /// What a caller asks of a job, beyond the runtime: plain data, also the daemon's request.
@@ -40,11 +86,15 @@ pub struct JobRequest {
     pub limits: Limits,
     #[serde(default)]
     pub network: Network,
+    /// The user to run as; [`DEFAULT_USER`] when absent.
+    #[serde(default)]
+    pub user: Option<User>,
 }
 
 impl Job {
     /// The job `request` describes on the runtime in `dir`, whose (validated) runtime.yml
-    /// is `config`: the runtime's environment with the request's variables over it.
+    /// is `config`: the runtime's environment with the request's variables over it. Opens
+    /// the runtime's tree (with its shared lock), every mount source and the work dir.
     pub fn for_runtime(dir: &Path, config: RuntimeConfig, request: JobRequest) -> Result<Job> {
         let mut environment: Vec<(String, String)> = config.environment.into_iter().collect();
         if !environment.iter().any(|(k, _)| k == "PATH") {
@@ -56,31 +106,163 @@ impl Job {
                 None => environment.push((key, value)),
             }
         }
-        let workdir = match request.workdir {
-            Some(dir) => {
-                let canonical = dir
-                    .canonicalize()
-                    .map_err(|e| Error::Invalid(format!("work dir {}: {e}", dir.display())))?;
-                if !canonical.is_dir() {
-                    return Err(Error::Invalid(format!(
-                        "work dir {}: not a directory",
-                        dir.display()
-                    )));
-                }
-                Some(canonical)
-            }
+        let (generation, sources) = open_sources(dir, &config.mounts)?;
+        let user = request.user.unwrap_or(DEFAULT_USER);
+        let workdir_fd = match &request.workdir {
+            Some(path) => Some(Arc::new(open_workdir(path, user)?)),
             None => None,
         };
         Ok(Job {
             runtime_dir: dir.to_path_buf(),
             mounts: config.mounts,
+            sources,
+            generation,
             environment,
             command: request.command,
-            workdir,
+            workdir: request.workdir,
+            workdir_fd,
             limits: request.limits,
             network: request.network,
+            user,
         })
     }
+
+    /// The opened source of `mounts[index]`.
+    pub(crate) fn source(&self, index: usize) -> BorrowedFd<'_> {
+        self.sources[index].as_fd()
+    }
+
+    pub(crate) fn workdir_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.workdir_fd.as_deref().map(AsFd::as_fd)
+    }
+
+    /// The sealed tree this job's sources come from.
+    pub fn generation(&self) -> BorrowedFd<'_> {
+        self.generation.as_fd()
+    }
+}
+
+/// Opens `isolated/` under `dir` with a shared lock, then each mount's source beneath it.
+/// A re-seal may swap the tree between the open and the lock; then the locked tree is no
+/// longer the runtime's, and it starts over.
+fn open_sources(dir: &Path, mounts: &[Mount]) -> Result<(Arc<OwnedFd>, Vec<Arc<OwnedFd>>)> {
+    let base = open_dir(dir)?;
+    let relative: Vec<&Path> = mounts
+        .iter()
+        .map(|m| {
+            Path::new(&m.source)
+                .strip_prefix(ISOLATED_DIR)
+                .map_err(|_| {
+                    Error::Invalid(format!(
+                        "mount source `{}` is not in {ISOLATED_DIR}/ of {}",
+                        m.source,
+                        dir.display()
+                    ))
+                })
+        })
+        .collect::<Result<_>>()?;
+    let tree_label = dir.join(ISOLATED_DIR);
+    for _ in 0..GENERATION_ATTEMPTS {
+        let tree = open_tree_dir(&base, &tree_label)?;
+        flock(&tree, FlockOperation::LockShared)
+            .map_err(|e| Error::sys(format!("flock({}, LOCK_SH)", tree_label.display()), e))?;
+        let now = open_tree_dir(&base, &tree_label)?;
+        if same_file(&tree, &now)? {
+            let sources = relative
+                .iter()
+                .map(|rel| open_beneath(tree.as_fd(), rel, false, &tree_label).map(Arc::new))
+                .collect::<Result<_>>()?;
+            return Ok((Arc::new(tree), sources));
+        }
+    }
+    Err(Error::Invalid(format!(
+        "{} was replaced {GENERATION_ATTEMPTS} times while the job started",
+        tree_label.display()
+    )))
+}
+
+fn open_tree_dir(base: &OwnedFd, label: &Path) -> Result<OwnedFd> {
+    openat2(
+        base,
+        ISOLATED_DIR,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+    )
+    .map_err(|e| {
+        Error::sys(
+            format!("openat2({}, RESOLVE_NO_SYMLINKS)", label.display()),
+            e,
+        )
+    })
+}
+
+fn same_file(a: &OwnedFd, b: &OwnedFd) -> Result<bool> {
+    let stat = |fd: &OwnedFd| rustix::fs::fstat(fd).map_err(|e| Error::sys("fstat", e));
+    let (a, b) = (stat(a)?, stat(b)?);
+    Ok((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
+}
+
+/// Opens the work dir once; that fd is what the job gets, so a rename or a symlink swapped
+/// in afterwards changes nothing. No symlink is followed on the way: a work dir inside an
+/// earlier job's work dir could otherwise be redirected by a link that job planted.
+fn open_workdir(path: &Path, user: User) -> Result<OwnedFd> {
+    let fd = openat2(
+        CWD,
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS,
+    )
+    .map_err(|e| {
+        let why = match e {
+            rustix::io::Errno::LOOP => {
+                "its path crosses a symlink; name the real directory".to_string()
+            }
+            rustix::io::Errno::NOTDIR => "not a directory".to_string(),
+            e => std::io::Error::from(e).to_string(),
+        };
+        Error::Invalid(format!("work dir {}: {why}", path.display()))
+    })?;
+    if file_type(fd.as_fd())? != FileType::Directory {
+        return Err(Error::Invalid(format!(
+            "work dir {}: not a directory",
+            path.display()
+        )));
+    }
+    let root = rustix::fs::stat("/").map_err(|e| Error::sys("stat(/)", e))?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| Error::sys("fstat(work dir)", e))?;
+    if (stat.st_dev, stat.st_ino) == (root.st_dev, root.st_ino) {
+        return Err(Error::Invalid(format!(
+            "work dir {}: is the host's root directory",
+            path.display()
+        )));
+    }
+    if !may_enter(&stat, user) {
+        return Err(Error::Invalid(format!(
+            "work dir {}: the job's user {}:{} cannot enter it (owner {}:{}, mode {:o}); \
+             chown it to that user or pick one with --user",
+            path.display(),
+            user.uid,
+            user.gid,
+            stat.st_uid,
+            stat.st_gid,
+            stat.st_mode & 0o7777
+        )));
+    }
+    Ok(fd)
+}
+
+/// Whether the permission bits let `user` (with no capabilities) search `dir`.
+fn may_enter(dir: &rustix::fs::Stat, user: User) -> bool {
+    let bits = if dir.st_uid == user.uid {
+        0o100
+    } else if dir.st_gid == user.gid {
+        0o010
+    } else {
+        0o001
+    };
+    dir.st_mode & bits != 0
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -90,6 +272,9 @@ pub struct Limits {
     pub cpus: Option<f64>,
     pub pids: Option<u64>,
     pub timeout: Option<Duration>,
+    /// Size of the job's `/tmp` (a tmpfs).
+    #[serde(default)]
+    pub tmp_size: Option<u64>,
 }
 
 impl Limits {

@@ -5,9 +5,9 @@
 //! caller over a pipe as text, so the user sees why, not just a dead child.
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, Arc};
@@ -19,7 +19,7 @@ use seccompiler::BpfProgram;
 use crate::cgroup::Cgroups;
 use crate::error::{Error, Result};
 use crate::job::{Job, Network, Outcome};
-use crate::rootfs::{apply, plan_root, Step};
+use crate::rootfs::{apply, detach_trees, plan_root, HostFds, Step, Trees};
 use crate::seccomp;
 use crate::sys::{self, Forked, RealMounts};
 
@@ -75,9 +75,9 @@ enum Started {
 fn start(job: &Job, purpose: Purpose) -> Result<Started> {
     let steps = plan_root(job)?;
     let filters = seccomp::job_filters()?;
-    let new_root = PathBuf::from(ROOT_MOUNTPOINT);
-    std::fs::create_dir_all(&new_root)
+    std::fs::create_dir_all(ROOT_MOUNTPOINT)
         .map_err(|e| Error::sys(format!("mkdir -p {ROOT_MOUNTPOINT}"), e))?;
+    let trees = detach_trees(&mut RealMounts, Some(job), &HostFds::open()?, &steps)?;
     let job_name = unique_name();
     let cgroups = if job.limits.needs_cgroup() {
         Some(Cgroups::create(&job_name, &job.limits)?)
@@ -100,15 +100,11 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
     match sys::clone_into_namespaces(flags)? {
         Forked::Child => {
             drop((ready_write, report_read));
-            init(
-                job,
-                purpose,
-                &steps,
-                &filters,
-                ready_read,
-                report_write,
-                &new_root,
-            )
+            let root = Root {
+                steps: &steps,
+                trees,
+            };
+            init(job, purpose, root, &filters, ready_read, report_write)
         }
         Forked::Parent(init_pid) => {
             drop((ready_read, report_write));
@@ -143,17 +139,22 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
     }
 }
 
+/// What init builds the job's root from; every tree it binds was made before the clone.
+struct Root<'a> {
+    steps: &'a [Step],
+    trees: Trees,
+}
+
 /// PID 1 of the job's namespaces.
 fn init(
     job: &Job,
     purpose: Purpose,
-    steps: &[Step],
+    root: Root,
     filters: &[BpfProgram],
     ready: OwnedFd,
     report: OwnedFd,
-    new_root: &Path,
 ) -> ! {
-    if let Err(e) = prepare(job, steps, ready, new_root) {
+    if let Err(e) = prepare(job, root, ready) {
         fail(&report, SETUP_FAILED, &e.to_string());
     }
     if purpose == Purpose::ShowMounts {
@@ -174,7 +175,7 @@ fn init(
     }
 }
 
-fn prepare(job: &Job, steps: &[Step], ready: OwnedFd, new_root: &Path) -> Result<()> {
+fn prepare(job: &Job, root: Root, ready: OwnedFd) -> Result<()> {
     sys::die_with_parent()?;
     let mut go = [0u8; 2];
     std::fs::File::from(ready)
@@ -185,14 +186,16 @@ fn prepare(job: &Job, steps: &[Step], ready: OwnedFd, new_root: &Path) -> Result
     if job.network == Network::None {
         sys::loopback_up()?;
     }
-    apply(&mut RealMounts, &job.runtime_dir, new_root, steps)
+    let mountpoint = sys::open_dir(Path::new(ROOT_MOUNTPOINT))?;
+    apply(&mut RealMounts, root.trees, mountpoint.as_fd(), root.steps)
 }
 
 /// In the job process: drop everything, then exec. Returns only on failure.
 fn exec_job(job: &Job, filters: &[BpfProgram]) -> (i32, String) {
     let setup = sys::new_session()
         .and_then(|()| sys::unblock_termination_signals())
-        .and_then(|()| sys::drop_privileges());
+        .and_then(|()| sys::drop_privileges(job.user.uid, job.user.gid))
+        .and_then(|()| sys::close_inherited_fds());
     if let Err(e) = setup {
         return (SETUP_FAILED, e.to_string());
     }

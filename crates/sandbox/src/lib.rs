@@ -24,6 +24,8 @@ pub use build::{build_in_overlay, BuildSpec};
 pub use cgroup::{CgroupMode, Cgroups};
 pub use error::{Error, Result};
 pub use isolation::{check_mount_table, parse_mountinfo, MountLine};
-pub use job::{parse_env, parse_size, Job, JobRequest, Limits, Network, Outcome};
+pub use job::{
+    parse_env, parse_size, Job, JobRequest, Limits, Network, Outcome, User, DEFAULT_USER,
+};
 pub use launch::{mount_table, run};
-pub use rootfs::{plan_root, Step};
+pub use rootfs::{plan_root, Source, Step};

@@ -1,135 +1,179 @@
 //! The job root: a plan of steps computed from the job (plain data), then applied through
 //! [`MountOps`] inside the job's mount namespace.
+//!
+//! Nothing is done by path. The sandbox's own directories (`/proc`, `/dev`, `/tmp`, `/work`)
+//! are made and opened first, while the root holds nothing of the runtime; every other place
+//! is reached from the root's fd one component at a time with no symlink followed
+//! ([`Dirs`]); sources are fds opened when the job was made. A runtime whose trees hold
+//! symlinks aimed at `/`, at `/proc/self/fd` or at anything else can therefore only make the
+//! job fail to start, never make a mount land outside the new root.
 
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use runseal_spec::paths::ancestors;
 use runseal_spec::ISOLATED_DIR;
+use rustix::fs::FileType;
 
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::sys::{fd_path, open_beneath, BindFlags, MountOps};
+use crate::sys::{file_type, read_link, Dirs, Leaf, MountAttr, MountOps};
 
 /// Host device nodes a job may use; nothing else of the host's /dev.
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// /proc files that show host-wide state a job's uid may read (its keys, kernel timers):
 /// hidden behind /dev/null. The whole /proc is mounted read-only, which keeps /proc/sys,
-/// sysrq-trigger and irq out of reach of a job running as uid 0 in one mount flag instead of
-/// a bind per path; /proc/kcore needs CAP_SYS_RAWIO, which no job has.
+/// sysrq-trigger and irq out of reach in one mount flag instead of a bind per path;
+/// /proc/kcore needs CAP_SYS_RAWIO, which no job has.
 pub const PROC_MASKED: [&str; 3] = ["keys", "timer_list", "sched_debug"];
+
+/// The directories of the root that belong to the sandbox, never to a runtime.
+const SANDBOX_DIRS: [&str; 4] = ["/proc", "/dev", "/tmp", "/work"];
 
 /// One step of assembling the root, with paths as the job sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    Tmpfs {
-        target: PathBuf,
-        mode: u32,
-    },
-    Dir {
+    /// A directory of the sandbox's own, made and held open before any runtime tree is
+    /// mounted; later steps mount on the held fd.
+    SandboxDir {
         path: PathBuf,
     },
-    File {
+    Dir {
         path: PathBuf,
     },
     Symlink {
         path: PathBuf,
         target: PathBuf,
     },
-    /// Bind `source` (relative to the runtime dir, opened beneath it) read-only.
-    BindRuntime {
-        source: PathBuf,
+    /// Bind `source` on `target` (a `leaf`) with `attr`.
+    Bind {
+        source: Source,
         target: PathBuf,
-    },
-    /// Bind a host path (the work dir, device nodes).
-    BindHost {
-        source: PathBuf,
-        target: PathBuf,
-        flags: BindFlags,
-    },
-    /// Bind a path of the job root over another one (masking /proc parts with /dev/null).
-    BindInside {
-        source: PathBuf,
-        target: PathBuf,
+        leaf: Leaf,
+        attr: MountAttr,
     },
     Proc {
         target: PathBuf,
     },
-    /// Remount a tmpfs of the sandbox read-only once it is populated.
+    /// Bind the host's /dev/null over a file of the job's /proc, if the kernel has it.
+    Mask {
+        target: PathBuf,
+    },
+    Tmpfs {
+        target: PathBuf,
+        mode: u32,
+        size: Option<u64>,
+    },
+    /// Bind the host device `/dev/<name>` on the same path in the job's /dev.
+    Device {
+        name: &'static str,
+    },
+    /// Make a populated tmpfs of the sandbox (the job's /dev) read-only.
     ReadOnly {
         target: PathBuf,
     },
 }
 
-/// The steps that build `job`'s root. Reads only the runtime dir (to tell symlinked
+/// Where a bind comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The job's `mounts[i]` source, opened when the job was made.
+    Runtime(usize),
+    /// The job's work dir, opened when the job was made.
+    Work,
+    /// A host path of the operator's (the builder's script dir and runtimes root).
+    Host(PathBuf),
+}
+
+/// The steps that build `job`'s root. Reads only the job's source fds (to tell symlinked
 /// top-level dirs, which become symlinks, from directories and files, which are bound).
 pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
-    let mut steps = vec![Step::Tmpfs {
-        target: "/".into(),
-        mode: 0o755,
-    }];
-    let mut mounts: Vec<_> = job.mounts.iter().collect();
-    mounts.sort_by_key(|m| Path::new(&m.target).components().count());
-    for mount in mounts {
+    let mut steps: Vec<Step> = SANDBOX_DIRS
+        .iter()
+        .filter(|dir| **dir != "/work" || job.workdir.is_some())
+        .map(|dir| Step::SandboxDir { path: dir.into() })
+        .collect();
+    let mut order: Vec<usize> = (0..job.mounts.len()).collect();
+    order.sort_by_key(|&i| Path::new(&job.mounts[i].target).components().count());
+    for i in order {
+        let mount = &job.mounts[i];
         let target = PathBuf::from(&mount.target);
-        let source = PathBuf::from(&mount.source);
-        let host = job.runtime_dir.join(&source);
-        let meta = std::fs::symlink_metadata(&host)
-            .map_err(|e| Error::Invalid(format!("mount source {}: {e}", host.display())))?;
+        let source = job.source(i);
         for parent in ancestors(&target) {
             steps.push(Step::Dir { path: parent });
         }
-        let mirrors_target =
-            source == Path::new(ISOLATED_DIR).join(target.strip_prefix("/").unwrap_or(&target));
-        if meta.file_type().is_symlink() && mirrors_target {
-            let link = std::fs::read_link(&host)
-                .map_err(|e| Error::Invalid(format!("{}: {e}", host.display())))?;
-            steps.push(Step::Symlink {
-                path: target,
-                target: link,
-            });
-            continue;
-        }
-        let resolved_is_dir = std::fs::metadata(&host)
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
-        steps.push(if resolved_is_dir {
-            Step::Dir {
-                path: target.clone(),
+        let label = job.runtime_dir.join(&mount.source);
+        let leaf = match file_type(source)? {
+            FileType::Directory => Leaf::Dir,
+            FileType::RegularFile => Leaf::File,
+            FileType::Symlink => {
+                let mirrors_target = Path::new(&mount.source)
+                    == Path::new(ISOLATED_DIR).join(target.strip_prefix("/").unwrap_or(&target));
+                if !mirrors_target {
+                    return Err(Error::Invalid(format!(
+                        "mount source {} is a symlink; only a top-level dir of {ISOLATED_DIR}/ \
+                         may be one (it becomes the same symlink in the job)",
+                        label.display()
+                    )));
+                }
+                steps.push(Step::Symlink {
+                    path: target,
+                    target: read_link(source, &label)?,
+                });
+                continue;
             }
-        } else {
-            Step::File {
-                path: target.clone(),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "mount source {} is a {other:?}, not a directory or file",
+                    label.display()
+                )))
             }
+        };
+        steps.push(Step::Bind {
+            source: Source::Runtime(i),
+            target,
+            leaf,
+            attr: MountAttr::READ_ONLY,
         });
-        steps.push(Step::BindRuntime { source, target });
     }
 
-    steps.push(Step::Dir {
-        path: "/proc".into(),
+    steps.extend(proc_and_dev());
+    steps.push(Step::Tmpfs {
+        target: "/tmp".into(),
+        mode: 0o1777,
+        size: job.limits.tmp_size,
     });
-    steps.push(Step::Proc {
+    if job.workdir.is_some() {
+        steps.push(Step::Bind {
+            source: Source::Work,
+            target: "/work".into(),
+            leaf: Leaf::Dir,
+            attr: MountAttr::WRITABLE,
+        });
+    }
+    Ok(steps)
+}
+
+/// A fresh read-only /proc with host-wide files masked, and a read-only /dev of the
+/// [`DEVICES`] only: the same for jobs and builds. `/proc` and `/dev` must be sandbox dirs.
+pub fn proc_and_dev() -> Vec<Step> {
+    let mut steps = vec![Step::Proc {
         target: "/proc".into(),
-    });
-    steps.push(Step::Dir {
-        path: "/dev".into(),
-    });
+    }];
+    for name in PROC_MASKED {
+        steps.push(Step::Mask {
+            target: Path::new("/proc").join(name),
+        });
+    }
     steps.push(Step::Tmpfs {
         target: "/dev".into(),
         mode: 0o755,
+        size: None,
     });
-    for device in DEVICES {
-        let path = Path::new("/dev").join(device);
-        steps.push(Step::File { path: path.clone() });
-        let flags = BindFlags {
-            writable: true,
-            devices: true,
-        };
-        steps.push(Step::BindHost {
-            source: path.clone(),
-            target: path,
-            flags,
-        });
+    for name in DEVICES {
+        steps.push(Step::Device { name });
     }
     for (name, target) in [
         ("fd", "/proc/self/fd"),
@@ -145,271 +189,434 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
     steps.push(Step::ReadOnly {
         target: "/dev".into(),
     });
-    for name in PROC_MASKED {
-        steps.push(Step::BindInside {
-            source: "/dev/null".into(),
-            target: Path::new("/proc").join(name),
-        });
-    }
-    steps.push(Step::Dir {
-        path: "/tmp".into(),
-    });
-    steps.push(Step::Tmpfs {
-        target: "/tmp".into(),
-        mode: 0o1777,
-    });
-    if let Some(workdir) = &job.workdir {
-        steps.push(Step::Dir {
-            path: "/work".into(),
-        });
-        let flags = BindFlags {
-            writable: true,
-            devices: false,
-        };
-        steps.push(Step::BindHost {
-            source: workdir.clone(),
-            target: "/work".into(),
-            flags,
-        });
-    }
-    Ok(steps)
+    steps
 }
 
-/// Applies `steps` with `new_root` as the job's `/`, then pivots into it and makes `/`
-/// read-only. Runs in the job's own mount namespace.
-pub fn apply(
+/// The fds a root is built from that do not come from the runtime: opened before anything
+/// is mounted in the job's namespace.
+pub struct HostFds {
+    /// `/dev/<name>` for each of [`DEVICES`].
+    pub devices: Vec<(&'static str, OwnedFd)>,
+}
+
+impl HostFds {
+    pub fn open() -> Result<HostFds> {
+        let dev = crate::sys::open_dir(Path::new("/dev"))?;
+        let devices = DEVICES
+            .iter()
+            .map(|&name| {
+                crate::sys::open_beneath(dev.as_fd(), Path::new(name), false, Path::new("/dev"))
+                    .map(|fd| (name, fd))
+            })
+            .collect::<Result<_>>()?;
+        Ok(HostFds { devices })
+    }
+
+    fn device(&self, name: &str) -> Result<BorrowedFd<'_>> {
+        self.devices
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, fd)| fd.as_fd())
+            .ok_or_else(|| Error::Invalid(format!("/dev/{name} was not opened")))
+    }
+}
+
+/// The detached mount trees a root's binds attach, one per step that binds something,
+/// keyed by the step's index.
+///
+/// They are cloned (`open_tree`) from the fds the job was made with, in the caller's mount
+/// namespace, where those fds belong: the kernel copies a tree only from the namespace the
+/// caller is in, and a detached tree is then attached in the job's own.
+pub struct Trees(HashMap<usize, OwnedFd>);
+
+/// Clones, with their final attributes, the trees `steps` bind.
+pub fn detach_trees(
     ops: &mut dyn MountOps,
-    runtime_dir: &Path,
-    new_root: &Path,
+    job: Option<&Job>,
+    host: &HostFds,
     steps: &[Step],
-) -> Result<()> {
-    let at = |path: &Path| match path.strip_prefix("/") {
-        Ok(rel) if rel.as_os_str().is_empty() => new_root.to_path_buf(),
-        Ok(rel) => new_root.join(rel),
-        Err(_) => new_root.join(path),
-    };
-    ops.make_mounts_private()?;
-    for step in steps {
-        match step {
-            Step::Tmpfs { target, mode } => ops.mount_tmpfs(&at(target), *mode)?,
-            Step::Dir { path } => {
-                if !at(path).is_dir() {
-                    ops.mkdir(&at(path), 0o755)?;
-                }
-            }
-            Step::File { path } => ops.create_file(&at(path))?,
-            Step::Symlink { path, target } => ops.symlink(target, &at(path))?,
-            Step::BindRuntime { source, target } => {
-                let fd = open_beneath(runtime_dir, source)?;
-                ops.bind(
-                    &fd_path(&fd),
-                    &at(target),
-                    BindFlags {
-                        writable: false,
-                        devices: false,
-                    },
-                )?;
-            }
-            Step::BindHost {
+) -> Result<Trees> {
+    let mut trees = HashMap::new();
+    for (index, step) in steps.iter().enumerate() {
+        let (tree, attr, target) = match step {
+            Step::Bind {
                 source,
                 target,
-                flags,
-            } => ops.bind(source, &at(target), *flags)?,
-            Step::BindInside { source, target } => {
-                let source = at(source);
-                if at(target).exists() {
-                    // The source is the job's /dev/null: bound as the device it is.
-                    let flags = BindFlags {
-                        writable: true,
-                        devices: true,
-                    };
-                    ops.bind(&source, &at(target), flags)?;
-                }
+                attr,
+                ..
+            } => {
+                let tree = match (source, job) {
+                    (Source::Runtime(i), Some(job)) => {
+                        let label = job.runtime_dir.join(&job.mounts[*i].source);
+                        ops.clone_tree(job.source(*i), &label)?
+                    }
+                    (Source::Work, Some(job)) => {
+                        let fd = job
+                            .workdir_fd()
+                            .ok_or_else(|| Error::Invalid("no work dir was opened".into()))?;
+                        ops.clone_tree(fd, target)?
+                    }
+                    (Source::Host(path), _) => {
+                        let fd = crate::sys::open_path(path)?;
+                        ops.clone_tree(fd.as_fd(), path)?
+                    }
+                    (_, None) => {
+                        return Err(Error::Invalid(format!(
+                            "{}: a build has no job to bind from",
+                            target.display()
+                        )))
+                    }
+                };
+                (tree, *attr, target.clone())
             }
-            Step::Proc { target } => ops.mount_proc(&at(target))?,
-            Step::ReadOnly { target } => ops.remount_readonly(&at(target))?,
+            Step::Mask { target } => {
+                let null = Path::new("/dev/null");
+                let tree = ops.clone_tree(host.device("null")?, null)?;
+                (tree, DEVICE, target.clone())
+            }
+            Step::Device { name } => {
+                let path = Path::new("/dev").join(name);
+                (ops.clone_tree(host.device(name)?, &path)?, DEVICE, path)
+            }
+            _ => continue,
+        };
+        ops.set_attr(tree.as_fd(), attr, &target)?;
+        trees.insert(index, tree);
+    }
+    Ok(Trees(trees))
+}
+
+/// How the host's device nodes are bound: writable and usable as devices.
+const DEVICE: MountAttr = MountAttr {
+    writable: true,
+    devices: true,
+};
+
+/// Applies `steps`: a new tmpfs is attached on `mountpoint` (an empty dir of the host's) as
+/// the job's `/`, populated, made read-only, and pivoted into. Runs in the job's own mount
+/// namespace.
+pub fn apply(
+    ops: &mut dyn MountOps,
+    trees: Trees,
+    mountpoint: BorrowedFd<'_>,
+    steps: &[Step],
+) -> Result<()> {
+    ops.make_mounts_private()?;
+    let root = ops.tmpfs(0o755, None)?;
+    ops.attach(root.as_fd(), mountpoint, Path::new("/"))?;
+    populate(ops, root.as_fd(), trees, steps)?;
+    ops.set_attr(root.as_fd(), MountAttr::READ_ONLY, Path::new("/"))?;
+    ops.pivot(root.as_fd())
+}
+
+/// Applies `steps` in the attached root `root`, attaching the `trees` made for them.
+pub fn populate(
+    ops: &mut dyn MountOps,
+    root: BorrowedFd<'_>,
+    mut trees: Trees,
+    steps: &[Step],
+) -> Result<()> {
+    let dirs = Dirs::new(root);
+    let mut held: HashMap<&Path, OwnedFd> = HashMap::new();
+    let held_at = |held: &HashMap<&Path, OwnedFd>, target: &Path| -> Result<OwnedFd> {
+        held.get(target)
+            .and_then(|fd| fd.try_clone().ok())
+            .ok_or_else(|| Error::Invalid(format!("{} was not prepared", target.display())))
+    };
+    let mut tree_for = |index: usize, target: &Path| {
+        trees
+            .0
+            .remove(&index)
+            .ok_or_else(|| Error::Invalid(format!("no tree was made for {}", target.display())))
+    };
+    for (index, step) in steps.iter().enumerate() {
+        match step {
+            Step::SandboxDir { path } => {
+                held.insert(path, dirs.make(path, Leaf::Dir)?);
+            }
+            Step::Dir { path } => drop(dirs.make(path, Leaf::Dir)?),
+            Step::Symlink { path, target } => dirs.symlink(path, target)?,
+            Step::Bind { target, leaf, .. } => {
+                let at = match held.get(target.as_path()) {
+                    Some(fd) => fd.try_clone().map_err(|e| Error::sys("dup", e))?,
+                    None => dirs.make(target, *leaf)?,
+                };
+                ops.attach(tree_for(index, target)?.as_fd(), at.as_fd(), target)?;
+            }
+            Step::Proc { target } => {
+                let proc = ops.proc()?;
+                ops.attach(proc.as_fd(), held_at(&held, target)?.as_fd(), target)?;
+                held.insert(target, proc);
+            }
+            Step::Mask { target } => {
+                let (proc, name) = (target.parent().unwrap_or(target), target.file_name());
+                let proc = held_at(&held, proc)?;
+                let Some(name) = name else { continue };
+                // Which of these files exist depends on the kernel's configuration.
+                let Ok(at) = crate::sys::open_beneath(proc.as_fd(), Path::new(name), false, target)
+                else {
+                    continue;
+                };
+                ops.attach(tree_for(index, target)?.as_fd(), at.as_fd(), target)?;
+            }
+            Step::Tmpfs { target, mode, size } => {
+                let tmpfs = ops.tmpfs(*mode, *size)?;
+                ops.attach(tmpfs.as_fd(), held_at(&held, target)?.as_fd(), target)?;
+                held.insert(target, tmpfs);
+            }
+            Step::Device { name } => {
+                let path = Path::new("/dev").join(name);
+                let at = Dirs::new(held_at(&held, Path::new("/dev"))?.as_fd())
+                    .make(Path::new(name), Leaf::File)?;
+                ops.attach(tree_for(index, &path)?.as_fd(), at.as_fd(), &path)?;
+            }
+            Step::ReadOnly { target } => {
+                let attr = MountAttr {
+                    writable: false,
+                    devices: true,
+                };
+                ops.set_attr(held_at(&held, target)?.as_fd(), attr, target)?;
+            }
         }
     }
-    ops.pivot_root(new_root)?;
-    ops.remount_root_readonly()
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runseal_spec::Mount;
-
-    fn job(dir: &Path) -> Job {
-        Job {
-            runtime_dir: dir.to_path_buf(),
-            mounts: vec![
-                Mount::readonly("isolated/usr", "/usr"),
-                Mount::readonly("isolated/lib", "/lib"),
-                Mount::readonly("isolated/opt/tool.conf", "/etc/tool.conf"),
-            ],
-            environment: vec![],
-            command: vec!["true".into()],
-            workdir: Some("/srv/work".into()),
-            limits: Default::default(),
-            network: Default::default(),
-        }
-    }
+    use crate::job::{JobRequest, User};
+    use runseal_spec::{Mount, RuntimeConfig};
+    use std::os::fd::AsRawFd;
 
     fn runtime_dir() -> tempfile::TempDir {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("isolated/usr/lib")).unwrap();
-        std::fs::create_dir_all(t.path().join("isolated/opt")).unwrap();
-        std::fs::write(t.path().join("isolated/opt/tool.conf"), "x").unwrap();
+        std::fs::create_dir_all(t.path().join("isolated/etc")).unwrap();
+        std::fs::write(t.path().join("isolated/etc/tool.conf"), "x").unwrap();
+        std::fs::write(
+            t.path()
+                .join(format!("isolated/{}", ".runseal-manifest.json")),
+            "{}",
+        )
+        .unwrap();
         std::os::unix::fs::symlink("usr/lib", t.path().join("isolated/lib")).unwrap();
         t
+    }
+
+    fn job_with(dir: &Path, mounts: Vec<Mount>, workdir: Option<&Path>) -> Result<Job> {
+        let config = RuntimeConfig {
+            mounts,
+            ..RuntimeConfig::default()
+        };
+        let request = JobRequest {
+            command: vec!["true".into()],
+            workdir: workdir.map(Path::to_path_buf),
+            user: Some(User {
+                uid: 1000,
+                gid: 1000,
+            }),
+            ..JobRequest::default()
+        };
+        Job::for_runtime(dir, config, request)
+    }
+
+    fn sealed_mounts() -> Vec<Mount> {
+        vec![
+            Mount::readonly("isolated/usr", "/usr"),
+            Mount::readonly("isolated/lib", "/lib"),
+            Mount::readonly("isolated/etc", "/etc"),
+        ]
     }
 
     #[test]
     fn the_root_holds_the_sealed_mounts_and_the_sandbox_own_dirs_only() {
         let t = runtime_dir();
-        let steps = plan_root(&job(t.path())).unwrap();
-        assert_eq!(
-            steps[0],
-            Step::Tmpfs {
-                target: "/".into(),
-                mode: 0o755
-            }
+        let work = tempfile::tempdir().unwrap();
+        let job = job_with(t.path(), sealed_mounts(), Some(work.path())).unwrap();
+        let steps = plan_root(&job).unwrap();
+        let sandbox_dirs: Vec<&Step> = steps.iter().take(4).collect();
+        assert!(
+            sandbox_dirs
+                .iter()
+                .all(|s| matches!(s, Step::SandboxDir { .. })),
+            "the sandbox's dirs come before anything of the runtime: {steps:#?}"
         );
         assert!(steps.contains(&Step::Symlink {
             path: "/lib".into(),
             target: "usr/lib".into()
         }));
-        assert!(steps.contains(&Step::BindRuntime {
-            source: "isolated/usr".into(),
-            target: "/usr".into()
+        assert!(steps.contains(&Step::Bind {
+            source: Source::Runtime(0),
+            target: "/usr".into(),
+            leaf: Leaf::Dir,
+            attr: MountAttr::READ_ONLY,
         }));
-        let conf = steps
-            .iter()
-            .position(|s| {
-                *s == Step::File {
-                    path: "/etc/tool.conf".into(),
-                }
-            })
-            .unwrap();
-        let etc = steps
-            .iter()
-            .position(|s| {
-                *s == Step::Dir {
-                    path: "/etc".into(),
-                }
-            })
-            .unwrap();
-        assert!(etc < conf);
-        let host_binds: Vec<&PathBuf> = steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::BindHost { source, .. } => Some(source),
-                _ => None,
-            })
-            .collect();
-        let mut expected: Vec<PathBuf> =
-            DEVICES.iter().map(|d| Path::new("/dev").join(d)).collect();
-        expected.push("/srv/work".into());
-        assert_eq!(
-            host_binds,
-            expected.iter().collect::<Vec<_>>(),
-            "only devices and the work dir come from the host"
-        );
+        assert!(steps.contains(&Step::Bind {
+            source: Source::Work,
+            target: "/work".into(),
+            leaf: Leaf::Dir,
+            attr: MountAttr::WRITABLE,
+        }));
     }
 
-    #[derive(Default)]
-    struct Recorder(Vec<String>);
+    #[test]
+    fn a_symlinked_source_that_does_not_mirror_its_target_is_refused() {
+        let t = runtime_dir();
+        let mounts = vec![Mount::readonly("isolated/lib", "/opt/lib")];
+        let job = job_with(t.path(), mounts, None).unwrap();
+        let err = plan_root(&job).unwrap_err();
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+    }
+
+    /// Records the mount calls; the "mounts" it makes are fresh temp dirs, so that the real
+    /// (unprivileged) creation of targets in the root can be watched on disk.
+    struct Recorder {
+        log: Vec<String>,
+        scratch: tempfile::TempDir,
+        names: HashMap<i32, String>,
+        made: usize,
+    }
+
+    impl Recorder {
+        fn new() -> Self {
+            Recorder {
+                log: Vec::new(),
+                scratch: tempfile::tempdir().unwrap(),
+                names: HashMap::new(),
+                made: 0,
+            }
+        }
+
+        fn fresh(&mut self, name: String) -> OwnedFd {
+            self.made += 1;
+            let dir = self.scratch.path().join(self.made.to_string());
+            std::fs::create_dir(&dir).unwrap();
+            let fd = crate::sys::open_dir(&dir).unwrap();
+            self.names.insert(fd.as_raw_fd(), name);
+            fd
+        }
+
+        fn name(&self, fd: BorrowedFd<'_>) -> String {
+            self.names
+                .get(&fd.as_raw_fd())
+                .cloned()
+                .unwrap_or_else(|| "?".into())
+        }
+    }
 
     impl MountOps for Recorder {
         fn make_mounts_private(&mut self) -> Result<()> {
-            self.0.push("private /".into());
+            self.log.push("private /".into());
             Ok(())
         }
-        fn mount_tmpfs(&mut self, target: &Path, mode: u32) -> Result<()> {
-            self.0.push(format!("tmpfs {} {mode:o}", target.display()));
+        fn tmpfs(&mut self, mode: u32, size: Option<u64>) -> Result<OwnedFd> {
+            let name = format!("tmpfs {mode:o} {size:?}");
+            Ok(self.fresh(name))
+        }
+        fn proc(&mut self) -> Result<OwnedFd> {
+            let fd = self.fresh("proc".into());
+            std::fs::write(
+                self.scratch.path().join(self.made.to_string()).join("keys"),
+                "",
+            )
+            .unwrap();
+            Ok(fd)
+        }
+        fn clone_tree(&mut self, _: BorrowedFd<'_>, label: &Path) -> Result<OwnedFd> {
+            let name = format!("tree {}", label.file_name().unwrap().to_string_lossy());
+            Ok(self.fresh(name))
+        }
+        fn set_attr(&mut self, tree: BorrowedFd<'_>, attr: MountAttr, label: &Path) -> Result<()> {
+            let mode = if attr.writable { "rw" } else { "ro" };
+            let line = format!("{mode} {} ({})", label.display(), self.name(tree));
+            self.log.push(line);
             Ok(())
         }
-        fn mount_proc(&mut self, target: &Path) -> Result<()> {
-            self.0.push(format!("proc {}", target.display()));
+        fn attach(&mut self, tree: BorrowedFd<'_>, _: BorrowedFd<'_>, label: &Path) -> Result<()> {
+            let line = format!("attach {} at {}", self.name(tree), label.display());
+            self.log.push(line);
             Ok(())
         }
-        fn bind(&mut self, source: &Path, target: &Path, flags: BindFlags) -> Result<()> {
-            let mode = if flags.writable { "rw" } else { "ro" };
-            let source = if source.starts_with("/proc/self/fd") {
-                Path::new("<fd>")
-            } else {
-                source
-            };
-            self.0.push(format!(
-                "bind {} {} {mode}",
-                source.display(),
-                target.display()
-            ));
-            Ok(())
-        }
-        fn mkdir(&mut self, path: &Path, _: u32) -> Result<()> {
-            self.0.push(format!("mkdir {}", path.display()));
-            Ok(())
-        }
-        fn create_file(&mut self, path: &Path) -> Result<()> {
-            self.0.push(format!("touch {}", path.display()));
-            Ok(())
-        }
-        fn symlink(&mut self, target: &Path, path: &Path) -> Result<()> {
-            self.0.push(format!(
-                "symlink {} -> {}",
-                path.display(),
-                target.display()
-            ));
-            Ok(())
-        }
-        fn pivot_root(&mut self, new_root: &Path) -> Result<()> {
-            self.0.push(format!("pivot {}", new_root.display()));
-            Ok(())
-        }
-        fn remount_root_readonly(&mut self) -> Result<()> {
-            self.0.push("ro /".into());
-            Ok(())
-        }
-        fn remount_readonly(&mut self, target: &Path) -> Result<()> {
-            self.0.push(format!("ro {}", target.display()));
+        fn pivot(&mut self, root: BorrowedFd<'_>) -> Result<()> {
+            let line = format!("pivot {}", self.name(root));
+            self.log.push(line);
             Ok(())
         }
     }
 
+    fn host_fds() -> HostFds {
+        HostFds::open().unwrap()
+    }
+
     #[test]
-    fn apply_goes_private_first_then_pivots_and_ends_read_only() {
+    fn apply_goes_private_first_then_pivots_into_a_read_only_root() {
         let t = runtime_dir();
-        let steps = plan_root(&job(t.path())).unwrap();
-        let mut recorder = Recorder::default();
-        apply(
-            &mut recorder,
-            t.path(),
-            Path::new("/nonexistent/root"),
-            &steps,
-        )
-        .unwrap();
-        let log = recorder.0;
+        let work = tempfile::tempdir().unwrap();
+        let job = job_with(t.path(), sealed_mounts(), Some(work.path())).unwrap();
+        let steps = plan_root(&job).unwrap();
+        let mut recorder = Recorder::new();
+        let mountpoint = tempfile::tempdir().unwrap();
+        let at = crate::sys::open_dir(mountpoint.path()).unwrap();
+        let trees = detach_trees(&mut recorder, Some(&job), &host_fds(), &steps).unwrap();
+        apply(&mut recorder, trees, at.as_fd(), &steps).unwrap();
+        let log = &recorder.log;
         assert_eq!(log[0], "private /");
-        assert_eq!(log[1], "tmpfs /nonexistent/root 755");
-        assert!(
-            log.contains(&"bind <fd> /nonexistent/root/usr ro".to_string()),
-            "{log:#?}"
+        assert_eq!(log[1], "attach tmpfs 755 None at /");
+        for expected in [
+            "ro /usr (tree usr)",
+            "attach tree usr at /usr",
+            "attach proc at /proc",
+            "attach tree null at /proc/keys",
+            "attach tree null at /dev/null",
+            "rw /work (tree work)",
+        ] {
+            assert!(log.iter().any(|l| l == expected), "{expected}: {log:#?}");
+        }
+        assert_eq!(log[log.len() - 2], "ro / (tmpfs 755 None)");
+        assert_eq!(log[log.len() - 1], "pivot tmpfs 755 None");
+        let root = recorder.scratch.path().join("1");
+        assert!(root.join("usr").is_dir() && root.join("etc").is_dir());
+        assert_eq!(
+            std::fs::read_link(root.join("lib")).unwrap(),
+            Path::new("usr/lib")
         );
-        assert!(log.contains(&"bind /srv/work /nonexistent/root/work rw".to_string()));
-        assert!(log.contains(&"ro /nonexistent/root/dev".to_string()));
-        assert_eq!(log[log.len() - 2], "pivot /nonexistent/root");
-        assert_eq!(log[log.len() - 1], "ro /");
+    }
+
+    /// The attack: a runtime tree holding `s/evil -> /` and a mount on `/s/evil/dev`. By
+    /// path, the bind landed on the host's /dev; walked by fd, it stops at the symlink.
+    #[test]
+    fn a_target_through_a_symlink_is_refused_and_nothing_is_made_beyond_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("s")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("s/evil")).unwrap();
+        let root = crate::sys::open_dir(dir.path()).unwrap();
+        for leaf in [Leaf::Dir, Leaf::File] {
+            let err = Dirs::new(root.as_fd())
+                .make(Path::new("/s/evil/dev/null"), leaf)
+                .unwrap_err();
+            assert!(err.to_string().contains("/s/evil is a symlink"), "{err}");
+        }
+        let err = Dirs::new(root.as_fd())
+            .symlink(Path::new("/s/evil/x"), Path::new("/"))
+            .unwrap_err();
+        assert!(err.to_string().contains("/s/evil is a symlink"), "{err}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
     #[test]
-    fn a_source_escaping_the_runtime_dir_is_not_bound() {
-        let t = runtime_dir();
-        std::os::unix::fs::symlink("/etc", t.path().join("isolated/etc")).unwrap();
-        let mut j = job(t.path());
-        j.mounts = vec![Mount::readonly("isolated/etc/passwd", "/etc/passwd")];
-        let steps = plan_root(&j).unwrap();
-        let err = apply(&mut Recorder::default(), t.path(), Path::new("/x"), &steps).unwrap_err();
-        assert!(err.to_string().contains("RESOLVE_BENEATH"), "{err}");
+    fn a_target_that_is_a_symlink_itself_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("etc")).unwrap();
+        let root = crate::sys::open_dir(dir.path()).unwrap();
+        let err = Dirs::new(root.as_fd())
+            .make(Path::new("/etc/passwd"), Leaf::File)
+            .unwrap_err();
+        assert!(err.to_string().contains("/etc is a symlink"), "{err}");
+        let err = Dirs::new(root.as_fd())
+            .make(Path::new("/etc"), Leaf::Dir)
+            .unwrap_err();
+        assert!(err.to_string().contains("/etc is a symlink"), "{err}");
     }
 }

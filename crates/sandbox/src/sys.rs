@@ -3,41 +3,69 @@
 //! root is assembled can be unit-tested with a recording fake. This module holds all of
 //! runseal's `unsafe` code: process creation (`clone`, `fork`, `_exit`) and one `ioctl`.
 
-use std::ffi::CStr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags};
 use rustix::mount::{
-    mount, mount_bind, mount_change, mount_remount, unmount, MountFlags, MountPropagationFlags,
-    UnmountFlags,
+    fsconfig_create, fsconfig_set_string, fsmount, fsopen, mount_change, move_mount, open_tree,
+    unmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MountPropagationFlags, MoveMountFlags,
+    OpenTreeFlags, UnmountFlags,
 };
 use rustix::process::{Pid, Signal};
 
 use crate::error::{Error, Result};
 
-/// Mount-namespace operations used to build a job root.
+/// Mount operations on handles, the only privileged part of building a root. Where a mount
+/// goes is always an fd (see [`Dirs`]), never a path the kernel would resolve again, so no
+/// symlink planted in a runtime tree can send a mount elsewhere; a recording fake stands in
+/// for the kernel in unit tests.
 pub trait MountOps {
     fn make_mounts_private(&mut self) -> Result<()>;
-    fn mount_tmpfs(&mut self, target: &Path, mode: u32) -> Result<()>;
-    fn mount_proc(&mut self, target: &Path) -> Result<()>;
-    /// Binds `source` on `target`, then remounts it with `flags` (read-only unless writable).
-    fn bind(&mut self, source: &Path, target: &Path, flags: BindFlags) -> Result<()>;
-    fn mkdir(&mut self, path: &Path, mode: u32) -> Result<()>;
-    fn create_file(&mut self, path: &Path) -> Result<()>;
-    fn symlink(&mut self, target: &Path, path: &Path) -> Result<()>;
-    /// Makes `new_root` the root and detaches the old one (`pivot_root(".", ".")`).
-    fn pivot_root(&mut self, new_root: &Path) -> Result<()>;
-    fn remount_root_readonly(&mut self) -> Result<()>;
-    /// Makes a mount of the sandbox's own (a populated tmpfs) read-only.
-    fn remount_readonly(&mut self, target: &Path) -> Result<()>;
+    /// A new tmpfs, not yet attached anywhere.
+    fn tmpfs(&mut self, mode: u32, size: Option<u64>) -> Result<OwnedFd>;
+    /// A new proc of the caller's PID namespace, read-only, not yet attached.
+    fn proc(&mut self) -> Result<OwnedFd>;
+    /// A detached bind of the file or directory `source` refers to (`label` names it).
+    fn clone_tree(&mut self, source: BorrowedFd<'_>, label: &Path) -> Result<OwnedFd>;
+    /// Sets `attr` on the one mount `tree` (not on mounts beneath it).
+    fn set_attr(&mut self, tree: BorrowedFd<'_>, attr: MountAttr, label: &Path) -> Result<()>;
+    /// Attaches `tree` on the file or directory `at` refers to (`label` names it).
+    fn attach(&mut self, tree: BorrowedFd<'_>, at: BorrowedFd<'_>, label: &Path) -> Result<()>;
+    /// Makes the directory `root` the root and detaches the old one.
+    fn pivot(&mut self, root: BorrowedFd<'_>) -> Result<()>;
 }
 
+/// What a mount may do; every mount of the sandbox is at least nosuid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BindFlags {
+pub struct MountAttr {
     pub writable: bool,
     /// Device nodes keep working (only the binds of /dev's own nodes).
     pub devices: bool,
+}
+
+impl MountAttr {
+    pub const READ_ONLY: MountAttr = MountAttr {
+        writable: false,
+        devices: false,
+    };
+    pub const WRITABLE: MountAttr = MountAttr {
+        writable: true,
+        devices: false,
+    };
+
+    fn flags(self) -> MountAttrFlags {
+        let mut flags = MountAttrFlags::MOUNT_ATTR_NOSUID;
+        if !self.writable {
+            flags |= MountAttrFlags::MOUNT_ATTR_RDONLY;
+        }
+        if !self.devices {
+            flags |= MountAttrFlags::MOUNT_ATTR_NODEV;
+        }
+        flags
+    }
 }
 
 /// The real system calls.
@@ -45,6 +73,34 @@ pub struct RealMounts;
 
 fn call_error(call: String) -> impl FnOnce(rustix::io::Errno) -> Error {
     move |e| Error::sys(call, e)
+}
+
+/// The text of mount attribute flags as the kernel names them, for error messages.
+fn attr_names(flags: MountAttrFlags) -> String {
+    let names = [
+        (MountAttrFlags::MOUNT_ATTR_RDONLY, "RDONLY"),
+        (MountAttrFlags::MOUNT_ATTR_NOSUID, "NOSUID"),
+        (MountAttrFlags::MOUNT_ATTR_NODEV, "NODEV"),
+        (MountAttrFlags::MOUNT_ATTR_NOEXEC, "NOEXEC"),
+    ];
+    let set: Vec<String> = names
+        .iter()
+        .filter(|(flag, _)| flags.contains(*flag))
+        .map(|(_, name)| format!("MOUNT_ATTR_{name}"))
+        .collect();
+    set.join("|")
+}
+
+fn new_filesystem(kind: &str, options: &[(&str, String)], attr: MountAttrFlags) -> Result<OwnedFd> {
+    let context =
+        fsopen(kind, FsOpenFlags::FSOPEN_CLOEXEC).map_err(call_error(format!("fsopen({kind})")))?;
+    for (key, value) in options {
+        fsconfig_set_string(&context, *key, value.as_str())
+            .map_err(call_error(format!("fsconfig({kind}, {key}={value})")))?;
+    }
+    fsconfig_create(&context).map_err(call_error(format!("fsconfig({kind}, CMD_CREATE)")))?;
+    fsmount(&context, FsMountFlags::FSMOUNT_CLOEXEC, attr)
+        .map_err(call_error(format!("fsmount({kind}, {})", attr_names(attr))))
 }
 
 impl MountOps for RealMounts {
@@ -56,132 +112,270 @@ impl MountOps for RealMounts {
         .map_err(call_error("mount(/, MS_REC|MS_PRIVATE)".into()))
     }
 
-    fn mount_tmpfs(&mut self, target: &Path, mode: u32) -> Result<()> {
-        let data = std::ffi::CString::new(format!("mode={mode:o}")).expect("no NUL");
-        mount(
-            "tmpfs",
-            target,
-            "tmpfs",
-            MountFlags::NOSUID | MountFlags::NODEV,
-            Some(data.as_c_str()),
+    fn tmpfs(&mut self, mode: u32, size: Option<u64>) -> Result<OwnedFd> {
+        let mut options = vec![("mode", format!("{mode:o}"))];
+        if let Some(bytes) = size {
+            options.push(("size", bytes.to_string()));
+        }
+        new_filesystem("tmpfs", &options, MountAttr::WRITABLE.flags())
+    }
+
+    fn proc(&mut self) -> Result<OwnedFd> {
+        let attr = MountAttr::READ_ONLY.flags() | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+        new_filesystem("proc", &[], attr)
+    }
+
+    fn clone_tree(&mut self, source: BorrowedFd<'_>, label: &Path) -> Result<OwnedFd> {
+        open_tree(
+            source,
+            "",
+            OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_EMPTY_PATH,
         )
         .map_err(call_error(format!(
-            "mount(tmpfs, {}, mode={mode:o})",
-            target.display()
+            "open_tree({}, OPEN_TREE_CLONE)",
+            label.display()
         )))
     }
 
-    fn mount_proc(&mut self, target: &Path) -> Result<()> {
-        mount(
-            "proc",
-            target,
-            "proc",
-            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::RDONLY,
-            None::<&CStr>,
+    fn set_attr(&mut self, tree: BorrowedFd<'_>, attr: MountAttr, label: &Path) -> Result<()> {
+        let flags = attr.flags();
+        mount_setattr(tree, flags).map_err(|e| {
+            Error::sys(
+                format!("mount_setattr({}, {})", label.display(), attr_names(flags)),
+                e,
+            )
+        })
+    }
+
+    fn attach(&mut self, tree: BorrowedFd<'_>, at: BorrowedFd<'_>, label: &Path) -> Result<()> {
+        move_mount(
+            tree,
+            "",
+            at,
+            "",
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
         )
-        .map_err(call_error(format!("mount(proc, {}, ro)", target.display())))
+        .map_err(call_error(format!("move_mount(to {})", label.display())))
     }
 
-    fn bind(&mut self, source: &Path, target: &Path, flags: BindFlags) -> Result<()> {
-        mount_bind(source, target).map_err(call_error(format!(
-            "mount({}, {}, MS_BIND)",
-            source.display(),
-            target.display()
-        )))?;
-        if flags.writable && flags.devices {
-            // A device node bound as it is: a remount would only add nosuid, which means
-            // nothing for a device, and costs two more mount-table updates per job.
-            return Ok(());
-        }
-        let mut remount = MountFlags::BIND | MountFlags::NOSUID;
-        if !flags.writable {
-            remount |= MountFlags::RDONLY;
-        }
-        if !flags.devices {
-            remount |= MountFlags::NODEV;
-        }
-        mount_remount(target, remount, "").map_err(call_error(format!(
-            "mount({}, MS_REMOUNT|{remount:?})",
-            target.display()
-        )))
-    }
-
-    fn mkdir(&mut self, path: &Path, mode: u32) -> Result<()> {
-        rustix::fs::mkdir(path, Mode::from_raw_mode(mode))
-            .map_err(call_error(format!("mkdir({}, {mode:o})", path.display())))
-    }
-
-    fn create_file(&mut self, path: &Path) -> Result<()> {
-        rustix::fs::open(
-            path,
-            OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        )
-        .map(drop)
-        .map_err(call_error(format!("open({}, O_CREAT)", path.display())))
-    }
-
-    fn symlink(&mut self, target: &Path, path: &Path) -> Result<()> {
-        rustix::fs::symlink(target, path).map_err(call_error(format!(
-            "symlink({}, {})",
-            target.display(),
-            path.display()
-        )))
-    }
-
-    fn pivot_root(&mut self, new_root: &Path) -> Result<()> {
-        rustix::process::chdir(new_root)
-            .map_err(call_error(format!("chdir({})", new_root.display())))?;
-        rustix::process::pivot_root(".", ".").map_err(call_error(format!(
-            "pivot_root({0}, {0})",
-            new_root.display()
-        )))?;
+    fn pivot(&mut self, root: BorrowedFd<'_>) -> Result<()> {
+        rustix::process::fchdir(root).map_err(call_error("fchdir(new root)".into()))?;
+        rustix::process::pivot_root(".", ".").map_err(call_error("pivot_root(., .)".into()))?;
         unmount(".", UnmountFlags::DETACH)
             .map_err(call_error("umount2(old root, MNT_DETACH)".into()))?;
         rustix::process::chdir("/").map_err(call_error("chdir(/)".into()))
     }
-
-    fn remount_root_readonly(&mut self) -> Result<()> {
-        self.remount_readonly(Path::new("/"))
-    }
-
-    fn remount_readonly(&mut self, target: &Path) -> Result<()> {
-        let flags = MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
-        mount_remount(target, flags, "").map_err(call_error(format!(
-            "mount({}, MS_REMOUNT|MS_RDONLY)",
-            target.display()
-        )))
-    }
 }
 
-/// Opens `relative` under `dir` without leaving it (`RESOLVE_BENEATH`), for binding the very
-/// object that was checked, whatever is renamed afterwards.
-pub fn open_beneath(dir: &Path, relative: &Path) -> Result<OwnedFd> {
-    let base = openat2(
-        CWD,
+/// `mount_setattr(2)`, which rustix lacks: sets `flags` on the mount `tree` refers to.
+fn mount_setattr(tree: BorrowedFd<'_>, flags: MountAttrFlags) -> std::io::Result<()> {
+    /// `struct mount_attr` of `<linux/mount.h>` (MOUNT_ATTR_SIZE_VER0).
+    #[repr(C)]
+    struct MountAttrArg {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let arg = MountAttrArg {
+        attr_set: u64::from(flags.bits()),
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the path is a NUL-terminated empty string and `arg` a live struct whose size is
+    // passed with it; the kernel only reads both.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &arg as *const MountAttrArg,
+            std::mem::size_of::<MountAttrArg>(),
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens the directory `dir` (trusted: the runtime dir, a work dir the operator named).
+pub fn open_dir(dir: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(
         dir,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-        ResolveFlags::empty(),
     )
-    .map_err(call_error(format!("openat2({})", dir.display())))?;
+    .map_err(call_error(format!(
+        "open({}, O_PATH|O_DIRECTORY)",
+        dir.display()
+    )))
+}
+
+/// Opens a trusted host path (the operator's) as an `O_PATH` fd.
+pub fn open_path(path: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(call_error(format!("open({}, O_PATH)", path.display())))
+}
+
+/// Opens `relative` under the directory `base` without leaving it (`RESOLVE_BENEATH`), for
+/// binding the very object that was checked, whatever is renamed afterwards. `follow: false`
+/// opens a symlink in the last component as itself.
+pub fn open_beneath(
+    base: BorrowedFd<'_>,
+    relative: &Path,
+    follow: bool,
+    label: &Path,
+) -> Result<OwnedFd> {
+    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+    if !follow {
+        flags |= OFlags::NOFOLLOW;
+    }
     openat2(
-        &base,
+        base,
         relative,
-        OFlags::PATH | OFlags::CLOEXEC,
+        flags,
         Mode::empty(),
         ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
     )
     .map_err(call_error(format!(
         "openat2({}, {}, RESOLVE_BENEATH)",
-        dir.display(),
+        label.display(),
         relative.display()
     )))
 }
 
-/// The path through which the kernel reaches an open file descriptor.
-pub fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+/// What an fd refers to, without following it.
+pub fn file_type(fd: BorrowedFd<'_>) -> Result<FileType> {
+    rustix::fs::fstat(fd)
+        .map(|stat| FileType::from_raw_mode(stat.st_mode))
+        .map_err(call_error("fstat".into()))
+}
+
+/// The target of the symlink an `O_PATH|O_NOFOLLOW` fd refers to.
+pub fn read_link(link: BorrowedFd<'_>, label: &Path) -> Result<PathBuf> {
+    rustix::fs::readlinkat(link, "", Vec::new())
+        .map(|target| PathBuf::from(std::ffi::OsString::from_vec(target.into_bytes())))
+        .map_err(call_error(format!("readlinkat({})", label.display())))
+}
+
+/// Directory handles inside a root that is being built: every path is walked one
+/// component at a time from the root's fd, and a symlink anywhere on it is an error, so what
+/// the runtime's trees hold can never redirect where the sandbox creates or mounts things.
+/// No privilege needed: unit tests use it on a temp dir.
+pub struct Dirs<'a> {
+    root: BorrowedFd<'a>,
+}
+
+/// What to create at the end of a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaf {
+    Dir,
+    File,
+}
+
+impl<'a> Dirs<'a> {
+    pub fn new(root: BorrowedFd<'a>) -> Self {
+        Dirs { root }
+    }
+
+    /// The directory `path` (absolute, as the job sees it), made with its parents where
+    /// missing, or the file `path` in such a directory. Returns an `O_PATH` fd.
+    pub fn make(&self, path: &Path, leaf: Leaf) -> Result<OwnedFd> {
+        let names: Vec<&OsStr> = path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(name) => Some(Ok(name)),
+                Component::RootDir => None,
+                _ => Some(Err(())),
+            })
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|()| Error::Invalid(format!("{}: not a normalized path", path.display())))?;
+        let mut dir = rustix::io::fcntl_dupfd_cloexec(self.root, 3)
+            .map_err(call_error("fcntl(F_DUPFD_CLOEXEC)".into()))?;
+        let mut so_far = PathBuf::from("/");
+        for (i, name) in names.iter().enumerate() {
+            so_far.push(name);
+            let kind = if i + 1 < names.len() { Leaf::Dir } else { leaf };
+            dir = make_one(&dir, name, kind, &so_far)?;
+        }
+        Ok(dir)
+    }
+
+    /// Creates the symlink `path` -> `target`; its parent is made as by [`Dirs::make`].
+    pub fn symlink(&self, path: &Path, target: &Path) -> Result<()> {
+        let (parent, name) = split_parent(path)?;
+        let dir = self.make(parent, Leaf::Dir)?;
+        rustix::fs::symlinkat(target, &dir, name).map_err(call_error(format!(
+            "symlinkat({}, {})",
+            target.display(),
+            path.display()
+        )))
+    }
+}
+
+fn split_parent(path: &Path) -> Result<(&Path, &OsStr)> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => Ok((parent, name)),
+        _ => Err(Error::Invalid(format!(
+            "{}: has no parent directory",
+            path.display()
+        ))),
+    }
+}
+
+/// Opens `name` in `dir` as a `kind`, creating it when missing; never follows a symlink.
+fn make_one(dir: &OwnedFd, name: &OsStr, kind: Leaf, path: &Path) -> Result<OwnedFd> {
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+    let open = |flags: OFlags| openat2(dir, name, flags | OFlags::CLOEXEC, Mode::empty(), resolve);
+    let as_kind = match kind {
+        Leaf::Dir => OFlags::PATH | OFlags::DIRECTORY,
+        Leaf::File => OFlags::PATH,
+    };
+    let opened = match open(as_kind) {
+        Err(rustix::io::Errno::NOENT) => {
+            match kind {
+                Leaf::Dir => rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755))
+                    .map_err(call_error(format!("mkdirat({}, 0755)", path.display())))?,
+                Leaf::File => drop(
+                    openat2(
+                        dir,
+                        name,
+                        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o644),
+                        resolve,
+                    )
+                    .map_err(call_error(format!(
+                        "openat2({}, O_CREAT|O_EXCL)",
+                        path.display()
+                    )))?,
+                ),
+            }
+            open(as_kind)
+        }
+        other => other,
+    };
+    let fd = opened.map_err(|e| match e {
+        rustix::io::Errno::LOOP => Error::Invalid(format!(
+            "{} is a symlink: the sandbox creates and mounts nothing through one",
+            path.display()
+        )),
+        e => Error::sys(
+            format!("openat2({}, RESOLVE_NO_SYMLINKS)", path.display()),
+            e,
+        ),
+    })?;
+    if kind == Leaf::File && file_type(fd.as_fd())? == FileType::Directory {
+        return Err(Error::Invalid(format!(
+            "{} is a directory where a file is mounted",
+            path.display()
+        )));
+    }
+    Ok(fd)
 }
 
 /// Which side of a fork this is.
@@ -288,18 +482,13 @@ pub fn die_with_parent() -> Result<()> {
         .map_err(call_error("prctl(PR_SET_PDEATHSIG, SIGKILL)".into()))
 }
 
-/// Drops every capability for good: bounding and ambient sets emptied, securebits locked so
-/// that uid 0 regains nothing at exec, no_new_privs set, then the capability sets cleared.
-pub fn drop_privileges() -> Result<()> {
+/// Drops every privilege for good and becomes `uid`:`gid`: bounding and ambient sets
+/// emptied, securebits locked so that no exec regains anything, no_new_privs, then the
+/// user switched (NO_SETUID_FIXUP keeps the capabilities that switch needs) and the
+/// capability sets cleared.
+pub fn drop_privileges(uid: u32, gid: u32) -> Result<()> {
     use rustix::thread::{self, CapabilitySet, CapabilitySets};
-    // Every capability the kernel knows; the first number past them answers EINVAL.
-    for cap in 0..64u32 {
-        match drop_capability(cap) {
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
-            Err(e) => return Err(Error::sys(format!("prctl(PR_CAPBSET_DROP, {cap})"), e)),
-            Ok(()) => {}
-        }
-    }
+    keep_only_capabilities(CapabilitySet::empty())?;
     thread::clear_ambient_capability_set()
         .map_err(call_error("prctl(PR_CAP_AMBIENT_CLEAR_ALL)".into()))?;
     let secure = thread::CapabilitiesSecureBits::NO_ROOT
@@ -310,12 +499,35 @@ pub fn drop_privileges() -> Result<()> {
     thread::set_capabilities_secure_bits(secure)
         .map_err(call_error("prctl(PR_SET_SECUREBITS)".into()))?;
     thread::set_no_new_privs(true).map_err(call_error("prctl(PR_SET_NO_NEW_PRIVS, 1)".into()))?;
+    let (uid, gid) = (
+        rustix::process::Uid::from_raw(uid),
+        rustix::process::Gid::from_raw(gid),
+    );
+    thread::set_thread_groups(&[gid]).map_err(call_error(format!("setgroups([{gid:?}])")))?;
+    thread::set_thread_res_gid(gid, gid, gid).map_err(call_error(format!("setresgid({gid:?})")))?;
+    thread::set_thread_res_uid(uid, uid, uid).map_err(call_error(format!("setresuid({uid:?})")))?;
     let none = CapabilitySets {
         effective: CapabilitySet::empty(),
         permitted: CapabilitySet::empty(),
         inheritable: CapabilitySet::empty(),
     };
     thread::set_capabilities(None, none).map_err(call_error("capset(all empty)".into()))
+}
+
+/// Marks every fd above stderr close-on-exec, so the next exec passes on nothing the
+/// caller had open (a shell's `exec 7</srv`, a daemon's sockets) while the fds this process
+/// still needs until then keep working.
+pub fn close_inherited_fds() -> Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC closes nothing; it only sets a flag on
+    // fds, which no Rust object relies on being clear.
+    let ret = unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    if ret < 0 {
+        return Err(Error::sys(
+            "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 pub fn new_session() -> Result<()> {
@@ -405,49 +617,17 @@ pub fn restore_default_sigpipe() {
     }
 }
 
-/// Mounts an overlay of `lower` (read-only) and `upper` (where every change lands) on
-/// `target`; `work` is overlayfs's scratch dir on the same filesystem as `upper`.
-pub fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result<()> {
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    let data = std::ffi::CString::new(options.clone())
-        .map_err(|_| Error::Invalid(format!("overlay options hold a NUL byte: {options}")))?;
-    mount(
-        "overlay",
-        target,
-        "overlay",
-        MountFlags::empty(),
-        Some(data.as_c_str()),
-    )
-    .map_err(call_error(format!(
-        "mount(overlay, {}, {options})",
-        target.display()
-    )))
-}
-
-/// A fresh, writable proc for a build (its package scripts may write their own /proc files).
-pub fn mount_proc_writable(target: &Path) -> Result<()> {
-    mount(
-        "proc",
-        target,
-        "proc",
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        None::<&CStr>,
-    )
-    .map_err(call_error(format!("mount(proc, {})", target.display())))
-}
-
-/// Binds `source` on `target` read-write, as it is.
-pub fn bind_writable(source: &Path, target: &Path) -> Result<()> {
-    mount_bind(source, target).map_err(call_error(format!(
-        "mount({}, {}, MS_BIND)",
-        source.display(),
-        target.display()
-    )))
+/// A new overlay of `lower` (read-only) and `upper` (where every change lands), not yet
+/// attached; `work` is overlayfs's scratch dir on the same filesystem as `upper`. The
+/// paths are the builder's own.
+pub fn overlay(lower: &Path, upper: &Path, work: &Path) -> Result<OwnedFd> {
+    let text = |path: &Path| path.display().to_string();
+    let options = [
+        ("lowerdir", text(lower)),
+        ("upperdir", text(upper)),
+        ("workdir", text(work)),
+    ];
+    new_filesystem("overlay", &options, MountAttrFlags::empty())
 }
 
 pub fn chroot_into(dir: &Path) -> Result<()> {
@@ -455,22 +635,32 @@ pub fn chroot_into(dir: &Path) -> Result<()> {
     rustix::process::chdir("/").map_err(call_error("chdir(/)".into()))
 }
 
-/// Removes `capabilities` (numbers, as in `<linux/capability.h>`) from the bounding set, so
-/// that nothing exec'd from here on can hold them, uid 0 included.
-pub fn drop_from_bounding_set(capabilities: &[u32]) -> Result<()> {
-    for &cap in capabilities {
-        drop_capability(cap)
-            .map_err(|e| Error::sys(format!("prctl(PR_CAPBSET_DROP, {cap})"), e))?;
+/// Removes every capability but `keep` from the bounding set, so that nothing exec'd from
+/// here on can hold the others, uid 0 included.
+pub fn keep_only_capabilities(keep: rustix::thread::CapabilitySet) -> Result<()> {
+    for (name, cap) in rustix::thread::CapabilitySet::all().iter_names() {
+        if keep.contains(cap) {
+            continue;
+        }
+        match rustix::thread::remove_capability_from_bounding_set(cap) {
+            // A capability newer than the running kernel: nobody can hold it.
+            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+            Err(e) => return Err(Error::sys(format!("prctl(PR_CAPBSET_DROP, CAP_{name})"), e)),
+        }
     }
     Ok(())
 }
 
-/// `prctl(PR_CAPBSET_DROP, cap)`: removes one capability from the bounding set.
-fn drop_capability(cap: u32) -> std::io::Result<()> {
-    // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
-    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+/// From PID 1 of a namespace: SIGKILL to every other process in it.
+pub fn kill_all_others() -> Result<()> {
+    // SAFETY: kill takes two integers and touches no memory of this process.
+    let ret = unsafe { libc::kill(-1, libc::SIGKILL) };
     if ret < 0 {
-        return Err(std::io::Error::last_os_error());
+        let error = std::io::Error::last_os_error();
+        // ESRCH: nothing else was running.
+        if error.raw_os_error() != Some(libc::ESRCH) {
+            return Err(Error::sys("kill(-1, SIGKILL)", error));
+        }
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! lexical rules cannot see symlinks planted in `isolated/`, `openat2(RESOLVE_BENEATH)` can.
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Component, Path};
+
+use runseal_spec::RuntimeConfig;
 
 use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
@@ -39,4 +41,54 @@ pub fn escape_problem(base: &OwnedFd, source: &str) -> Option<String> {
         Err(Errno::LOOP) => Some(format!("`{source}` runs into a symlink loop")),
         Err(e) => Some(format!("`{source}` cannot be resolved: {e}")),
     }
+}
+
+/// Why `config.mounts[index]`'s target cannot be made in a job root, if it cannot: its path
+/// runs through another mount's tree, and there it crosses a symlink. The sandbox makes and
+/// mounts nothing through a symlink (a runtime with `s/evil -> /` and a mount on
+/// `/s/evil/dev` once got its files bound over the host's /dev), so such a runtime could
+/// never start a job; validate says so first.
+pub fn crossing_problem(base: &OwnedFd, config: &RuntimeConfig, index: usize) -> Option<String> {
+    let target = Path::new(&config.mounts[index].target);
+    for (other, mount) in config.mounts.iter().enumerate() {
+        let Ok(rest) = target.strip_prefix(&mount.target) else {
+            continue;
+        };
+        if other == index || rest.as_os_str().is_empty() {
+            continue;
+        }
+        let mut path = Path::new(&mount.source).to_path_buf();
+        let inner: Vec<Component> = rest.components().collect();
+        // The source itself, then each directory on the way to the target: any of them a
+        // symlink is a crossing. The target's own last component is made by the sandbox.
+        for component in std::iter::once(None).chain(inner[..inner.len() - 1].iter().map(Some)) {
+            if let Some(component) = component {
+                path.push(component);
+            }
+            match openat2(
+                base,
+                &path,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Ok(fd) if is_symlink(&fd) => {
+                    return Some(format!(
+                        "runs through `{}` of mounts[{other}], a symlink: nothing is mounted \
+                         through one",
+                        path.display()
+                    ))
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    None
+}
+
+fn is_symlink(fd: &OwnedFd) -> bool {
+    rustix::fs::fstat(fd).is_ok_and(|stat| {
+        rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Symlink
+    })
 }

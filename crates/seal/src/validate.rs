@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use runseal_spec::{validate, MountKind, RuleOptions, RuntimeConfig, Violation};
+use runseal_spec::{validate, MountKind, RuleOptions, RuntimeConfig, Violation, ISOLATED_DIR};
 use serde::Serialize;
 
-use crate::beneath::{escape_problem, open_runtime_dir};
+use crate::beneath::{crossing_problem, escape_problem, open_runtime_dir};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
@@ -48,21 +48,89 @@ pub fn validate_runtime(dir: &Path, options: RuleOptions) -> Result<ValidationRe
             }
         }
     }
+    for (i, mount) in config.mounts.iter().enumerate() {
+        let field = format!("mounts[{i}].target");
+        if violations.iter().any(|v| v.field == field) {
+            continue;
+        }
+        if let Some(reason) = crossing_problem(&base, &config, i) {
+            violations.push(Violation {
+                field,
+                reason: format!("`{}` {reason}", mount.target),
+            });
+        }
+    }
     violations.sort_by_key(|v| field_order(&config, &v.field));
     Ok(report(file, violations, Some(config)))
 }
 
-/// The runtime.yml of `dir` if the runtime may run jobs: valid under the default rules,
-/// else [`Error::Invalid`] with every violation. Checked right before each use.
+/// The runtime.yml of `dir` if the runtime may run jobs: valid under the default rules and
+/// sealed by runseal (its manifest present, every mount a top-level dir of `isolated/` at
+/// the same path, as `seal` writes them), else [`Error::Invalid`] with every violation.
+/// Checked right before each use.
 pub fn runnable_config(dir: &Path) -> Result<RuntimeConfig> {
-    let report = validate_runtime(dir, RuleOptions::default())?;
+    let mut report = validate_runtime(dir, RuleOptions::default())?;
+    if let Some(config) = &report.config {
+        report.violations.extend(unsealed_problems(dir, config));
+    }
     match report.config {
-        Some(config) if report.valid => Ok(config),
+        Some(config) if report.violations.is_empty() => Ok(config),
         _ => Err(Error::Invalid {
             file: report.file,
             violations: report.violations,
         }),
     }
+}
+
+/// How `config` differs from a runtime.yml that `seal` wrote: one mount per top-level entry
+/// of `isolated/`, at the same path, and the manifest beside them. A runtime author who
+/// edits runtime.yml after the seal gets it refused rather than run.
+fn unsealed_problems(dir: &Path, config: &RuntimeConfig) -> Vec<Violation> {
+    let mut problems = Vec::new();
+    for (i, mount) in config.mounts.iter().enumerate() {
+        let name = mount.target.strip_prefix('/').unwrap_or_default();
+        let top_level = !name.is_empty() && !name.contains('/');
+        if !top_level || mount.source != format!("{ISOLATED_DIR}/{name}") {
+            problems.push(Violation {
+                field: format!("mounts[{i}]"),
+                reason: format!(
+                    "`{}` on `{}` is not as `runseal seal` writes mounts (`{ISOLATED_DIR}/NAME` \
+                     on `/NAME`)",
+                    mount.source, mount.target
+                ),
+            });
+        }
+    }
+    let manifest = Layout::manifest_in(Path::new(ISOLATED_DIR));
+    if !is_file_beneath(dir, &manifest) {
+        problems.push(Violation {
+            field: String::new(),
+            reason: format!(
+                "{} is missing: the runtime was not sealed by runseal",
+                dir.join(manifest).display()
+            ),
+        });
+    }
+    problems
+}
+
+fn is_file_beneath(dir: &Path, relative: &Path) -> bool {
+    open_runtime_dir(dir)
+        .ok()
+        .and_then(|base| {
+            rustix::fs::openat2(
+                &base,
+                relative,
+                rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+                rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS,
+            )
+            .ok()
+        })
+        .and_then(|fd| rustix::fs::fstat(fd).ok())
+        .is_some_and(|stat| {
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
+        })
 }
 
 fn report(
@@ -81,7 +149,8 @@ fn report(
 /// Document order: mounts by index and field, then environment; stable within a field.
 fn field_order(config: &RuntimeConfig, field: &str) -> (usize, usize, usize) {
     if let Some(rest) = field.strip_prefix("mounts[") {
-        let (index, name) = rest.split_once("].").unwrap_or((rest, ""));
+        let (index, name) = rest.split_once(']').unwrap_or((rest, ""));
+        let name = name.trim_start_matches('.');
         let rank = ["source", "target", "readonly"]
             .iter()
             .position(|n| *n == name)

@@ -48,6 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             pids,
             timeout,
             network,
+            user,
             mount_table,
             command,
         } => {
@@ -59,7 +60,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     cpus,
                     pids,
                     timeout: timeout.map(std::time::Duration::from_secs_f64),
+                    ..runseal_sandbox::Limits::default()
                 },
+                user,
                 network: match network {
                     crate::cli::NetworkArg::None => runseal_sandbox::Network::None,
                     crate::cli::NetworkArg::Host => runseal_sandbox::Network::Host,

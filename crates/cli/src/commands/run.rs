@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use runseal_sandbox::{Job, JobRequest, Limits, Network};
+use runseal_sandbox::{Job, JobRequest, Limits, Network, User};
 
 /// Exit code for failures of runseal itself, as container runtimes use it.
 const RUNSEAL_FAILED: u8 = 125;
@@ -11,6 +11,7 @@ pub struct RunOptions {
     pub env: Vec<String>,
     pub limits: Limits,
     pub network: Network,
+    pub user: Option<User>,
     pub command: Vec<String>,
     pub mount_table: bool,
 }
@@ -73,6 +74,7 @@ pub fn job_for(dir: &Path, options: RunOptions) -> anyhow::Result<Job> {
         workdir: options.workdir,
         limits: options.limits,
         network: options.network,
+        user: options.user,
     };
     Ok(Job::for_runtime(dir, config, request)?)
 }

@@ -146,6 +146,7 @@ fn isolation_problems(dir: &Path) -> anyhow::Result<Vec<String>> {
         env: Vec::new(),
         limits: Default::default(),
         network: Default::default(),
+        user: None,
         command: Vec::new(),
         mount_table: true,
     };
@@ -167,6 +168,9 @@ fn smoke(dir: &Path, test: &runseal_closure::SmokeTest) -> anyhow::Result<(bool,
         );
         std::fs::write(work.path().join(name), content)?;
     }
+    // The work dir is the job's: it runs as the default user, not as root.
+    let user = runseal_sandbox::DEFAULT_USER;
+    std::os::unix::fs::chown(work.path(), Some(user.uid), Some(user.gid))?;
     let out = runseal_run(dir)?
         .arg("--workdir")
         .arg(work.path())

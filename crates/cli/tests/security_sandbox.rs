@@ -1,0 +1,269 @@
+//! Attacks on the job root, the job's user, its fds, its work dir and the builder (issue 7,
+//! items 1, 4, 5, 6 and 7), each in its reported form and a variant.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::util::{code, text, TestRoot};
+
+/// A runtime that looks sealed (manifest, `isolated/` tree) but whose runtime.yml the
+/// author wrote by hand: `/s` from the tree, and a second mount whose target runs through
+/// the planted symlink `isolated/s/evil -> host_dir`.
+fn hostile_runtime(t: &TestRoot, host_dir: &Path, inner_target: &str) -> PathBuf {
+    let dir = t.path().join("hostile");
+    std::fs::create_dir_all(dir.join("isolated/s")).unwrap();
+    std::fs::create_dir_all(dir.join("isolated/payload")).unwrap();
+    std::fs::write(dir.join("isolated/payload/null"), "attacker's bytes\n").unwrap();
+    std::fs::write(dir.join("isolated/.runseal-manifest.json"), "{}").unwrap();
+    std::os::unix::fs::symlink(host_dir, dir.join("isolated/s/evil")).unwrap();
+    std::fs::write(
+        dir.join("runtime.yml"),
+        format!(
+            "name: hostile\nversion: \"1\"\nmounts:\n\
+             - {{source: isolated/s, target: /s, readonly: true}}\n\
+             - {{source: isolated/payload, target: /s/evil/{inner_target}, readonly: true}}\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn snapshot_dir(dir: &Path) -> Vec<(PathBuf, u64, u64)> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let meta = e.as_ref().unwrap().metadata().unwrap();
+            (e.unwrap().path(), meta.ino(), meta.mtime() as u64)
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn a_mount_through_a_planted_symlink_never_reaches_the_host() {
+    let t = sealtest!();
+    // The reported form aims at the host's /dev; a scratch dir stands in for it so that a
+    // regression cannot damage the machine, and the real /dev is watched as well.
+    let host = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::create_dir(host.path().join("dev")).unwrap();
+    std::fs::write(host.path().join("dev/null"), "").unwrap();
+    let before = (snapshot_dir(host.path()), snapshot_dir(Path::new("/dev")));
+    let dir = hostile_runtime(&t, host.path(), "dev");
+    let dir_arg = dir.to_str().unwrap();
+
+    let out = t.run(&["validate", dir_arg]);
+    assert_eq!(code(&out), 1, "{}", text(&out.stdout));
+    let report = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        report.contains("mounts[1].target") && report.contains("isolated/s/evil"),
+        "{report}"
+    );
+
+    let out = t.run(&["run", "--runtime", dir_arg, "--", "cat", "/s/evil/dev/null"]);
+    assert_eq!(code(&out), 125, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("nothing was run"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        (snapshot_dir(host.path()), snapshot_dir(Path::new("/dev"))),
+        before
+    );
+    assert_eq!(std::fs::read(host.path().join("dev/null")).unwrap(), b"");
+}
+
+#[test]
+fn a_planted_symlink_cannot_make_root_create_host_paths_or_cover_proc() {
+    let t = sealtest!();
+    // Variant: the target aims at a path that does not exist yet (root used to create it
+    // while a job started) and, through `proc/self/fd`, at the trick that turned later bind
+    // sources into the host's root.
+    let host = tempfile::tempdir_in("/var/tmp").unwrap();
+    for inner in ["made/by/root", "proc/self/fd"] {
+        let dir = hostile_runtime(&t, host.path(), inner);
+        let out = t.run(&["run", "--runtime", dir.to_str().unwrap(), "--", "true"]);
+        assert_eq!(code(&out), 125, "{inner}: {}", text(&out.stderr));
+        assert_eq!(
+            std::fs::read_dir(host.path()).unwrap().count(),
+            0,
+            "{inner}: something was created on the host"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn a_hand_written_runtime_yml_over_a_sealed_tree_is_refused() {
+    let t = sealtest!();
+    let dir = t.sealed_openjdk();
+    let yml = dir.join("runtime.yml");
+    let sealed = std::fs::read_to_string(&yml).unwrap();
+    // Valid by every lexical rule, but not what `seal` writes: a sealed dir mounted
+    // elsewhere, and then no manifest at all.
+    std::fs::write(&yml, sealed.replacen("target: /etc", "target: /opt/etc", 1)).unwrap();
+    let out = t.job(&[], &["true"]);
+    assert_eq!(code(&out), 125, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not as `runseal seal` writes mounts"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&yml, &sealed).unwrap();
+    assert_eq!(code(&t.job(&[], &["true"])), 0);
+    std::fs::remove_file(dir.join("isolated/.runseal-manifest.json")).unwrap();
+    let out = t.job(&[], &["true"]);
+    assert_eq!(code(&out), 125);
+    assert!(
+        text(&out.stderr).contains("not sealed by runseal"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `runseal run` started by a shell that opened the host's /etc as `fd` (no close-on-exec,
+/// as `exec 7</etc` does).
+fn run_with_inherited_fd(t: &TestRoot, fd: i32, command: &str) -> std::process::Output {
+    let runseal = t.runseal_std();
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!("exec {fd}</etc; exec \"$0\" \"$@\""))
+        .arg(runseal.get_program())
+        .args(runseal.get_args())
+        .args(["run", "--runtime", "openjdk-17", "--", "sh", "-c", command]);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn fds_of_the_caller_do_not_reach_the_job() {
+    let t = sealtest!();
+    t.sealed_openjdk();
+    // The reported form: `exec 7</srv; runseal run ... -- cat /proc/self/fd/7/../etc/shadow`;
+    // the variant: a high fd, as a daemon's sockets and files are.
+    for fd in [7, 251] {
+        let probe = format!("ls /proc/self/fd/{fd}/ >/dev/null 2>&1 && echo LEAKED || echo closed");
+        let out = run_with_inherited_fd(&t, fd, &probe);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "closed\n", "fd {fd} reached the job");
+    }
+    let out = run_with_inherited_fd(&t, 7, "ls /proc/self/fd");
+    let fds: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    // 0, 1, 2 and the one ls opened to list the dir.
+    assert_eq!(fds.len(), 4, "{fds:?}");
+}
+
+fn owned_by_nobody(path: &Path) {
+    std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+}
+
+#[test]
+fn jobs_run_as_an_unprivileged_user_and_what_they_write_is_theirs() {
+    let t = sealtest!();
+    t.sealed_openjdk();
+    let work = t.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    owned_by_nobody(&work);
+    let workdir = work.to_str().unwrap();
+    let out = t.job(
+        &["--workdir", workdir],
+        &["sh", "-c", "id -u; id -g; echo x > made; chmod 755 made"],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "65534\n65534\n");
+    let made = std::fs::metadata(work.join("made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (65534, 65534));
+
+    // Variant: --user picks another unprivileged user, which then owns what it writes, and
+    // a root-only file in the work dir stays out of its reach.
+    std::fs::write(work.join("secret"), "root only\n").unwrap();
+    crate::util::set_mode(&work.join("secret"), 0o600);
+    std::os::unix::fs::chown(&work, Some(4321), Some(4321)).unwrap();
+    let out = t.job(
+        &["--workdir", workdir, "--user", "4321:4321"],
+        &[
+            "sh",
+            "-c",
+            "id -u; echo y > mine; cat secret || echo denied",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "4321\ndenied\n");
+    let mine = std::fs::metadata(work.join("mine")).unwrap();
+    assert_eq!((mine.uid(), mine.gid()), (4321, 4321));
+}
+
+#[test]
+fn a_work_dir_the_job_user_cannot_enter_is_refused_clearly() {
+    let t = sealtest!();
+    t.sealed_openjdk();
+    let work = t.path().join("private");
+    std::fs::create_dir(&work).unwrap();
+    crate::util::set_mode(&work, 0o700);
+    let out = t.job(&["--workdir", work.to_str().unwrap()], &["true"]);
+    assert_eq!(code(&out), 125);
+    assert!(
+        text(&out.stderr).contains("cannot enter it (owner 0:0, mode 700)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_work_dir_reached_through_a_symlink_is_refused() {
+    let t = sealtest!();
+    t.sealed_openjdk();
+    // The reported form: an earlier job planted `link -> /` in its work dir, and a later
+    // job's work dir was named through it. The variant: the link is a parent of the path.
+    let first = t.path().join("first");
+    std::fs::create_dir(&first).unwrap();
+    std::os::unix::fs::symlink("/", first.join("link")).unwrap();
+    for path in [first.join("link"), first.join("link/var/tmp")] {
+        let out = t.job(&["--workdir", path.to_str().unwrap()], &["ls", "/work"]);
+        assert_eq!(code(&out), 125, "{}: {}", path.display(), text(&out.stdout));
+        assert!(
+            text(&out.stderr).contains("crosses a symlink"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = t.job(&["--workdir", "/"], &["ls", "/work"]);
+    assert_eq!(code(&out), 125);
+    assert!(text(&out.stderr).contains("the host's root directory"));
+}
+
+#[test]
+fn a_build_script_keeps_only_what_a_package_manager_needs() {
+    let t = sealtest!();
+    let script = t.path().join("setup.sh");
+    let before = std::fs::read("/proc/sys/kernel/core_pattern").unwrap();
+    // Each attempt is harmless if it succeeds (it writes back what is there), so a
+    // regression shows up as a failed assertion, not as a changed host.
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+dir=$1/caps
+mkdir -p "$dir"
+{
+  grep -E '^Cap(Eff|Bnd)' /proc/self/status
+  cat /proc/sys/kernel/core_pattern > /proc/sys/kernel/core_pattern 2>/dev/null; echo "core_pattern=$?"
+  ip link set dev lo mtu 65536 2>/dev/null; echo "lo=$?"
+} > "$dir/probe"
+printf 'name: caps\nversion: "1"\nmounts:\n  - {source: bin/sh, target: /bin/sh, readonly: true}\n' > "$dir/runtime.yml"
+echo "$dir"
+"#,
+    )
+    .unwrap();
+    let out = t.run(&["build", script.to_str().unwrap(), "--profile", "generic"]);
+    let probe = std::fs::read_to_string(t.path().join("caps/probe")).unwrap();
+    assert_eq!(code(&out), 0, "{}\n{probe}", text(&out.stderr));
+    // CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID: bits 0, 1, 3 to 7.
+    assert!(probe.contains("CapBnd:\t00000000000000fb"), "{probe}");
+    assert!(probe.contains("CapEff:\t00000000000000fb"), "{probe}");
+    assert!(!probe.contains("core_pattern=0"), "{probe}");
+    assert!(!probe.contains("lo=0"), "{probe}");
+    assert_eq!(
+        std::fs::read("/proc/sys/kernel/core_pattern").unwrap(),
+        before
+    );
+}
