@@ -63,6 +63,10 @@ pub enum Command {
     /// seal keeps runtime.yml.original. Sealing again copies only what changed; sealing an
     /// unchanged runtime writes nothing. setuid/setgid bits are stripped; devices, fifos
     /// and sockets are refused. A crash at any point leaves the old or the new runtime.
+    ///
+    /// A sealed file is readable by every job, so the closure may hold only what any user of
+    /// the host may read: files readable by others, dirs others may enter, nothing under
+    /// /proc, /sys, /dev, /run, /root or /home.
     Seal {
         /// Runtime dir or spec.
         runtime: String,
@@ -81,6 +85,11 @@ pub enum Command {
         /// Fail instead of waiting when another seal of this runtime is running.
         #[arg(long)]
         no_wait: bool,
+        /// Let the closure hold PATH and everything under it although it is refused by
+        /// default (not world-readable, or under /proc, /sys, /dev, /run, /root, /home);
+        /// repeatable.
+        #[arg(long, value_name = "PATH")]
+        allow_path: Vec<PathBuf>,
     },
     /// Build a runtime: run its setup script in a builder that cannot modify the host, then
     /// seal it and verify it.

@@ -41,13 +41,14 @@ pub struct TestRoot {
 
 impl TestRoot {
     pub fn new() -> Self {
-        TestRoot {
-            // Not under /tmp: the sandbox owns /tmp, so runtimes may not mount there.
-            dir: tempfile::Builder::new()
-                .prefix("runseal-test")
-                .tempdir_in("/var/tmp")
-                .unwrap(),
-        }
+        // Not under /tmp: the sandbox owns /tmp, so runtimes may not mount there.
+        let dir = tempfile::Builder::new()
+            .prefix("runseal-test")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        // Fixture sources live below it, and a seal takes only what everyone may reach.
+        set_mode(dir.path(), 0o755);
+        TestRoot { dir }
     }
 
     pub fn path(&self) -> &Path {

@@ -30,6 +30,10 @@ pub struct SealOptions {
     pub allow_writable: bool,
     /// Fail at once instead of waiting when another seal holds the lock.
     pub no_wait: bool,
+    /// Paths the closure may hold although it refuses them by default (anything under
+    /// `/proc`, `/sys`, `/dev`, `/run`, `/root` or `/home`, and what not everyone may read):
+    /// each one and everything under it.
+    pub allow_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -115,6 +119,7 @@ pub fn seal_from(
                 mounts: mounts.clone(),
                 environment: &current.environment,
                 profiles,
+                allow: &options.allow_paths,
             },
         )
     };

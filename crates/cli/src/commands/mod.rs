@@ -29,6 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             profile,
             allow_writable,
             no_wait,
+            allow_path,
         } => {
             let options = runseal_seal::SealOptions {
                 dry_run,
@@ -36,6 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 profile_dirs: vec![profile_dir.clone()],
                 allow_writable,
                 no_wait,
+                allow_paths: allow_path,
             };
             seal::run(&locate(&runtime)?, &options, args.json)
         }
