@@ -30,6 +30,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             allow_writable,
             no_wait,
             allow_path,
+            allow_untrusted_dir,
         } => {
             let options = runseal_seal::SealOptions {
                 dry_run,
@@ -38,6 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 allow_writable,
                 no_wait,
                 allow_paths: allow_path,
+                allow_untrusted_dir,
             };
             seal::run(&locate(&runtime)?, &options, args.json)
         }
