@@ -62,7 +62,14 @@ pub enum Command {
     /// and the profile's files (for Java: the CA trust store and /etc config). The first
     /// seal keeps runtime.yml.original. Sealing again copies only what changed; sealing an
     /// unchanged runtime writes nothing. setuid/setgid bits are stripped; devices, fifos
-    /// and sockets are refused. A crash at any point leaves the old or the new runtime.
+    /// and sockets are refused. A crash at any point leaves the old or the new runtime; a
+    /// seal that fails removes what it staged.
+    ///
+    /// A sealed file is readable by every job, so the closure may hold only what any user of
+    /// the host may read: files readable by others, dirs others may enter, nothing under
+    /// /proc, /sys, /dev, /run, /root or /home. A source that changes while it is copied is
+    /// copied again, then refused. The runtime dir and its parents must be root's and not
+    /// group- or world-writable; nothing in it is written through a symlink.
     Seal {
         /// Runtime dir or spec.
         runtime: String,
@@ -81,6 +88,16 @@ pub enum Command {
         /// Fail instead of waiting when another seal of this runtime is running.
         #[arg(long)]
         no_wait: bool,
+        /// Let the closure hold PATH and everything under it although it is refused by
+        /// default (not world-readable, or under /proc, /sys, /dev, /run, /root, /home);
+        /// repeatable.
+        #[arg(long, value_name = "PATH")]
+        allow_path: Vec<PathBuf>,
+        /// Seal although someone other than root can write the runtime dir or a parent of
+        /// it (writes still never follow a symlink, but its author can change the sealed
+        /// tree afterwards).
+        #[arg(long)]
+        allow_untrusted_dir: bool,
     },
     /// Build a runtime: run its setup script in a builder that cannot modify the host, then
     /// seal it and verify it.

@@ -12,5 +12,6 @@ mod run;
 mod runtimes;
 mod seal_java;
 mod security_sandbox;
+mod security_seal;
 mod transcripts;
 mod validate;

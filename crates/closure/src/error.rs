@@ -25,6 +25,15 @@ pub enum Error {
     Elf { path: PathBuf, message: String },
     #[error("{path}: invalid ld.so.cache: {message}")]
     LdCache { path: PathBuf, message: String },
+    #[error(
+        "{path}: {problem}; a sealed copy would be readable by every job (reached as {trace}); \
+         `--allow-path {path}` seals it anyway"
+    )]
+    Refused {
+        path: PathBuf,
+        problem: String,
+        trace: String,
+    },
     #[error("profile {name}: {message}")]
     Profile { name: String, message: String },
 }

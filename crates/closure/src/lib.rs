@@ -21,7 +21,7 @@ pub use error::{Error, Result};
 pub use loader::{LibrarySearch, Via};
 pub use plan::{
     plan, top_level_sizes, Entry, EntryKind, Inclusion, Plan, PlanInput, PlanMount, Reason,
-    TopLevel,
+    TopLevel, REFUSED_PREFIXES,
 };
 pub use profile::{Anchor, Profile, ProfileLinks, ProfilePath, ProfileSet, SmokeTest};
 pub use root::{Link, Resolution, Root, MAX_SYMLINKS};

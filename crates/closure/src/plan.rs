@@ -89,6 +89,19 @@ pub enum Reason {
     },
 }
 
+impl Reason {
+    /// The path whose presence in the closure brought this one in, if any.
+    fn from(&self) -> Option<&Path> {
+        match self {
+            Reason::SymlinkTarget { link } => Some(link),
+            Reason::Interpreter { of } | Reason::Library { of, .. } | Reason::Shebang { of } => {
+                Some(of)
+            }
+            Reason::Mount { .. } | Reason::Profile { .. } | Reason::CacheOnly { .. } => None,
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -142,7 +155,14 @@ pub struct PlanInput<'a> {
     pub environment: &'a IndexMap<String, String>,
     /// The language profile first, then any userland the runtime asks for.
     pub profiles: &'a [Profile],
+    /// Paths the operator lets the closure hold although [`REFUSED_PREFIXES`] or their
+    /// permissions refuse them: each one, everything under it, and the dirs on the way to it.
+    pub allow: &'a [PathBuf],
 }
+
+/// Where a host keeps per-process, per-device, per-boot and per-user state: nothing a runtime
+/// needs, and what a job must never read (`/proc/self/environ`, `/root/.ssh`, ...).
+pub const REFUSED_PREFIXES: [&str; 6] = ["/proc", "/sys", "/dev", "/run", "/root", "/home"];
 
 /// Files and bytes under one top-level directory of the sealed tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +235,7 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
                 .join("+"),
             ..Plan::default()
         },
+        allow: input.allow.to_vec(),
         to_scan: Vec::new(),
         links: Vec::new(),
         included: HashSet::new(),
@@ -363,6 +384,7 @@ struct Builder {
     search: LibrarySearch,
     exec_path: Vec<String>,
     plan: Plan,
+    allow: Vec<PathBuf>,
     /// Files added but not yet read for ELF headers or `#!` lines.
     to_scan: Vec<PathBuf>,
     /// Symlinks added but whose targets are not yet followed: (job path, source path).
@@ -416,8 +438,8 @@ impl Builder {
         }
         let resolution = self.resolve_needed(path, &reason)?;
         let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
-        self.add_chain(&resolution)?;
-        self.add_object(&resolution.path, &resolution.path)?;
+        self.add_chain(&resolution, &reason)?;
+        self.add_object(&resolution.path, &resolution.path, &reason)?;
         self.record(path, reason, before);
         Ok(())
     }
@@ -428,14 +450,19 @@ impl Builder {
         let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
         for ancestor in ancestors(target) {
             if !self.plan.entries.contains_key(&ancestor) {
+                // The job sees the host's dir here only if it may see the host's dir at all.
                 let entry = match self.root.symlink_metadata(&ancestor) {
                     Ok(meta) if meta.is_dir() => entry_of(&ancestor, &meta, EntryKind::Dir),
                     _ => made_up_dir(),
                 };
-                self.insert(ancestor, entry)?;
+                let entry = match self.refusal(&entry) {
+                    None => entry,
+                    Some(_) => made_up_dir(),
+                };
+                self.insert(ancestor, entry, &reason)?;
             }
         }
-        self.add_object(&resolution.path, target)?;
+        self.add_object(&resolution.path, target, &reason)?;
         self.record(target, reason, before);
         Ok(())
     }
@@ -466,36 +493,37 @@ impl Builder {
     }
 
     /// The links passed while resolving, and the directories holding them and the result.
-    fn add_chain(&mut self, resolution: &Resolution) -> Result<()> {
+    fn add_chain(&mut self, resolution: &Resolution, why: &Reason) -> Result<()> {
         for link in &resolution.links {
-            self.add_parents(&link.path)?;
+            self.add_parents(&link.path, why)?;
             if !self.plan.entries.contains_key(&link.path) {
                 let meta = self.lstat(&link.path)?;
                 let kind = EntryKind::Symlink {
                     target: link.target.clone(),
                     dangling: false,
                 };
-                self.insert(link.path.clone(), entry_of(&link.path, &meta, kind))?;
+                self.insert(link.path.clone(), entry_of(&link.path, &meta, kind), why)?;
             }
         }
-        self.add_parents(&resolution.path)
+        self.add_parents(&resolution.path, why)
     }
 
-    fn add_parents(&mut self, path: &Path) -> Result<()> {
+    fn add_parents(&mut self, path: &Path, why: &Reason) -> Result<()> {
         for ancestor in ancestors(path) {
             if !self.plan.entries.contains_key(&ancestor) {
                 let meta = self.lstat(&ancestor)?;
-                self.insert(ancestor.clone(), entry_of(&ancestor, &meta, EntryKind::Dir))?;
+                let entry = entry_of(&ancestor, &meta, EntryKind::Dir);
+                self.insert(ancestor.clone(), entry, why)?;
             }
         }
         Ok(())
     }
 
     /// Adds the resolved object at `source` as `job`: a whole tree for a directory.
-    fn add_object(&mut self, source: &Path, job: &Path) -> Result<()> {
+    fn add_object(&mut self, source: &Path, job: &Path, why: &Reason) -> Result<()> {
         let meta = self.lstat(source)?;
         if !meta.is_dir() {
-            return self.add_entry(source, job, &meta);
+            return self.add_entry(source, job, &meta, why);
         }
         if self.plan.entries.get(job).is_some_and(|e| e.whole) {
             return Ok(());
@@ -520,12 +548,18 @@ impl Builder {
             let meta = item
                 .metadata()
                 .map_err(|e| Error::io(item.path(), e.into()))?;
-            self.add_entry(&source_path, &job_path, &meta)?;
+            self.add_entry(&source_path, &job_path, &meta, why)?;
         }
         Ok(())
     }
 
-    fn add_entry(&mut self, source: &Path, job: &Path, meta: &Metadata) -> Result<()> {
+    fn add_entry(
+        &mut self,
+        source: &Path,
+        job: &Path,
+        meta: &Metadata,
+        why: &Reason,
+    ) -> Result<()> {
         let file_type = meta.file_type();
         let kind = if file_type.is_dir() {
             EntryKind::Dir
@@ -544,7 +578,7 @@ impl Builder {
         };
         let mut entry = entry_of(source, meta, kind);
         entry.whole = true;
-        let is_new = self.insert(job.to_path_buf(), entry.clone())?;
+        let is_new = self.insert(job.to_path_buf(), entry.clone(), why)?;
         if is_new {
             match entry.kind {
                 EntryKind::File => self.to_scan.push(job.to_path_buf()),
@@ -557,8 +591,16 @@ impl Builder {
         Ok(())
     }
 
-    /// Inserts an entry; true if the path is new. The same path from two sources is a conflict.
-    fn insert(&mut self, job: PathBuf, entry: Entry) -> Result<bool> {
+    /// Inserts an entry; true if the path is new. The same path from two sources is a conflict;
+    /// a source no job may see is refused, before anything reads its content.
+    fn insert(&mut self, job: PathBuf, entry: Entry, why: &Reason) -> Result<bool> {
+        if let Some(problem) = self.refusal(&entry) {
+            return Err(Error::Refused {
+                path: entry.source,
+                problem,
+                trace: self.trace(why),
+            });
+        }
         if let Some(existing) = self.plan.entries.get_mut(&job) {
             if existing.source != entry.source {
                 return Err(Error::Conflict {
@@ -597,8 +639,8 @@ impl Builder {
             match self.resolve(&wanted) {
                 Ok(resolution) => {
                     let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
-                    self.add_chain(&resolution)?;
-                    self.add_object(&resolution.path, &resolution.path)?;
+                    self.add_chain(&resolution, &reason)?;
+                    self.add_object(&resolution.path, &resolution.path, &reason)?;
                     self.record(&resolution.path, reason, before);
                 }
                 Err(Error::Missing { .. } | Error::NotADirectory { .. }) => {
@@ -760,6 +802,65 @@ impl Builder {
         self.root.resolve_knowing(path, &known_dir)
     }
 
+    /// Why a job must not see the source of `entry`, unless the operator allowed it. The rule
+    /// is what an unprivileged user of the host may see: a file readable by others, a dir
+    /// passed through searchable by others, a dir copied whole also listable. A job runs as
+    /// uid 0, so it would read what only root, or one user, may read on the host.
+    fn refusal(&self, entry: &Entry) -> Option<String> {
+        let source = entry.source.as_path();
+        let is_dir = entry.kind == EntryKind::Dir;
+        let allowed = self
+            .allow
+            .iter()
+            .any(|a| source.starts_with(a) || (!entry.whole && is_dir && a.starts_with(source)));
+        if source.as_os_str().is_empty() || allowed {
+            return None;
+        }
+        if let Some(prefix) = REFUSED_PREFIXES.iter().find(|p| source.starts_with(p)) {
+            return Some(format!(
+                "is under {prefix}, host state (processes, devices, users' homes) that a seal never copies"
+            ));
+        }
+        let mode = entry.mode;
+        if entry.kind == EntryKind::File && mode & 0o004 == 0 {
+            Some(format!("is not world-readable (mode {mode:o})"))
+        } else if is_dir && entry.whole && mode & 0o005 != 0o005 {
+            Some(format!(
+                "is a directory that not everyone may list and enter (mode {mode:o}), and all of it would be copied"
+            ))
+        } else if is_dir && mode & 0o001 == 0 {
+            Some(format!(
+                "is a directory that not everyone may pass through (mode {mode:o})"
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// How `why` leads back to a mount or a profile, through the inclusions so far:
+    /// `ELF interpreter of /opt/app/bin/x <- mounts[0] (/opt/app)`.
+    fn trace(&self, why: &Reason) -> String {
+        let mut steps = vec![why.to_string()];
+        let mut reason = why;
+        while let Some(from) = reason.from() {
+            let covering = self.plan.inclusions.iter().filter(|i| {
+                from.starts_with(&i.path)
+                    || matches!(&i.reason, Reason::Mount { source, .. } if from.starts_with(source))
+            });
+            let Some(inclusion) = covering.max_by_key(|i| i.path.as_os_str().len()) else {
+                break;
+            };
+            let step = inclusion.reason.to_string();
+            // A cycle (a link into a tree that holds it) adds nothing after its first turn.
+            if steps.contains(&step) || steps.len() > 16 {
+                break;
+            }
+            steps.push(step);
+            reason = &inclusion.reason;
+        }
+        steps.join(" <- ")
+    }
+
     fn lstat(&self, path: &Path) -> Result<Metadata> {
         self.root
             .symlink_metadata(path)
@@ -863,27 +964,7 @@ mod tests {
     }
 
     fn plan_of(root: &Root, mounts: &[(&str, &str)]) -> Result<Plan> {
-        let environment: IndexMap<String, String> =
-            [("PATH".to_string(), "/usr/bin".to_string())].into();
-        let profile = [crate::profile::ProfileSet::builtin()
-            .unwrap()
-            .get("generic")
-            .unwrap()];
-        let mounts = mounts
-            .iter()
-            .map(|(s, t)| PlanMount {
-                source: PathBuf::from(s),
-                target: PathBuf::from(t),
-            })
-            .collect();
-        plan(
-            root,
-            &PlanInput {
-                mounts,
-                environment: &environment,
-                profiles: &profile,
-            },
-        )
+        super::tests_support::plan_with(root, mounts, &[])
     }
 
     #[test]
@@ -980,6 +1061,129 @@ mod tests {
 }
 
 #[cfg(test)]
+mod refusal_tests {
+    use super::tests_support::*;
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_file_not_everyone_may_read_is_refused_with_the_chain_that_reached_it() {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        std::fs::create_dir_all(b.join("opt/app")).unwrap();
+        std::fs::create_dir_all(b.join("etc")).unwrap();
+        std::fs::write(b.join("etc/secret"), "x").unwrap();
+        chmod(&b.join("etc/secret"), 0o640);
+        symlink("/etc/secret", b.join("opt/app/key")).unwrap();
+        let root = Root::new(b);
+        let mounts = [("/opt/app", "/opt/app")];
+        let err = plan_with(&root, &mounts, &[]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "/etc/secret: is not world-readable (mode 640); a sealed copy would be readable by \
+             every job (reached as target of symlink /opt/app/key <- mounts[0] (/opt/app)); \
+             `--allow-path /etc/secret` seals it anyway"
+        );
+        let plan = plan_with(&root, &mounts, &[PathBuf::from("/etc/secret")]).unwrap();
+        assert!(plan.entries.contains_key(Path::new("/etc/secret")));
+    }
+
+    #[test]
+    fn host_state_prefixes_are_refused_and_an_allowed_path_opens_the_dirs_on_its_way() {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        std::fs::create_dir_all(b.join("root/app/bin")).unwrap();
+        std::fs::write(b.join("root/app/bin/tool"), "x").unwrap();
+        chmod(&b.join("root"), 0o700);
+        let root = Root::new(b);
+        let mounts = [("/root/app", "/root/app")];
+        let err = plan_with(&root, &mounts, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("/root: is under /root"), "{err}");
+        let plan = plan_with(&root, &mounts, &[PathBuf::from("/root/app")]).unwrap();
+        assert!(plan.entries.contains_key(Path::new("/root/app/bin/tool")));
+
+        // The dirs on the way are passed through, not copied whole: a mount of /root itself
+        // is still refused.
+        let err = plan_with(&root, &[("/root", "/root")], &[PathBuf::from("/root/app")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/root: is under /root"), "{err}");
+    }
+
+    #[test]
+    fn a_dir_copied_whole_must_be_listable_a_dir_passed_through_only_searchable() {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        std::fs::create_dir_all(b.join("opt/app/lib")).unwrap();
+        std::fs::write(b.join("opt/app/lib/libx.so"), "x").unwrap();
+        chmod(&b.join("opt/app/lib"), 0o711);
+        let root = Root::new(b);
+        let err = plan_with(&root, &[("/opt/app", "/opt/app")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "/opt/app/lib: is a directory that not everyone may list and enter (mode 711)"
+            ),
+            "{err}"
+        );
+        plan_with(
+            &root,
+            &[("/opt/app/lib/libx.so", "/opt/app/lib/libx.so")],
+            &[],
+        )
+        .unwrap();
+        chmod(&b.join("opt/app/lib"), 0o700);
+        let err = plan_with(
+            &root,
+            &[("/opt/app/lib/libx.so", "/opt/app/lib/libx.so")],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("not everyone may pass through (mode 700)"),
+            "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+
+    /// The closure of `mounts` on `root` with the generic profile, `allow` let through.
+    pub fn plan_with(root: &Root, mounts: &[(&str, &str)], allow: &[PathBuf]) -> Result<Plan> {
+        let environment: IndexMap<String, String> =
+            [("PATH".to_string(), "/usr/bin".to_string())].into();
+        let profile = [crate::profile::ProfileSet::builtin()
+            .unwrap()
+            .get("generic")
+            .unwrap()];
+        let mounts = mounts
+            .iter()
+            .map(|(s, t)| PlanMount {
+                source: PathBuf::from(s),
+                target: PathBuf::from(t),
+            })
+            .collect();
+        plan(
+            root,
+            &PlanInput {
+                mounts,
+                environment: &environment,
+                profiles: &profile,
+                allow,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
 mod cache_tests {
     use super::*;
     use std::process::Command;
@@ -1045,6 +1249,7 @@ mod cache_tests {
             }],
             environment: &environment,
             profiles: &profiles,
+            allow: &[],
         };
         let plan = plan(&Root::new(b), &input).unwrap();
         let link = Path::new("/usr/lib/x86_64-linux-gnu/libfoo.so.1");

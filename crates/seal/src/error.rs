@@ -21,6 +21,12 @@ pub enum Error {
     Unsealable { file: PathBuf, message: String },
     #[error("{path}: runtime is being sealed by another process")]
     Busy { path: PathBuf },
+    #[error(
+        "{dir}: refusing to seal: {reason}, so someone other than root could swap its files \
+         while root seals it; make it root's and not group- or world-writable, or pass \
+         --allow-untrusted-dir"
+    )]
+    UntrustedDir { dir: PathBuf, reason: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -35,7 +41,7 @@ impl Error {
         match self {
             Error::Spec(e) => matches!(e, runseal_spec::Error::Yaml { .. }),
             Error::Closure(e) => !matches!(e, runseal_closure::Error::Io(_)),
-            Error::Invalid { .. } | Error::Unsealable { .. } => true,
+            Error::Invalid { .. } | Error::Unsealable { .. } | Error::UntrustedDir { .. } => true,
             Error::Io(_) | Error::Busy { .. } => false,
         }
     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::layout::{Layout, MANIFEST_NAME};
-use crate::manifest::{Manifest, ManifestEntry, ManifestKind};
+use crate::manifest::{CopyStamp, Manifest, ManifestEntry, ManifestKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
@@ -25,8 +25,9 @@ pub fn check_integrity(tree: &Path) -> Result<(Manifest, Vec<Difference>)> {
     Ok((manifest, differences))
 }
 
-/// Whether `tree` still matches `manifest` by metadata alone (type, mode, size, mtime): cheap
-/// enough to run on every seal, so a damaged tree is rebuilt instead of trusted.
+/// Whether `tree` still matches `manifest` by metadata alone (type, mode, size, mtime, and
+/// each file's inode and ctime): cheap enough to run on every seal, so a damaged tree is
+/// rebuilt instead of trusted, even one rewritten in place with size and mtime put back.
 pub fn matches_quickly(tree: &Path, manifest: &Manifest) -> bool {
     differences(tree, manifest, Depth::Metadata).is_ok_and(|d| d.is_empty())
 }
@@ -113,14 +114,17 @@ fn compare(
             Ok(now) => Some(format!("symlink now points to {}", now.display())),
             Err(e) => Some(format!("unreadable symlink: {e}")),
         },
-        ManifestKind::File { size, blake3 } => {
+        ManifestKind::File { size, blake3, copy } => {
             if meta.len() != *size {
                 return Some(format!("size {}, sealed as {size}", meta.len()));
             }
             if depth == Depth::Metadata {
                 let sealed_time = (record.mtime, record.mtime_nsec);
-                return (sealed_time != (meta.mtime(), meta.mtime_nsec()))
-                    .then(|| "modification time changed".into());
+                if sealed_time != (meta.mtime(), meta.mtime_nsec()) {
+                    return Some("modification time changed".into());
+                }
+                return (*copy != Some(CopyStamp::of(meta)))
+                    .then(|| "inode or change time differs from the sealed copy's".into());
             }
             let mut hasher = blake3::Hasher::new();
             match hasher.update_mmap(&real).map(|h| h.finalize()) {

@@ -2,23 +2,23 @@
 //! runtime.yml whose mounts all point inside it, with no state in between visible after a crash.
 #![forbid(unsafe_code)]
 
-mod atomic;
 mod beneath;
 mod copy;
+mod dirfd;
 mod error;
 mod integrity;
 pub mod inventory;
 mod layout;
-mod lock;
 mod manifest;
 mod progress;
 mod seal;
+mod trust;
 mod validate;
 
 pub use error::{Error, Result};
 pub use integrity::{check_integrity, Difference};
 pub use layout::Layout;
-pub use manifest::{Manifest, ManifestEntry, ManifestKind};
+pub use manifest::{CopyStamp, Manifest, ManifestEntry, ManifestKind};
 pub use progress::{NoProgress, Progress};
 pub use seal::{profiles_for, remove_runtime, seal, seal_from, Outcome, SealOptions, SealReport};
 pub use validate::{runnable_config, validate_runtime, ValidationReport};

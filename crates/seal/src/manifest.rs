@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 use runseal_closure::{Entry, EntryKind, Inclusion, Plan};
 use serde::{Deserialize, Serialize};
 
+use crate::dirfd::DirFd;
 use crate::error::{Error, Result};
+use crate::layout::MANIFEST_NAME;
 
-pub const FORMAT: u32 = 1;
+/// 2: each file records its sealed copy's inode and ctime ([`CopyStamp`]). Format 1
+/// manifests still load; their files lack stamps, so the next seal copies them afresh.
+pub const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -49,12 +53,35 @@ pub enum ManifestKind {
     File {
         size: u64,
         blake3: String,
+        /// The sealed copy as it stood when the tree was swapped in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        copy: Option<CopyStamp>,
     },
     Symlink {
         target: PathBuf,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         dangling: bool,
     },
+}
+
+/// What rewriting a file in place changes even when its size and mtime are put back: its
+/// ctime (no user can set it), and its inode when it is replaced instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyStamp {
+    pub ino: u64,
+    pub ctime: i64,
+    pub ctime_nsec: i64,
+}
+
+impl CopyStamp {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        CopyStamp {
+            ino: meta.ino(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+        }
+    }
 }
 
 /// The permission bits a sealed copy gets: setuid and setgid never survive sealing.
@@ -70,6 +97,7 @@ impl ManifestEntry {
             EntryKind::File => ManifestKind::File {
                 size: entry.size,
                 blake3: blake3.unwrap_or_default(),
+                copy: None,
             },
             EntryKind::Symlink { target, dangling } => ManifestKind::Symlink {
                 target: target.clone(),
@@ -113,7 +141,18 @@ impl ManifestEntry {
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+        Manifest::parse(&bytes, path)
+    }
+
+    /// The manifest of the sealed tree open at `tree`, if it has one.
+    pub fn load_from(tree: &DirFd) -> Result<Option<Manifest>> {
+        tree.read_to_string(MANIFEST_NAME)?
+            .map(|text| Manifest::parse(text.as_bytes(), &tree.join(MANIFEST_NAME)))
+            .transpose()
+    }
+
+    fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
+        serde_json::from_slice(bytes).map_err(|e| {
             Error::io(
                 path,
                 std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),

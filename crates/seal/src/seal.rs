@@ -1,22 +1,25 @@
 //! `runseal seal`: plan the closure, build it beside the old tree, swap it in, then rewrite
 //! runtime.yml. Every step that a crash can interrupt leaves either the old runtime or the
-//! new one; leftovers (`isolated.tmp/`, `runtime.yml.tmp`) are removed by the next seal.
+//! new one; a failed seal removes what it staged, and what a crash left (`isolated.tmp/`,
+//! `runtime.yml.tmp`) is removed by the next seal. Every write goes through the runtime
+//! dir's fd (see `dirfd`), so nothing its author planted redirects one.
 
 use std::path::{Path, PathBuf};
 
 use runseal_closure::{plan, EntryKind, Plan, PlanInput, PlanMount, Profile, ProfileSet, Root};
-use runseal_spec::{validate, Mount, MountKind, RuleOptions, RuntimeConfig, ISOLATED_DIR};
-use rustix::fs::{renameat_with, RenameFlags, CWD};
+use runseal_spec::{
+    validate, Mount, MountKind, RuleOptions, RuntimeConfig, ISOLATED_DIR, RUNTIME_YML,
+};
 use serde::Serialize;
 
-use crate::atomic::{sync_dir, temp_name, write_atomic};
-use crate::copy::{materialize, Previous};
+use crate::copy::{materialize, stamp, Materialized, Previous};
+use crate::dirfd::{temp_name, DirFd};
 use crate::error::{Error, Result};
 use crate::integrity::matches_quickly;
-use crate::layout::Layout;
-use crate::lock::RuntimeLock;
+use crate::layout::{Layout, MANIFEST_NAME, ORIGINAL_YML, PREVIOUS_DIR, STAGING_DIR};
 use crate::manifest::Manifest;
 use crate::progress::Progress;
+use crate::trust::untrusted_because;
 
 #[derive(Debug, Clone, Default)]
 pub struct SealOptions {
@@ -30,6 +33,12 @@ pub struct SealOptions {
     pub allow_writable: bool,
     /// Fail at once instead of waiting when another seal holds the lock.
     pub no_wait: bool,
+    /// Paths the closure may hold although it refuses them by default (anything under
+    /// `/proc`, `/sys`, `/dev`, `/run`, `/root` or `/home`, and what not everyone may read):
+    /// each one and everything under it.
+    pub allow_paths: Vec<PathBuf>,
+    /// Seal although a non-root user can write the runtime dir or one of its parents.
+    pub allow_untrusted_dir: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,17 +81,28 @@ pub fn seal_from(
     progress: &dyn Progress,
 ) -> Result<SealReport> {
     let layout = Layout::new(dir);
+    if !options.allow_untrusted_dir {
+        if let Some(reason) = untrusted_because(dir)? {
+            return Err(Error::UntrustedDir {
+                dir: dir.to_path_buf(),
+                reason,
+            });
+        }
+    }
+    let runtime = DirFd::open(dir)?;
     let _lock = if options.dry_run {
         None
     } else {
-        let lock = RuntimeLock::acquire(dir, !options.no_wait)?;
-        remove_leftovers(&layout)?;
+        let lock = runtime.lock(!options.no_wait)?;
+        remove_leftovers(&runtime)?;
         Some(lock)
     };
 
-    let current_text = read(&layout.runtime_yml())?;
+    let current_text = runtime
+        .read_to_string(RUNTIME_YML)?
+        .ok_or_else(|| Error::io(layout.runtime_yml(), std::io::ErrorKind::NotFound.into()))?;
     let current = RuntimeConfig::parse(&current_text, &layout.runtime_yml())?;
-    let (input, input_file) = sealing_input(&layout, &current)?;
+    let (input, input_file) = sealing_input(&runtime, &layout, &current)?;
     let rules = RuleOptions {
         allow_writable: options.allow_writable,
         allow_host_sources: true,
@@ -115,6 +135,7 @@ pub fn seal_from(
                 mounts: mounts.clone(),
                 environment: &current.environment,
                 profiles,
+                allow: &options.allow_paths,
             },
         )
     };
@@ -141,7 +162,13 @@ pub fn seal_from(
         ..current.clone()
     };
     let sealed_text = sealed.to_yaml(&layout.runtime_yml())?;
-    let previous = Manifest::load(&Layout::manifest_in(&layout.isolated())).ok();
+    let previous_tree = match runtime.exists(ISOLATED_DIR)? {
+        true => Some(runtime.open_dir(ISOLATED_DIR)?),
+        false => None,
+    };
+    let previous = previous_tree
+        .as_ref()
+        .and_then(|tree| Manifest::load_from(tree).ok().flatten());
     let tree_current = previous
         .as_ref()
         .is_some_and(|m| m.matches_plan(&plan) && matches_quickly(&layout.isolated(), m));
@@ -166,37 +193,60 @@ pub fn seal_from(
         return Ok(report);
     }
 
-    if !layout.original_yml().exists() {
-        write_atomic(&layout.original_yml(), current_text.as_bytes())?;
+    if !runtime.exists(ORIGINAL_YML)? {
+        runtime.write_atomic(ORIGINAL_YML, current_text.as_bytes())?;
     }
     if !tree_current {
-        let staging = layout.staging();
-        let isolated = layout.isolated();
-        let done = materialize(
-            root,
-            &plan,
-            &staging,
-            previous.as_ref().map(|manifest| Previous {
-                tree: &isolated,
-                manifest,
-            }),
-            progress,
-        )?;
-        let mut manifest = done.manifest;
-        manifest.profiles = profiles.iter().map(|p| p.name.clone()).collect();
-        write_atomic(&Layout::manifest_in(&staging), &manifest.to_json())?;
-        sync_filesystem(&staging)?;
-        swap_in(&layout)?;
+        let staging = runtime.create_dir(STAGING_DIR, 0o755)?;
+        let previous = previous_tree
+            .as_ref()
+            .zip(previous.as_ref())
+            .map(|(tree, manifest)| Previous { tree, manifest });
+        let built = build(
+            root, &plan, &runtime, &staging, previous, &profiles, progress,
+        );
+        let done = match built {
+            Ok(done) => done,
+            Err(e) => {
+                // The error that stopped the seal is the one to report; a staging tree that
+                // cannot be removed now is removed by the next seal.
+                let _ = runtime.remove_tree(STAGING_DIR);
+                return Err(e);
+            }
+        };
+        swap_in(&runtime)?;
         report.copied_files = done.copied_files;
         report.copied_bytes = done.copied_bytes;
         report.reused_files = done.reused_files;
         report.outcome = Outcome::Sealed;
     }
     if !yml_current {
-        write_atomic(&layout.runtime_yml(), sealed_text.as_bytes())?;
+        runtime.write_atomic(RUNTIME_YML, sealed_text.as_bytes())?;
         report.outcome = Outcome::Sealed;
     }
     Ok(report)
+}
+
+/// Writes the new tree into `staging`, complete with its manifest and flushed to disk.
+fn build(
+    root: &Root,
+    plan: &Plan,
+    runtime: &DirFd,
+    staging: &DirFd,
+    previous: Option<Previous>,
+    profiles: &[Profile],
+    progress: &dyn Progress,
+) -> Result<Materialized> {
+    let mut done = materialize(root, plan, staging, previous, progress)?;
+    // The tree before last goes now rather than after the swap: unlinking its files changes
+    // the ctime of those the new tree shares with it, and the manifest records ctimes.
+    runtime.remove_tree(PREVIOUS_DIR)?;
+    stamp(staging, &mut done.manifest)?;
+    done.manifest.profiles = profiles.iter().map(|p| p.name.clone()).collect();
+    staging.write_atomic(MANIFEST_NAME, &done.manifest.to_json())?;
+    // A power cut must not leave a swapped-in tree of empty files.
+    staging.sync_filesystem()?;
+    Ok(done)
 }
 
 /// The profiles a runtime is sealed and verified with: those `names` lists, else the one its
@@ -237,7 +287,11 @@ fn needs_detection(config: &RuntimeConfig, names: &[String], set: &ProfileSet) -
 
 /// The runtime.yml whose host mounts define the closure: the current one while it still
 /// names host paths, else the copy kept at the first seal.
-fn sealing_input(layout: &Layout, current: &RuntimeConfig) -> Result<(RuntimeConfig, PathBuf)> {
+fn sealing_input(
+    runtime: &DirFd,
+    layout: &Layout,
+    current: &RuntimeConfig,
+) -> Result<(RuntimeConfig, PathBuf)> {
     let file = layout.runtime_yml();
     if current.mounts.is_empty() {
         return Err(Error::Unsealable {
@@ -270,7 +324,7 @@ fn sealing_input(layout: &Layout, current: &RuntimeConfig) -> Result<(RuntimeCon
         });
     }
     let original = layout.original_yml();
-    if !original.exists() {
+    let Some(text) = runtime.read_to_string(ORIGINAL_YML)? else {
         return Err(Error::Unsealable {
             file,
             message: format!(
@@ -278,60 +332,42 @@ fn sealing_input(layout: &Layout, current: &RuntimeConfig) -> Result<(RuntimeCon
                 original.display()
             ),
         });
-    }
-    let config = RuntimeConfig::load(&original)?;
+    };
+    let config = RuntimeConfig::parse(&text, &original)?;
     Ok((config, original))
 }
 
 /// Removes the runtime in `dir`, refusing while a seal of it runs.
 pub fn remove_runtime(dir: &Path) -> Result<()> {
-    let _lock = RuntimeLock::acquire(dir, false)?;
-    std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))
+    let not_named = || Error::io(dir, std::io::ErrorKind::InvalidInput.into());
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(not_named)?;
+    let parent = DirFd::open(dir.parent().ok_or_else(not_named)?)?;
+    let _lock = parent.open_dir(name)?.lock(false)?;
+    parent.remove_tree(name)
 }
 
 /// Puts the staged tree in place with one atomic rename (an exchange when a tree exists).
 /// The replaced tree moves to `isolated.prev/` rather than being deleted at once, so jobs
-/// still running on it keep their files; the one it displaces there is removed.
-fn swap_in(layout: &Layout) -> Result<()> {
-    let (staging, isolated, previous) = (layout.staging(), layout.isolated(), layout.previous());
-    if isolated.exists() {
-        renameat_with(CWD, &staging, CWD, &isolated, RenameFlags::EXCHANGE)
-            .map_err(|e| Error::io(&isolated, e.into()))?;
-        sync_dir(&layout.dir)?;
-        remove_tree(&previous)?;
-        std::fs::rename(&staging, &previous).map_err(|e| Error::io(&previous, e))
+/// still running on it keep their files.
+fn swap_in(runtime: &DirFd) -> Result<()> {
+    if runtime.exists(ISOLATED_DIR)? {
+        runtime.exchange(STAGING_DIR, ISOLATED_DIR)?;
+        runtime.sync()?;
+        runtime.rename(STAGING_DIR, PREVIOUS_DIR)
     } else {
-        std::fs::rename(&staging, &isolated).map_err(|e| Error::io(&isolated, e))?;
-        sync_dir(&layout.dir)
+        runtime.rename(STAGING_DIR, ISOLATED_DIR)?;
+        runtime.sync()
     }
 }
 
 /// What an interrupted seal left behind; never part of either runtime.
-fn remove_leftovers(layout: &Layout) -> Result<()> {
-    remove_tree(&layout.staging())?;
-    for file in [layout.runtime_yml(), layout.original_yml()] {
-        let temp = temp_name(&file);
-        if temp.exists() {
-            std::fs::remove_file(&temp).map_err(|e| Error::io(&temp, e))?;
-        }
+fn remove_leftovers(runtime: &DirFd) -> Result<()> {
+    runtime.remove_tree(STAGING_DIR)?;
+    for file in [RUNTIME_YML, ORIGINAL_YML] {
+        runtime.remove_tree(&temp_name(file))?;
     }
     Ok(())
-}
-
-fn remove_tree(path: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
-        _ => Ok(()),
-    }
-}
-
-/// Flushes the new tree's data before the rename makes it visible, so a power cut cannot
-/// leave a swapped-in tree of empty files.
-fn sync_filesystem(dir: &Path) -> Result<()> {
-    let file = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
-    rustix::fs::syncfs(&file).map_err(|e| Error::io(dir, e.into()))
-}
-
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
 }

@@ -29,6 +29,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             profile,
             allow_writable,
             no_wait,
+            allow_path,
+            allow_untrusted_dir,
         } => {
             let options = runseal_seal::SealOptions {
                 dry_run,
@@ -36,6 +38,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 profile_dirs: vec![profile_dir.clone()],
                 allow_writable,
                 no_wait,
+                allow_paths: allow_path,
+                allow_untrusted_dir,
             };
             seal::run(&locate(&runtime)?, &options, args.json)
         }

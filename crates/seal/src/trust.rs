@@ -1,0 +1,80 @@
+//! Whether anyone but root can change a runtime dir, or the path to it, while a seal runs as
+//! root in it. Such a user can swap names under every check the seal makes, so by default
+//! the seal refuses; the writes themselves never follow links either way (see `dirfd`).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Why a non-root user could change `dir` or one of its parents up to `/`, if one could:
+/// a dir not owned by root, or writable by its group or others. A sticky parent (`/var/tmp`)
+/// is fine, because there only an entry's owner can rename or remove it.
+pub fn untrusted_because(dir: &Path) -> Result<Option<String>> {
+    let real = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+    for (depth, path) in real.ancestors().enumerate() {
+        let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+        let mode = meta.mode() & 0o7777;
+        let which = if depth == 0 { "it" } else { "its parent" };
+        if meta.uid() != 0 {
+            return Ok(Some(format!(
+                "{which} {} is owned by uid {}, not root",
+                path.display(),
+                meta.uid()
+            )));
+        }
+        let sticky_parent = depth > 0 && mode & 0o1000 != 0;
+        if mode & 0o022 != 0 && !sticky_parent {
+            return Ok(Some(format!(
+                "{which} {} is writable by its group or others (mode {mode:o})",
+                path.display()
+            )));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn writable_dirs_and_parents_are_named_sticky_parents_are_not() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipping: the dirs must be root's for the check to pass");
+            return;
+        }
+        let t = tempfile::tempdir_in("/var/tmp").unwrap();
+        let runtime = t.path().join("runtimes/app");
+        std::fs::create_dir_all(&runtime).unwrap();
+        chmod(t.path(), 0o755);
+        chmod(&t.path().join("runtimes"), 0o755);
+        chmod(&runtime, 0o755);
+        assert_eq!(untrusted_because(&runtime).unwrap(), None);
+
+        chmod(&runtime, 0o1777);
+        let why = untrusted_because(&runtime).unwrap().unwrap();
+        assert!(
+            why.starts_with("it ") && why.ends_with("(mode 1777)"),
+            "{why}"
+        );
+        chmod(&runtime, 0o755);
+
+        chmod(&t.path().join("runtimes"), 0o775);
+        let why = untrusted_because(&runtime).unwrap().unwrap();
+        assert!(
+            why.contains("its parent") && why.contains("runtimes"),
+            "{why}"
+        );
+        chmod(&t.path().join("runtimes"), 0o755);
+
+        std::os::unix::fs::chown(&runtime, Some(65534), None).unwrap();
+        let why = untrusted_because(&runtime).unwrap().unwrap();
+        assert!(why.contains("owned by uid 65534"), "{why}");
+    }
+}
