@@ -127,6 +127,13 @@ pub enum Command {
         /// Runtime dir or spec.
         runtime: String,
     },
+    /// Delete a runtime dir: its runtime.yml, its sealed tree and everything else in it.
+    ///
+    /// Refused while a seal of it runs.
+    Remove {
+        /// Runtime dir or spec.
+        runtime: String,
+    },
     /// Run a command in a sandbox whose whole filesystem is the sealed runtime.
     ///
     /// The job sees only the runtime's sealed mounts (read-only, nosuid, nodev), a fresh

@@ -91,7 +91,7 @@ impl From<runseal_seal::Error> for ApiError {
     fn from(e: runseal_seal::Error) -> Self {
         match e {
             runseal_seal::Error::Spec(inner) => inner.into(),
-            runseal_seal::Error::Busy { .. } => ApiError {
+            runseal_seal::Error::Busy { .. } | runseal_seal::Error::InUse { .. } => ApiError {
                 status: StatusCode::CONFLICT,
                 message: e.to_string(),
             },

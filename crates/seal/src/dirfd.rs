@@ -227,6 +227,28 @@ impl DirFd {
         syncfs(&self.fd).map_err(|e| Error::io(&self.path, e.into()))
     }
 
+    /// The names in this dir that start with `prefix`.
+    pub fn names_starting(&self, prefix: &str) -> Result<Vec<String>> {
+        let io = |e: Errno| Error::io(&self.path, e.into());
+        let fd = openat(
+            &self.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io)?;
+        let mut names = Vec::new();
+        for entry in Dir::new(fd).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            if let Ok(name) = entry.file_name().to_str() {
+                if name.starts_with(prefix) {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        Ok(names)
+    }
+
     /// An exclusive `flock` on this dir, held until the returned fd is closed.
     pub fn lock(&self, wait: bool) -> Result<OwnedFd> {
         let fd = self.fd.try_clone().map_err(|e| Error::io(&self.path, e))?;

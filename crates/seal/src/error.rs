@@ -21,6 +21,8 @@ pub enum Error {
     Unsealable { file: PathBuf, message: String },
     #[error("{path}: runtime is being sealed by another process")]
     Busy { path: PathBuf },
+    #[error("{path}: jobs are running on it; remove it once they have ended")]
+    InUse { path: PathBuf },
     #[error(
         "{dir}: refusing to seal: {reason}, so someone other than root could swap its files \
          while root seals it; make it root's and not group- or world-writable, or pass \
@@ -42,7 +44,7 @@ impl Error {
             Error::Spec(e) => matches!(e, runseal_spec::Error::Yaml { .. }),
             Error::Closure(e) => !matches!(e, runseal_closure::Error::Io(_)),
             Error::Invalid { .. } | Error::Unsealable { .. } | Error::UntrustedDir { .. } => true,
-            Error::Io(_) | Error::Busy { .. } => false,
+            Error::Io(_) | Error::Busy { .. } | Error::InUse { .. } => false,
         }
     }
 }

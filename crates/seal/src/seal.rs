@@ -238,9 +238,9 @@ fn build(
     progress: &dyn Progress,
 ) -> Result<Materialized> {
     let mut done = materialize(root, plan, staging, previous, progress)?;
-    // The tree before last goes now rather than after the swap: unlinking its files changes
-    // the ctime of those the new tree shares with it, and the manifest records ctimes.
-    runtime.remove_tree(PREVIOUS_DIR)?;
+    // Replaced trees go now rather than after the swap: unlinking their files changes the
+    // ctime of those the new tree shares with them, and the manifest records ctimes.
+    prune_replaced(runtime)?;
     stamp(staging, &mut done.manifest)?;
     done.manifest.profiles = profiles.iter().map(|p| p.name.clone()).collect();
     staging.write_atomic(MANIFEST_NAME, &done.manifest.to_json())?;
@@ -337,7 +337,10 @@ fn sealing_input(
     Ok((config, original))
 }
 
-/// Removes the runtime in `dir`, refusing while a seal of it runs.
+/// Removes the runtime in `dir`, refusing while a seal of it runs or a job runs on any of
+/// its trees. The dir is first renamed to a hidden name beside it, so that a removal killed
+/// half-way leaves no half-deleted runtime, only that hidden dir (which the next removal of
+/// the same runtime clears).
 pub fn remove_runtime(dir: &Path) -> Result<()> {
     let not_named = || Error::io(dir, std::io::ErrorKind::InvalidInput.into());
     let name = dir
@@ -345,13 +348,61 @@ pub fn remove_runtime(dir: &Path) -> Result<()> {
         .and_then(|n| n.to_str())
         .ok_or_else(not_named)?;
     let parent = DirFd::open(dir.parent().ok_or_else(not_named)?)?;
-    let _lock = parent.open_dir(name)?.lock(false)?;
-    parent.remove_tree(name)
+    let trash = format!(".{name}.removing");
+    parent.remove_tree(&trash)?;
+    let runtime = parent.open_dir(name)?;
+    let _lock = runtime.lock(false)?;
+    let mut trees = runtime.names_starting(RETIRED_PREFIX)?;
+    trees.extend([ISOLATED_DIR.to_string(), PREVIOUS_DIR.to_string()]);
+    let mut _unused = Vec::new();
+    for tree in trees {
+        if !runtime.exists(&tree)? {
+            continue;
+        }
+        match runtime.open_dir(&tree)?.lock(false) {
+            Ok(held) => _unused.push(held),
+            Err(Error::Busy { .. }) => return Err(Error::InUse { path: dir.into() }),
+            Err(e) => return Err(e),
+        }
+    }
+    parent.rename(name, &trash)?;
+    parent.sync()?;
+    parent.remove_tree(&trash)
+}
+
+/// Trees a re-seal replaced while jobs still ran on them, named by this prefix and the
+/// tree's inode number, kept until no job holds its shared lock.
+const RETIRED_PREFIX: &str = "isolated.retired-";
+
+/// Removes each replaced tree that no job uses any more (a job holds a shared `flock` on
+/// its tree for its whole life). The tree before last, still in use, moves to a retired
+/// name, so the tree the coming swap replaces can take its place.
+fn prune_replaced(runtime: &DirFd) -> Result<()> {
+    let mut names = runtime.names_starting(RETIRED_PREFIX)?;
+    names.push(PREVIOUS_DIR.to_string());
+    for name in names {
+        if !runtime.exists(&name)? {
+            continue;
+        }
+        let tree = runtime.open_dir(&name)?;
+        match tree.lock(false) {
+            Ok(_unused) => runtime.remove_tree(&name)?,
+            Err(Error::Busy { .. }) if name == PREVIOUS_DIR => {
+                let inode = rustix::fs::fstat(tree.fd())
+                    .map_err(|e| Error::io(tree.path(), e.into()))?
+                    .st_ino;
+                runtime.rename(PREVIOUS_DIR, &format!("{RETIRED_PREFIX}{inode}"))?;
+            }
+            Err(Error::Busy { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Puts the staged tree in place with one atomic rename (an exchange when a tree exists).
 /// The replaced tree moves to `isolated.prev/` rather than being deleted at once, so jobs
-/// still running on it keep their files.
+/// still running on it keep their files; [`prune_replaced`] removes it once none does.
 fn swap_in(runtime: &DirFd) -> Result<()> {
     if runtime.exists(ISOLATED_DIR)? {
         runtime.exchange(STAGING_DIR, ISOLATED_DIR)?;

@@ -3,6 +3,7 @@
 mod build;
 mod info;
 mod list;
+mod remove;
 pub mod run;
 mod seal;
 mod validate;
@@ -81,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::Info { runtime } => info::run(&locate(&runtime)?, args.json),
         Command::List => list::run(&root, args.json),
+        Command::Remove { runtime } => remove::run(&locate(&runtime)?, args.json),
         Command::Build {
             script,
             name,
