@@ -11,5 +11,6 @@ mod limits;
 mod run;
 mod runtimes;
 mod seal_java;
+mod security_jobs;
 mod transcripts;
 mod validate;

@@ -27,3 +27,4 @@ pub use isolation::{check_mount_table, parse_mountinfo, MountLine};
 pub use job::{parse_env, parse_size, Job, JobRequest, Limits, Network, Outcome};
 pub use launch::{mount_table, run};
 pub use rootfs::{plan_root, Step};
+pub use seccomp::builder_filters;
