@@ -25,6 +25,8 @@ pub enum Step {
     Tmpfs {
         target: PathBuf,
         mode: u32,
+        /// Bytes; the kernel's default (half the RAM) when unset.
+        size: Option<u64>,
     },
     Dir {
         path: PathBuf,
@@ -67,6 +69,7 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
     let mut steps = vec![Step::Tmpfs {
         target: "/".into(),
         mode: 0o755,
+        size: None,
     }];
     let mut mounts: Vec<_> = job.mounts.iter().collect();
     mounts.sort_by_key(|m| Path::new(&m.target).components().count());
@@ -117,6 +120,7 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
     steps.push(Step::Tmpfs {
         target: "/dev".into(),
         mode: 0o755,
+        size: None,
     });
     for device in DEVICES {
         let path = Path::new("/dev").join(device);
@@ -157,6 +161,7 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
     steps.push(Step::Tmpfs {
         target: "/tmp".into(),
         mode: 0o1777,
+        size: job.limits.tmp_size,
     });
     if let Some(workdir) = &job.workdir {
         steps.push(Step::Dir {
@@ -191,7 +196,16 @@ pub fn apply(
     ops.make_mounts_private()?;
     for step in steps {
         match step {
-            Step::Tmpfs { target, mode } => ops.mount_tmpfs(&at(target), *mode)?,
+            Step::Tmpfs {
+                target,
+                mode,
+                size: None,
+            } => ops.mount_tmpfs(&at(target), *mode)?,
+            Step::Tmpfs {
+                target,
+                mode,
+                size: Some(bytes),
+            } => ops.mount_tmpfs_of_size(&at(target), *mode, *bytes)?,
             Step::Dir { path } => {
                 if !at(path).is_dir() {
                     ops.mkdir(&at(path), 0o755)?;
@@ -272,7 +286,8 @@ mod tests {
             steps[0],
             Step::Tmpfs {
                 target: "/".into(),
-                mode: 0o755
+                mode: 0o755,
+                size: None
             }
         );
         assert!(steps.contains(&Step::Symlink {
@@ -327,6 +342,11 @@ mod tests {
         }
         fn mount_tmpfs(&mut self, target: &Path, mode: u32) -> Result<()> {
             self.0.push(format!("tmpfs {} {mode:o}", target.display()));
+            Ok(())
+        }
+        fn mount_tmpfs_of_size(&mut self, target: &Path, mode: u32, bytes: u64) -> Result<()> {
+            self.0
+                .push(format!("tmpfs {} {mode:o} size={bytes}", target.display()));
             Ok(())
         }
         fn mount_proc(&mut self, target: &Path) -> Result<()> {

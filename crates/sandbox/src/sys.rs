@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 pub trait MountOps {
     fn make_mounts_private(&mut self) -> Result<()>;
     fn mount_tmpfs(&mut self, target: &Path, mode: u32) -> Result<()>;
+    /// A tmpfs holding at most `bytes` (writes past it fail with ENOSPC).
+    fn mount_tmpfs_of_size(&mut self, target: &Path, mode: u32, bytes: u64) -> Result<()>;
     fn mount_proc(&mut self, target: &Path) -> Result<()>;
     /// Binds `source` on `target`, then remounts it with `flags` (read-only unless writable).
     fn bind(&mut self, source: &Path, target: &Path, flags: BindFlags) -> Result<()>;
@@ -43,6 +45,21 @@ pub struct BindFlags {
 /// The real system calls.
 pub struct RealMounts;
 
+fn mount_tmpfs_with(target: &Path, options: &str) -> Result<()> {
+    let data = std::ffi::CString::new(options).expect("no NUL");
+    mount(
+        "tmpfs",
+        target,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        Some(data.as_c_str()),
+    )
+    .map_err(call_error(format!(
+        "mount(tmpfs, {}, {options})",
+        target.display()
+    )))
+}
+
 fn call_error(call: String) -> impl FnOnce(rustix::io::Errno) -> Error {
     move |e| Error::sys(call, e)
 }
@@ -57,18 +74,11 @@ impl MountOps for RealMounts {
     }
 
     fn mount_tmpfs(&mut self, target: &Path, mode: u32) -> Result<()> {
-        let data = std::ffi::CString::new(format!("mode={mode:o}")).expect("no NUL");
-        mount(
-            "tmpfs",
-            target,
-            "tmpfs",
-            MountFlags::NOSUID | MountFlags::NODEV,
-            Some(data.as_c_str()),
-        )
-        .map_err(call_error(format!(
-            "mount(tmpfs, {}, mode={mode:o})",
-            target.display()
-        )))
+        mount_tmpfs_with(target, &format!("mode={mode:o}"))
+    }
+
+    fn mount_tmpfs_of_size(&mut self, target: &Path, mode: u32, bytes: u64) -> Result<()> {
+        mount_tmpfs_with(target, &format!("mode={mode:o},size={bytes}"))
     }
 
     fn mount_proc(&mut self, target: &Path) -> Result<()> {
