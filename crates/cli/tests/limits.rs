@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use crate::util::{code, text};
 
-/// The tests here time jobs and count processes, so they run one at a time.
+/// Tests that time jobs, count processes or load the machine run one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
