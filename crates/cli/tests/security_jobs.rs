@@ -112,13 +112,20 @@ fn config(t: &TestRoot, toml: &str) -> String {
     path.display().to_string()
 }
 
-fn running(needle: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
-        std::fs::read(p.path().join("cmdline")).is_ok_and(|c| {
-            String::from_utf8_lossy(&c)
-                .replace('\0', " ")
-                .starts_with(needle)
-        })
+/// Whether a process whose command line starts with `needle` is in one of `cgroups`: the
+/// job of that runseal, not a stray process of another test run.
+fn runs_in(cgroups: &[std::path::PathBuf], needle: &str) -> bool {
+    cgroups.iter().any(|dir| {
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .any(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .starts_with(needle)
+                })
+            })
     })
 }
 
@@ -199,7 +206,7 @@ fn with_no_flags_and_no_config_file_the_built_in_defaults_hold() {
         &[],
         "grep ' /tmp ' /proc/self/mountinfo; exec sleep 1006",
     );
-    wait_until("the job runs", || running("sleep 1006"));
+    wait_until("the job runs", || runs_in(&t.job_cgroups(), "sleep 1006"));
     let cgroups = t.job_cgroups();
     let read = |files: &[&str]| -> Vec<String> {
         cgroups
@@ -209,7 +216,14 @@ fn with_no_flags_and_no_config_file_the_built_in_defaults_hold() {
             .map(|v| v.trim().to_string())
             .collect()
     };
-    assert_eq!(read(&["pids.max"]), [expected.pids.unwrap().to_string()]);
+    assert_eq!(
+        read(&["pids.max"]),
+        [expected.pids.unwrap().to_string()],
+        "runseal {} has cgroups {cgroups:?}; all: {:?}",
+        child.id(),
+        std::fs::read_dir("/sys/fs/cgroup/pids/runseal")
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
     assert_eq!(
         read(&["memory.limit_in_bytes", "memory.max"]),
         [expected.memory_bytes.unwrap().to_string()]
@@ -303,9 +317,6 @@ fn cgroups_of_a_runseal_killed_with_sigkill_are_reaped_by_the_next_job() {
     t.sealed_openjdk();
     let mut alive = start_job(&t, &[], "exec sleep 1007");
     let mut killed = start_job(&t, &["--pids", "16", "--memory", "64M"], "exec sleep 1008");
-    wait_until("both jobs run", || {
-        running("sleep 1007") && running("sleep 1008")
-    });
     let prefix = |child: &std::process::Child| format!("job-{}-", child.id());
     let of = |child: &std::process::Child| -> Vec<std::path::PathBuf> {
         t.job_cgroups()
@@ -318,11 +329,19 @@ fn cgroups_of_a_runseal_killed_with_sigkill_are_reaped_by_the_next_job() {
             })
             .collect()
     };
+    wait_until("both jobs run", || {
+        runs_in(&of(&alive), "sleep 1007") && runs_in(&of(&killed), "sleep 1008")
+    });
     let stale = of(&killed);
     assert!(stale.len() >= 2, "memory and pids cgroups: {stale:?}");
     signal(&killed, Signal::KILL);
     killed.wait().unwrap();
-    wait_until("the killed runseal's job ends", || !running("sleep 1008"));
+    // The job dies with its runseal; its cgroups empty (another test's job may reap them).
+    wait_until("the killed runseal's job ends", || {
+        stale.iter().all(|d| {
+            std::fs::read_to_string(d.join("cgroup.procs")).map_or(true, |p| p.trim().is_empty())
+        })
+    });
 
     let out = t.job(&[], &["true"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
