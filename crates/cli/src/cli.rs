@@ -31,6 +31,10 @@ pub struct Args {
     #[arg(long, global = true, env = "RUNSEAL_PROFILE_DIR", default_value = DEFAULT_PROFILE_DIR)]
     pub profile_dir: PathBuf,
 
+    /// Job defaults (limits) for `run`; a missing default file means the built-in defaults.
+    #[arg(long, global = true, env = "RUNSEAL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -145,7 +149,11 @@ pub enum Command {
     /// The exit code is the job's (128+N when killed by signal N, 124 on --timeout); 125 when
     /// runseal itself fails, 126 when the command cannot run, 127 when it is not found.
     /// SIGINT, SIGTERM and SIGHUP sent to runseal pass to the job, which gets 10 seconds to
-    /// exit before every process of it is killed.
+    /// exit before every process of it is killed. A job killed for memory says so on stderr
+    /// (`runseal: killed: out of memory (limit 2G)`).
+    ///
+    /// Limits not given as flags come from /etc/runseal/config.toml (or --config), else the
+    /// built-in defaults: --memory 2G, --cpus 2, --pids 1024, --tmp-size 1G, no timeout.
     ///
     /// Example: runseal run --runtime java:17 --memory 1G --timeout 60 -- java -version
     Run {
@@ -161,6 +169,9 @@ pub enum Command {
         /// Memory limit, e.g. 512M or 2G (swap is not allowed beyond it).
         #[arg(long, value_name = "BYTES", value_parser = parse_memory)]
         memory: Option<u64>,
+        /// Size of the job's /tmp, e.g. 256M (writes past it fail with ENOSPC).
+        #[arg(long, value_name = "BYTES", value_parser = parse_memory)]
+        tmp_size: Option<u64>,
         /// CPU limit in CPUs, fractional allowed (0.5 = half a core).
         #[arg(long, value_name = "N", value_parser = parse_positive)]
         cpus: Option<f64>,

@@ -5,35 +5,13 @@ use std::time::{Duration, Instant};
 
 use crate::util::{code, text};
 
-/// The tests here look at every job cgroup on the machine, so they run one at a time.
+/// Tests that time jobs, count processes or load the machine run one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Cgroup dirs runseal created and did not remove.
-fn leftover_cgroups() -> Vec<String> {
-    let mut left = Vec::new();
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        for base in [
-            hierarchy.path().join("runseal"),
-            std::path::PathBuf::from("/sys/fs/cgroup/runseal"),
-        ] {
-            if let Ok(jobs) = std::fs::read_dir(&base) {
-                left.extend(
-                    jobs.flatten()
-                        .filter(|j| j.path().is_dir())
-                        .map(|j| j.path().display().to_string()),
-                );
-            }
-        }
-    }
-    left.sort();
-    left.dedup();
-    left
 }
 
 fn processes_matching(needle: &str) -> Vec<String> {
@@ -97,7 +75,7 @@ fn memory_past_the_limit_is_killed() {
         "16 MiB under a 64 MiB limit: {}",
         text(&out.stderr)
     );
-    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+    assert!(t.job_cgroups().is_empty(), "{:?}", t.job_cgroups());
 }
 
 #[test]
@@ -123,7 +101,7 @@ fn a_fork_bomb_stops_at_the_pid_limit_and_the_timeout_clears_it() {
     assert_eq!(code(&out), 124, "{}", text(&out.stderr));
     assert!(started.elapsed() < Duration::from_secs(20));
     assert!(processes_matching("sleep 1000").is_empty());
-    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+    assert!(t.job_cgroups().is_empty(), "{:?}", t.job_cgroups());
 }
 
 #[test]
@@ -192,7 +170,8 @@ fn fifty_concurrent_jobs_all_succeed_and_leave_nothing() {
     t.sealed_openjdk();
     let children: Vec<_> = (0..50)
         .map(|i| {
-            t.runseal_std()
+            let mut command = t.runseal_std();
+            command
                 .args([
                     "run",
                     "--runtime",
@@ -205,9 +184,8 @@ fn fifty_concurrent_jobs_all_succeed_and_leave_nothing() {
                 ])
                 .args(["sh", "-c", &format!("echo job-{i}")])
                 .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+                .stderr(std::process::Stdio::piped());
+            t.spawn(command)
         })
         .collect();
     for (i, child) in children.into_iter().enumerate() {
@@ -215,7 +193,7 @@ fn fifty_concurrent_jobs_all_succeed_and_leave_nothing() {
         assert_eq!(code(&out), 0, "job {i}: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), format!("job-{i}\n"));
     }
-    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+    assert!(t.job_cgroups().is_empty(), "{:?}", t.job_cgroups());
     assert_eq!(job_mounts_left(), 0);
     assert!(processes_matching(&t.path().display().to_string()).is_empty());
 }
@@ -225,27 +203,25 @@ fn sigterm_to_runseal_ends_the_job_and_cleans_up() {
     let t = sealtest!();
     let _serial = serial();
     t.sealed_openjdk();
-    let mut child = t
-        .runseal_std()
-        .args([
-            "run",
-            "--runtime",
-            "openjdk-17",
-            "--pids",
-            "16",
-            "--",
-            "sh",
-            "-c",
-            "n=1003; sleep $n",
-        ])
-        .spawn()
-        .unwrap();
+    let mut command = t.runseal_std();
+    command.args([
+        "run",
+        "--runtime",
+        "openjdk-17",
+        "--pids",
+        "16",
+        "--",
+        "sh",
+        "-c",
+        "n=1003; sleep $n",
+    ]);
+    let mut child = t.spawn(command);
     terminate_once_running(&child, "sleep 1003");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 15));
     std::thread::sleep(Duration::from_millis(100));
     assert!(processes_matching("sleep 1003").is_empty());
-    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+    assert!(t.job_cgroups().is_empty(), "{:?}", t.job_cgroups());
 }
 
 #[test]

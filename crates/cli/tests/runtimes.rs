@@ -99,6 +99,17 @@ fn a_python_built_from_source_under_its_own_prefix_seals_the_same_way() {
         .status()
         .unwrap();
     assert!(status.success());
+    // Its scripts' `#!` lines name the old prefix; an operator moving a build fixes them.
+    let relocate = format!(
+        "grep -rlIZ '^#!{old}' {new} | xargs -0 -r sed -i '1s|^#!{old}|#!{new}|'",
+        old = prefix.display(),
+        new = copy.display()
+    );
+    let status = std::process::Command::new("sh")
+        .args(["-c", &relocate])
+        .status()
+        .unwrap();
+    assert!(status.success());
     let prefix = copy;
     let version = prefix.file_name().unwrap().to_str().unwrap();
     let minor = version.rsplit_once('.').unwrap().0.to_string();

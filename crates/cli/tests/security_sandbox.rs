@@ -267,3 +267,97 @@ echo "$dir"
         before
     );
 }
+
+/// A runtime of the fixture app with the busybox userland, sealed; and its source dir.
+fn sealed_fixture(t: &TestRoot) -> (PathBuf, PathBuf) {
+    let source = crate::util::fixture_source(t.path());
+    let yaml = crate::util::host_yaml(&[&source]) + "base: busybox\n";
+    let dir = t.runtime("gen", &yaml);
+    let out = t.run(&["seal", dir.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    (dir, source)
+}
+
+/// Starts a job on `gen` that says `started`, waits `secs`, then runs `then`; returns once
+/// it has started (and so holds its tree).
+fn start_job(t: &TestRoot, secs: u32, then: &str) -> (std::process::Child, impl std::io::BufRead) {
+    use std::io::BufRead;
+    let mut child = t
+        .runseal_std()
+        .args(["run", "--runtime", "gen", "--", "sh", "-c"])
+        .arg(format!("echo started; sleep {secs}; {then}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    (child, stdout)
+}
+
+fn retired(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("isolated.retired-"))
+        .collect()
+}
+
+#[test]
+fn a_running_job_keeps_its_tree_through_any_number_of_reseals() {
+    let t = sealtest!();
+    let (dir, source) = sealed_fixture(&t);
+    let data = source.join("share/data.txt");
+    let (mut job, mut stdout) = start_job(&t, 2, &format!("cat {}", data.display()));
+    // The reported form was two back-to-back re-seals; a third is the variant.
+    for round in 0..3 {
+        std::fs::write(&data, format!("changed {round}\n")).unwrap();
+        let out = t.run(&["seal", dir.to_str().unwrap()]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    }
+    assert!(!retired(&dir).is_empty(), "the job's tree was not kept");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(job.wait().unwrap().success());
+    assert_eq!(rest, "data\n", "the job lost or changed its tree");
+    // Once the job has ended, the next seal that replaces the tree prunes its old trees.
+    std::fs::write(&data, "changed again\n").unwrap();
+    assert_eq!(code(&t.run(&["seal", dir.to_str().unwrap()])), 0);
+    assert_eq!(retired(&dir), Vec::<String>::new());
+    let out = t.run(&[
+        "run",
+        "--runtime",
+        "gen",
+        "--",
+        "cat",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(text(&out.stdout), "changed again\n");
+}
+
+#[test]
+fn a_runtime_is_not_removed_while_a_job_runs_on_it() {
+    let t = sealtest!();
+    let (dir, _) = sealed_fixture(&t);
+    let (mut job, _stdout) = start_job(&t, 2, "ls /usr/bin/busybox");
+    let out = t.run(&["remove", "gen"]);
+    assert_ne!(code(&out), 0);
+    assert!(
+        text(&out.stderr).contains("jobs are running on it"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(dir.join("isolated/usr/bin/busybox").exists());
+    assert!(job.wait().unwrap().success());
+    // Variant: a job on a tree a re-seal already replaced still holds the runtime.
+    let (mut job, _stdout) = start_job(&t, 2, "true");
+    std::fs::write(t.path().join("sources/app/share/data.txt"), "new\n").unwrap();
+    assert_eq!(code(&t.run(&["seal", "gen"])), 0);
+    assert_ne!(code(&t.run(&["remove", "gen"])), 0);
+    assert!(job.wait().unwrap().success());
+    let out = t.run(&["remove", "gen"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(!dir.exists());
+    assert!(!t.path().join(".gen.removing").exists());
+}

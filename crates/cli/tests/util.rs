@@ -37,6 +37,8 @@ macro_rules! sealtest {
 /// A temporary runtimes root and a ready `runseal` command for it.
 pub struct TestRoot {
     pub dir: tempfile::TempDir,
+    /// Every `runseal` process this test ran, whose job cgroups are this test's.
+    started: std::sync::Mutex<Vec<u32>>,
 }
 
 impl TestRoot {
@@ -49,7 +51,10 @@ impl TestRoot {
         // As a runtimes root is: jobs run unprivileged, and a runtime built under it (a
         // pyenv prefix) is sealed with the modes of its dirs.
         set_mode(dir.path(), 0o755);
-        TestRoot { dir }
+        TestRoot {
+            dir,
+            started: Default::default(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -66,13 +71,55 @@ impl TestRoot {
         cmd.arg("--root")
             .arg(self.path())
             .env_remove("RUNSEAL_ROOT")
-            .env_remove("RUNSEAL_PROFILE_DIR");
+            .env_remove("RUNSEAL_PROFILE_DIR")
+            .env_remove("RUNSEAL_CONFIG");
         cmd
     }
 
     /// Runs `runseal ARGS` and returns its output, whatever the exit code.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.runseal().args(args).output().unwrap()
+        let mut command = self.runseal_std();
+        command
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        self.spawn(command).wait_with_output().unwrap()
+    }
+
+    /// Starts `command` (a [`TestRoot::runseal_std`]), remembering it as this test's.
+    pub fn spawn(&self, mut command: std::process::Command) -> std::process::Child {
+        let child = command.spawn().unwrap();
+        self.started.lock().unwrap().push(child.id());
+        child
+    }
+
+    /// The job cgroups (`runseal/job-<pid>-*` in any hierarchy) of this test's `runseal`
+    /// processes; other tests' jobs may run meanwhile.
+    pub fn job_cgroups(&self) -> Vec<PathBuf> {
+        let prefixes: Vec<String> = self
+            .started
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|pid| format!("job-{pid}-"))
+            .collect();
+        let mut found = Vec::new();
+        let hierarchies = std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten();
+        for base in hierarchies
+            .map(|h| h.path().join("runseal"))
+            .chain([PathBuf::from("/sys/fs/cgroup/runseal")])
+        {
+            for job in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+                let name = job.file_name().to_string_lossy().into_owned();
+                if prefixes.iter().any(|p| name.starts_with(p)) {
+                    found.push(job.path());
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
     }
 
     /// A runtime dir `name` holding `yaml` as runtime.yml.

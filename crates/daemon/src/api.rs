@@ -16,7 +16,7 @@ use runseal_spec::RuleOptions;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::helper::{BuildInput, RunInput};
+use crate::helper::{BuildInput, RunInput, RunReport};
 
 #[derive(Debug, Clone)]
 pub struct State {
@@ -24,6 +24,8 @@ pub struct State {
     pub profile_dir: PathBuf,
     /// This binary, started as `--helper run|build`.
     pub helper: PathBuf,
+    /// Limits for run requests that set none.
+    pub defaults: Limits,
 }
 
 type Ctx = Shared<Arc<State>>;
@@ -229,6 +231,8 @@ struct RunBody {
     workdir: Option<PathBuf>,
     /// Like `runseal run --memory`: `512M`, `2G`.
     memory: Option<String>,
+    /// Size of the job's /tmp, like `runseal run --tmp-size`.
+    tmp_size: Option<String>,
     cpus: Option<f64>,
     pids: Option<u64>,
     timeout_secs: Option<f64>,
@@ -239,6 +243,8 @@ struct RunBody {
 #[derive(Debug, Serialize)]
 struct Ran {
     exit_code: i32,
+    /// Killed for reaching its memory limit (exit code 137).
+    oom: bool,
     stdout: String,
     stderr: String,
 }
@@ -254,24 +260,31 @@ async fn run(Shared(state): Ctx, Json(body): Json<RunBody>) -> Result<impl IntoR
         })
         .await?
     };
-    let request = job_request(body)?;
+    let request = job_request(body, &state.defaults)?;
+    let report = tempfile::NamedTempFile::new().map_err(internal)?;
     let out = helper(
         &state.helper,
         "run",
         &RunInput {
             runtime_dir: dir,
             request,
+            report: report.path().to_path_buf(),
         },
     )
     .await?;
+    let said: RunReport = std::fs::read(report.path())
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
     Ok(Json(Ran {
         exit_code: out.status.code().unwrap_or(125),
+        oom: said.oom,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }))
 }
 
-fn job_request(body: RunBody) -> Result<JobRequest, ApiError> {
+fn job_request(body: RunBody, defaults: &Limits) -> Result<JobRequest, ApiError> {
     if body.command.is_empty() {
         return Err(unprocessable("command is empty"));
     }
@@ -283,19 +296,21 @@ fn job_request(body: RunBody) -> Result<JobRequest, ApiError> {
     };
     let env =
         runseal_sandbox::parse_env(&body.env).map_err(|e| unprocessable(format!("env {e}")))?;
-    let limits = Limits {
-        memory_bytes: body
-            .memory
-            .as_deref()
+    let size = |name: &str, value: Option<&str>| {
+        value
             .map(runseal_sandbox::parse_size)
             .transpose()
-            .map_err(unprocessable)?,
+            .map_err(|e| unprocessable(format!("{name}: {e}")))
+    };
+    let limits = Limits {
+        memory_bytes: size("memory", body.memory.as_deref())?,
+        tmp_size: size("tmp_size", body.tmp_size.as_deref())?,
         cpus: positive("cpus", body.cpus)?,
         pids: body.pids.filter(|&p| p > 0),
         timeout: positive("timeout_secs", body.timeout_secs)?
             .map(std::time::Duration::from_secs_f64),
-        ..Limits::default()
-    };
+    }
+    .or(defaults);
     Ok(JobRequest {
         command: body.command,
         env,

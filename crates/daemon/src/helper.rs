@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use runseal_closure::Root;
-use runseal_sandbox::{BuildSpec, Job, JobRequest};
+use runseal_sandbox::{BuildSpec, Job, JobRequest, Outcome};
 use runseal_seal::{NoProgress, SealOptions};
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,16 @@ use serde::{Deserialize, Serialize};
 pub struct RunInput {
     pub runtime_dir: PathBuf,
     pub request: JobRequest,
+    /// Where the helper writes its [`RunReport`]: its stdout and stderr are the job's, so
+    /// anything said there could be the job's own words.
+    pub report: PathBuf,
+}
+
+/// What a run helper tells the daemon beside the job's output and exit code.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The job was killed for reaching its memory limit.
+    pub oom: bool,
 }
 
 /// What the daemon hands a build helper.
@@ -37,7 +47,15 @@ pub fn run() -> ExitCode {
     let outcome = read_input::<RunInput>().and_then(|input| {
         let config = runseal_seal::runnable_config(&input.runtime_dir)?;
         let job = Job::for_runtime(&input.runtime_dir, config, input.request)?;
-        Ok(runseal_sandbox::run(&job)?.exit_code())
+        let outcome = runseal_sandbox::run(&job)?;
+        if let Some(reason) = outcome.reason() {
+            eprintln!("runseald: {reason}");
+        }
+        let report = RunReport {
+            oom: matches!(outcome, Outcome::OutOfMemory { .. }),
+        };
+        std::fs::write(&input.report, serde_json::to_vec(&report)?)?;
+        Ok(outcome.exit_code())
     });
     match outcome {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

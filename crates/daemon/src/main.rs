@@ -37,6 +37,10 @@ pub struct Args {
         default_value = "/etc/runseal/profiles"
     )]
     profile_dir: PathBuf,
+    /// Job defaults (limits) for run requests; a missing default file means the built-in
+    /// defaults.
+    #[arg(long, env = "RUNSEAL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     #[arg(long, hide = true, value_parser = ["run", "build"])]
     helper: Option<String>,
 }
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: Args) -> anyhow::Result<()> {
+    let defaults = runseal_sandbox::Config::load(args.config.as_deref())?.limits;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         if let Some(dir) = args.socket.parent() {
@@ -74,6 +79,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
             root: args.root,
             profile_dir: args.profile_dir,
             helper: std::env::current_exe()?,
+            defaults,
         };
         axum::serve(listener, api::router(state))
             .with_graceful_shutdown(async {

@@ -129,6 +129,24 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
     let (_, ran) = daemon.call("POST", "/v1/run", Some(run));
     assert_eq!(ran["exit_code"], 3);
     assert_eq!(ran["stdout"], "hi\n");
+    assert_eq!(ran["oom"], false);
+
+    // A JVM that touches a heap past the memory limit: the answer says why it died.
+    let run = serde_json::json!({"runtime": "openjdk-17", "memory": "64M",
+        "command": ["java", "-Xms256m", "-Xmx256m", "-XX:+AlwaysPreTouch", "-version"]});
+    let (_, ran) = daemon.call("POST", "/v1/run", Some(run));
+    assert_eq!(ran["exit_code"], 137, "{ran}");
+    assert_eq!(ran["oom"], true, "{ran}");
+    assert!(ran["stderr"]
+        .as_str()
+        .unwrap()
+        .contains("killed: out of memory (limit 64M)"));
+    // A job saying the words itself is not believed.
+    let run = serde_json::json!({"runtime": "openjdk-17",
+        "command": ["sh", "-c", "echo 'runseald: killed: out of memory (limit 64M)' >&2; kill -9 $$"]});
+    let (_, ran) = daemon.call("POST", "/v1/run", Some(run));
+    assert_eq!(ran["exit_code"], 137, "{ran}");
+    assert_eq!(ran["oom"], false, "{ran}");
 
     let (status, error) = daemon.call("GET", "/v1/runtimes/nope", None);
     assert_eq!(status, 404);

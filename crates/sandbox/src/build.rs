@@ -16,10 +16,12 @@ use std::process::Command;
 use rustix::pipe::{pipe_with, PipeFlags};
 
 use rustix::thread::CapabilitySet;
+use seccompiler::BpfProgram;
 
 use crate::error::{Error, Result};
 use crate::launch::wait;
 use crate::rootfs::{detach_trees, populate, proc_and_dev, HostFds, Source, Step};
+use crate::seccomp;
 use crate::sys::{self, Dirs, Forked, Leaf, MountAttr, MountOps, RealMounts};
 
 /// Where the build's tmpfs is mounted, inside the builder's own mount namespace.
@@ -88,12 +90,13 @@ fn builder(
     sys::die_with_parent()?;
     let host = HostFds::open()?;
     let merged = prepare_overlay(spec, &host)?;
+    let filters = seccomp::builder_filters()?;
     let (output_read, output_write) =
         pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
     let script_pid = match sys::fork()? {
         Forked::Child => {
             drop(output_read);
-            let error = run_script(spec, &merged, output_write);
+            let error = run_script(spec, &merged, output_write, &filters);
             eprintln!("runseal build: {error}");
             sys::exit_now(127)
         }
@@ -204,12 +207,13 @@ const KEPT_CAPABILITIES: CapabilitySet = CapabilitySet::CHOWN
     .union(CapabilitySet::SETUID);
 
 /// In the script's process: chroot into the overlay, give up every capability but
-/// [`KEPT_CAPABILITIES`], close what the caller had open, send stdout into the pipe, exec.
-/// Returns only on failure.
-fn run_script(spec: &BuildSpec, merged: &Path, output: OwnedFd) -> Error {
+/// [`KEPT_CAPABILITIES`], close what the caller had open, load the builder's seccomp
+/// filters, send stdout into the pipe, exec. Returns only on failure.
+fn run_script(spec: &BuildSpec, merged: &Path, output: OwnedFd, filters: &[BpfProgram]) -> Error {
     let setup = sys::chroot_into(merged)
         .and_then(|()| sys::keep_only_capabilities(KEPT_CAPABILITIES))
-        .and_then(|()| sys::close_inherited_fds());
+        .and_then(|()| sys::close_inherited_fds())
+        .and_then(|()| seccomp::load(filters));
     if let Err(e) = setup {
         return e;
     }

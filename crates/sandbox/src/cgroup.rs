@@ -107,6 +107,7 @@ impl Cgroups {
             let base = mount.join("runseal");
             let dir = base.join(job_name);
             create_dir(&base)?;
+            reap_stale(&base);
             if mode == CgroupMode::V2 {
                 enable_controller(&mount, controller)?;
                 enable_controller(&base, controller)?;
@@ -147,6 +148,52 @@ impl Cgroups {
 
     pub fn dirs(&self) -> impl Iterator<Item = &Path> {
         self.dirs.iter().map(|(d, _)| d.as_path())
+    }
+
+    /// How many processes the OOM killer killed in the job's memory cgroup (v1
+    /// `memory.oom_control`, v2 `memory.events`); 0 without one. Read before removal.
+    pub fn oom_kills(&self) -> u64 {
+        self.dirs
+            .iter()
+            .filter_map(|(dir, mode)| {
+                let file = match mode {
+                    CgroupMode::V1 => "memory.oom_control",
+                    CgroupMode::V2 => "memory.events",
+                };
+                std::fs::read_to_string(dir.join(file)).ok()
+            })
+            .map(|text| counter(&text, "oom_kill"))
+            .sum()
+    }
+}
+
+/// The value of `key` in a cgroup's `key value` lines; 0 when absent.
+fn counter(text: &str, key: &str) -> u64 {
+    text.lines()
+        .filter_map(|line| line.split_once(' '))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The pid of the runseal that created a job cgroup, from its name (`job-<pid>-<nanos>`).
+fn creator(name: &str) -> Option<u32> {
+    name.strip_prefix("job-")?.split_once('-')?.0.parse().ok()
+}
+
+/// Removes the job cgroups under `base` whose creator is gone: a runseal killed with
+/// SIGKILL never removes its own. The kernel refuses to remove a cgroup that still holds a
+/// process, so a job that is still running keeps its cgroup whatever this decides.
+fn reap_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let alive = creator(&entry.file_name().to_string_lossy())
+            .map(|pid| Path::new("/proc").join(pid.to_string()).exists());
+        if alive == Some(false) {
+            let _ = std::fs::remove_dir(entry.path());
+        }
     }
 }
 
@@ -220,6 +267,18 @@ fn write_if_present(path: &Path, value: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_oom_kills_and_job_names() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(counter(v1, "oom_kill"), 2);
+        let v2 = "low 0\nhigh 0\nmax 14\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(counter(v2, "oom_kill"), 1);
+        assert_eq!(counter("under_oom 0\n", "oom_kill"), 0);
+        assert_eq!(creator("job-4242-123456789"), Some(4242));
+        assert_eq!(creator("job-x-1"), None);
+        assert_eq!(creator("other"), None);
+    }
 
     #[test]
     fn reads_hybrid_and_unified_mountinfo() {

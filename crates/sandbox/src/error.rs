@@ -11,6 +11,13 @@ pub enum Error {
     },
     #[error(transparent)]
     Io(#[from] IoError),
+    /// A config file holds something runseal cannot use; `at` is the key or the line.
+    #[error("{}: {at}: {reason}", file.display())]
+    Config {
+        file: std::path::PathBuf,
+        at: String,
+        reason: String,
+    },
     #[error("cgroup: {0}")]
     Cgroup(String),
     /// The job's setup failed inside the sandbox, before the command ran; `exit_code` is

@@ -271,15 +271,25 @@ pub struct Limits {
     /// CPU time as a number of CPUs (1.5 = one and a half cores' worth per period).
     pub cpus: Option<f64>,
     pub pids: Option<u64>,
-    pub timeout: Option<Duration>,
-    /// Size of the job's `/tmp` (a tmpfs).
-    #[serde(default)]
+    /// The size of the job's `/tmp` (a tmpfs, counted in the job's memory too).
     pub tmp_size: Option<u64>,
+    pub timeout: Option<Duration>,
 }
 
 impl Limits {
     pub fn needs_cgroup(&self) -> bool {
         self.memory_bytes.is_some() || self.cpus.is_some() || self.pids.is_some()
+    }
+
+    /// These limits, with `defaults` wherever one is unset.
+    pub fn or(self, defaults: &Limits) -> Limits {
+        Limits {
+            memory_bytes: self.memory_bytes.or(defaults.memory_bytes),
+            cpus: self.cpus.or(defaults.cpus),
+            pids: self.pids.or(defaults.pids),
+            tmp_size: self.tmp_size.or(defaults.tmp_size),
+            timeout: self.timeout.or(defaults.timeout),
+        }
     }
 }
 
@@ -299,6 +309,10 @@ pub enum Outcome {
     Exited(i32),
     Signaled(i32),
     TimedOut,
+    /// Killed by the kernel's OOM killer at the job's memory limit.
+    OutOfMemory {
+        limit_bytes: u64,
+    },
 }
 
 impl Outcome {
@@ -308,6 +322,29 @@ impl Outcome {
             Outcome::Exited(code) => code,
             Outcome::Signaled(signal) => 128 + signal,
             Outcome::TimedOut => 124,
+            Outcome::OutOfMemory { .. } => 128 + libc::SIGKILL,
+        }
+    }
+
+    /// Why runseal ended the job, when the exit code alone does not say.
+    pub fn reason(self) -> Option<String> {
+        match self {
+            Outcome::OutOfMemory { limit_bytes } => Some(format!(
+                "killed: out of memory (limit {})",
+                format_size(limit_bytes)
+            )),
+            _ => None,
+        }
+    }
+
+    /// This outcome, as an OOM kill if the job died of SIGKILL while its memory cgroup
+    /// (limited to `limit_bytes`) counted `oom_kills`.
+    pub fn with_oom_kills(self, oom_kills: u64, limit_bytes: Option<u64>) -> Outcome {
+        match (self, limit_bytes) {
+            (Outcome::Signaled(libc::SIGKILL), Some(limit_bytes)) if oom_kills > 0 => {
+                Outcome::OutOfMemory { limit_bytes }
+            }
+            _ => self,
         }
     }
 }
@@ -354,6 +391,16 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// `bytes` as [`parse_size`] reads it back: `64M`, `2G`, `1536M`, or plain bytes.
+pub fn format_size(bytes: u64) -> String {
+    for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
+        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +415,9 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5X").is_err());
         assert!(parse_size("0").is_err());
+        for size in ["64M", "2G", "1536M", "100K", "1000", "3T"] {
+            assert_eq!(format_size(parse_size(size).unwrap()), size);
+        }
     }
 
     #[test]
@@ -375,5 +425,36 @@ mod tests {
         assert_eq!(Outcome::Exited(3).exit_code(), 3);
         assert_eq!(Outcome::Signaled(9).exit_code(), 137);
         assert_eq!(Outcome::TimedOut.exit_code(), 124);
+        let oom = Outcome::OutOfMemory {
+            limit_bytes: 64 << 20,
+        };
+        assert_eq!(oom.exit_code(), 137);
+        assert_eq!(
+            oom.reason().as_deref(),
+            Some("killed: out of memory (limit 64M)")
+        );
+        assert_eq!(Outcome::Signaled(9).reason(), None);
+    }
+
+    #[test]
+    fn only_a_sigkill_counted_by_the_memory_cgroup_is_an_oom_kill() {
+        let oom = Outcome::OutOfMemory { limit_bytes: 64 };
+        assert_eq!(Outcome::Signaled(9).with_oom_kills(1, Some(64)), oom);
+        assert_eq!(
+            Outcome::Signaled(9).with_oom_kills(0, Some(64)),
+            Outcome::Signaled(9)
+        );
+        assert_eq!(
+            Outcome::Signaled(9).with_oom_kills(1, None),
+            Outcome::Signaled(9)
+        );
+        assert_eq!(
+            Outcome::Exited(1).with_oom_kills(1, Some(64)),
+            Outcome::Exited(1)
+        );
+        assert_eq!(
+            Outcome::TimedOut.with_oom_kills(1, Some(64)),
+            Outcome::TimedOut
+        );
     }
 }

@@ -132,7 +132,10 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
                     exit_code: code,
                 });
             }
-            let outcome = wait_for_job(init_pid, job.limits.timeout);
+            let outcome = wait_for_job(init_pid, job.limits.timeout).map(|outcome| {
+                let oom_kills = cgroups.as_ref().map_or(0, Cgroups::oom_kills);
+                outcome.with_oom_kills(oom_kills, job.limits.memory_bytes)
+            });
             drop(cgroups);
             outcome.map(Started::Finished)
         }

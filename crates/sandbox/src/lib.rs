@@ -11,6 +11,7 @@
 
 mod build;
 mod cgroup;
+pub mod config;
 mod error;
 mod isolation;
 mod job;
@@ -22,10 +23,13 @@ pub mod sys;
 
 pub use build::{build_in_overlay, BuildSpec};
 pub use cgroup::{CgroupMode, Cgroups};
+pub use config::Config;
 pub use error::{Error, Result};
 pub use isolation::{check_mount_table, parse_mountinfo, MountLine};
 pub use job::{
-    parse_env, parse_size, Job, JobRequest, Limits, Network, Outcome, User, DEFAULT_USER,
+    format_size, parse_env, parse_size, Job, JobRequest, Limits, Network, Outcome, User,
+    DEFAULT_USER,
 };
 pub use launch::{mount_table, run};
 pub use rootfs::{plan_root, Source, Step};
+pub use seccomp::builder_filters;

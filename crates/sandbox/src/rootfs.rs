@@ -476,6 +476,8 @@ mod tests {
         scratch: tempfile::TempDir,
         names: HashMap<i32, String>,
         made: usize,
+        /// Each "mount" made, by name, and the dir standing in for it.
+        dirs: Vec<(String, PathBuf)>,
     }
 
     impl Recorder {
@@ -485,6 +487,7 @@ mod tests {
                 scratch: tempfile::tempdir().unwrap(),
                 names: HashMap::new(),
                 made: 0,
+                dirs: Vec::new(),
             }
         }
 
@@ -493,7 +496,8 @@ mod tests {
             let dir = self.scratch.path().join(self.made.to_string());
             std::fs::create_dir(&dir).unwrap();
             let fd = crate::sys::open_dir(&dir).unwrap();
-            self.names.insert(fd.as_raw_fd(), name);
+            self.names.insert(fd.as_raw_fd(), name.clone());
+            self.dirs.push((name, dir));
             fd
         }
 
@@ -561,8 +565,12 @@ mod tests {
         let trees = detach_trees(&mut recorder, Some(&job), &host_fds(), &steps).unwrap();
         apply(&mut recorder, trees, at.as_fd(), &steps).unwrap();
         let log = &recorder.log;
-        assert_eq!(log[0], "private /");
-        assert_eq!(log[1], "attach tmpfs 755 None at /");
+        // The trees are made, read-only, in the caller's namespace; then the job's own
+        // namespace goes private before anything is attached.
+        let private = log.iter().position(|l| l == "private /").unwrap();
+        assert!(log[..private].iter().all(|l| !l.starts_with("attach")));
+        assert!(log[..private].contains(&"ro /usr (tree usr)".to_string()));
+        assert_eq!(log[private + 1], "attach tmpfs 755 None at /");
         for expected in [
             "ro /usr (tree usr)",
             "attach tree usr at /usr",
@@ -575,7 +583,11 @@ mod tests {
         }
         assert_eq!(log[log.len() - 2], "ro / (tmpfs 755 None)");
         assert_eq!(log[log.len() - 1], "pivot tmpfs 755 None");
-        let root = recorder.scratch.path().join("1");
+        let (_, root) = recorder
+            .dirs
+            .iter()
+            .find(|(name, _)| name == "tmpfs 755 None")
+            .unwrap();
         assert!(root.join("usr").is_dir() && root.join("etc").is_dir());
         assert_eq!(
             std::fs::read_link(root.join("lib")).unwrap(),

@@ -384,7 +384,11 @@ fn prune_replaced(runtime: &DirFd) -> Result<()> {
         if !runtime.exists(&name)? {
             continue;
         }
-        let tree = runtime.open_dir(&name)?;
+        // Not a directory (a link the author planted): no job runs on it.
+        let Ok(tree) = runtime.open_dir(&name) else {
+            runtime.remove_tree(&name)?;
+            continue;
+        };
         match tree.lock(false) {
             Ok(_unused) => runtime.remove_tree(&name)?,
             Err(Error::Busy { .. }) if name == PREVIOUS_DIR => {

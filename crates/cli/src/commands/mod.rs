@@ -49,6 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             workdir,
             env,
             memory,
+            tmp_size,
             cpus,
             pids,
             timeout,
@@ -64,8 +65,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     memory_bytes: memory,
                     cpus,
                     pids,
+                    tmp_size,
                     timeout: timeout.map(std::time::Duration::from_secs_f64),
-                    ..runseal_sandbox::Limits::default()
                 },
                 user,
                 network: match network {
@@ -75,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 command,
                 mount_table,
             };
-            Ok(run::run(&root, &runtime, options))
+            Ok(run::run(&root, &runtime, args.config.as_deref(), options))
         }
         Command::Verify { runtime, profile } => {
             verify::run(&locate(&runtime)?, &profile, &profile_dir, args.json)

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use runseal_sandbox::{Job, JobRequest, Limits, Network, User};
+use runseal_sandbox::{Config, Job, JobRequest, Limits, Network, User};
 
 /// Exit code for failures of runseal itself, as container runtimes use it.
 const RUNSEAL_FAILED: u8 = 125;
@@ -16,19 +16,28 @@ pub struct RunOptions {
     pub mount_table: bool,
 }
 
-/// Runs the job; every failure of runseal is reported here and exits 125, so that the job's
-/// own exit codes stay unambiguous.
-pub fn run(root: &Path, runtime: &str, options: RunOptions) -> ExitCode {
+/// Runs the job with the limits of `config` (the default config file if `None`) where
+/// `options` set none; every failure of runseal is reported here and exits 125, so that the
+/// job's own exit codes stay unambiguous.
+pub fn run(root: &Path, runtime: &str, config: Option<&Path>, mut options: RunOptions) -> ExitCode {
     let show_mounts = options.mount_table;
-    let started = runseal_spec::resolve(root, runtime)
+    let started = Config::load(config)
         .map_err(anyhow::Error::from)
+        .and_then(|config| {
+            options.limits = options.limits.or(&config.limits);
+            Ok(runseal_spec::resolve(root, runtime)?)
+        })
         .and_then(|dir| job_for(&dir, options))
         .and_then(|job| {
             if show_mounts {
                 print!("{}", runseal_sandbox::mount_table(&job)?);
                 return Ok(0);
             }
-            Ok(runseal_sandbox::run(&job)?.exit_code())
+            let outcome = runseal_sandbox::run(&job)?;
+            if let Some(reason) = outcome.reason() {
+                eprintln!("runseal: {reason}");
+            }
+            Ok(outcome.exit_code())
         });
     match started {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
