@@ -120,7 +120,7 @@ fn setuid_and_setgid_bits_do_not_survive_sealing() {
     let t = sealtest!();
     let app = fixture_source(t.path());
     std::fs::write(app.join("bin/tool"), "#!/bin/sh\nid\n").unwrap();
-    set_mode(&app.join("bin/tool"), 0o6755);
+    set_mode(&app.join("bin/tool"), 0o6777);
     let dir = t.runtime("setuid", &host_yaml(&[&app]));
     let out = t.run(&["seal", "setuid"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
@@ -130,6 +130,7 @@ fn setuid_and_setgid_bits_do_not_survive_sealing() {
         .join("bin/tool");
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sealed).unwrap().permissions());
+    // Nor write permission for others: a host user could change what jobs run.
     assert_eq!(mode & 0o7777, 0o755, "sealed mode {mode:o}");
     let out = t.run(&["--json", "verify", "setuid"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));

@@ -232,40 +232,125 @@ fn a_work_dir_reached_through_a_symlink_is_refused() {
     assert!(text(&out.stderr).contains("the host's root directory"));
 }
 
+/// Builds with `body` as the setup script (its output comes back on stderr); the script
+/// ends by writing a runtime.yml for ROOT/NAME and printing that dir.
+fn build(t: &TestRoot, name: &str, body: &str) -> std::process::Output {
+    let script = t.path().join(format!("{name}.sh"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{body}\nmkdir -p \"$1/{name}\"\n\
+             printf 'name: {name}\\nversion: \"1\"\\nmounts:\\n  - {{source: bin/sh, target: /bin/sh, readonly: true}}\\n' > \"$1/{name}/runtime.yml\"\n\
+             echo \"$1/{name}\"\n"
+        ),
+    )
+    .unwrap();
+    t.run(&["build", script.to_str().unwrap(), "--profile", "generic"])
+}
+
 #[test]
 fn a_build_script_keeps_only_what_a_package_manager_needs() {
     let t = sealtest!();
-    let script = t.path().join("setup.sh");
     let before = std::fs::read("/proc/sys/kernel/core_pattern").unwrap();
     // Each attempt is harmless if it succeeds (it writes back what is there), so a
     // regression shows up as a failed assertion, not as a changed host.
-    std::fs::write(
-        &script,
-        r#"#!/bin/sh
-dir=$1/caps
-mkdir -p "$dir"
-{
-  grep -E '^Cap(Eff|Bnd)' /proc/self/status
-  cat /proc/sys/kernel/core_pattern > /proc/sys/kernel/core_pattern 2>/dev/null; echo "core_pattern=$?"
-  ip link set dev lo mtu 65536 2>/dev/null; echo "lo=$?"
-} > "$dir/probe"
-printf 'name: caps\nversion: "1"\nmounts:\n  - {source: bin/sh, target: /bin/sh, readonly: true}\n' > "$dir/runtime.yml"
-echo "$dir"
-"#,
-    )
-    .unwrap();
-    let out = t.run(&["build", script.to_str().unwrap(), "--profile", "generic"]);
-    let probe = std::fs::read_to_string(t.path().join("caps/probe")).unwrap();
-    assert_eq!(code(&out), 0, "{}\n{probe}", text(&out.stderr));
+    let out = build(
+        &t,
+        "caps",
+        r#"grep -E '^Cap(Eff|Bnd)' /proc/self/status
+cat /proc/sys/kernel/core_pattern > /proc/sys/kernel/core_pattern 2>/dev/null; echo "core_pattern=$?"
+ip link set dev lo mtu 65536 2>/dev/null; echo "lo=$?""#,
+    );
+    let probe = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{probe}");
     // CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID: bits 0, 1, 3 to 7.
     assert!(probe.contains("CapBnd:\t00000000000000fb"), "{probe}");
     assert!(probe.contains("CapEff:\t00000000000000fb"), "{probe}");
-    assert!(!probe.contains("core_pattern=0"), "{probe}");
-    assert!(!probe.contains("lo=0"), "{probe}");
+    assert!(
+        probe.contains("core_pattern=") && !probe.contains("core_pattern=0"),
+        "{probe}"
+    );
+    assert!(probe.contains("lo=") && !probe.contains("lo=0"), "{probe}");
     assert_eq!(
         std::fs::read("/proc/sys/kernel/core_pattern").unwrap(),
         before
     );
+}
+
+#[test]
+fn a_build_script_leaves_nothing_on_the_host_but_the_sealed_runtime() {
+    let t = sealtest!();
+    // Another tenant's runtime beside it, which the script must not see or change.
+    let (victim, _) = sealed_fixture(&t);
+    let victim_before = crate::util::snapshot(&victim);
+    let secret = t.path().join("secret");
+    std::fs::write(&secret, "root only\n").unwrap();
+    crate::util::set_mode(&secret, 0o600);
+    // The reported form: a setuid-root copy of a shell and a world-writable root-owned file
+    // left in the runtimes root, and the victim tampered with.
+    let out = build(
+        &t,
+        "evil",
+        &format!(
+            r#"cp /bin/dash "$1/suid-sh"; chmod 4755 "$1/suid-sh"
+mkdir -p "$1/evil"; cp /bin/dash "$1/evil/suid-sh"; chmod 4755 "$1/evil/suid-sh"
+echo x > "$1/evil/ww"; chmod 666 "$1/evil/ww"
+echo tampered > "$1/gen/isolated/usr/bin/busybox" 2>/dev/null; echo "victim=$?"
+ls "$1" | tr '\n' ' ' | sed 's/^/sees=/'; echo
+cat {secret} /etc/shadow 2>/dev/null | wc -c | sed 's/^/secret-bytes=/'"#,
+            secret = secret.display()
+        ),
+    );
+    let log = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{log}");
+    assert!(!log.contains("victim=0"), "{log}");
+    assert!(
+        log.contains("sees=evil "),
+        "the script saw other runtimes: {log}"
+    );
+    assert!(log.contains("secret-bytes=0"), "{log}");
+    assert!(
+        t.path().join("evil/isolated/bin").exists(),
+        "the build sealed nothing"
+    );
+    assert!(!t.path().join("suid-sh").exists());
+    assert!(
+        !t.path().join("evil/suid-sh").exists(),
+        "only the closure is sealed"
+    );
+    assert_eq!(crate::util::snapshot(&victim), victim_before);
+    for entry in walkdir::WalkDir::new(t.path().join("evil")) {
+        let meta = entry.unwrap().metadata().unwrap();
+        if !meta.file_type().is_symlink() {
+            let mode = meta.mode() & 0o6022;
+            assert_eq!(mode, 0, "a setuid or writable-by-others file is left");
+        }
+    }
+
+    // Variant: a script naming another tenant's runtime, or a path outside the root, as the
+    // one it built is refused, and the victim is not resealed from the overlay.
+    let script = t.path().join("names-another.sh");
+    for named in ["$1/gen", "$1/../elsewhere", "/etc"] {
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho trojan > /usr/bin/busybox\nmkdir -p \"$1/gen\"\n\
+                 cp /dev/null \"$1/gen/runtime.yml\"\necho {named}\n"
+            ),
+        )
+        .unwrap();
+        let out = t.run(&["build", script.to_str().unwrap()]);
+        assert_ne!(code(&out), 0, "{named}: {}", text(&out.stderr));
+        assert_eq!(crate::util::snapshot(&victim), victim_before, "{named}");
+    }
+    let out = build(&t, "gen", "true");
+    assert_ne!(code(&out), 0);
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(crate::util::snapshot(&victim), victim_before);
 }
 
 /// A runtime of the fixture app with the busybox userland, sealed; and its source dir.

@@ -130,18 +130,94 @@ fn builder(
             )))
         }
     }
-    let dir = match &spec.name {
-        Some(name) => spec.runtimes_root.join(name),
-        None => PathBuf::from(&last_line),
-    };
-    if !dir.starts_with(&spec.runtimes_root) || !dir.join("runtime.yml").is_file() {
-        return Err(Error::Invalid(format!(
-            "the setup script wrote no runtime.yml under {} (it printed `{last_line}`; pass --name to say which runtime it writes)",
-            spec.runtimes_root.display()
-        )));
+    let name = runtime_name(spec, &last_line)?;
+    let dir = spec.runtimes_root.join(&name);
+    let written = merged.join(rel(&dir));
+    let yaml = read_runtime_yml(&written)?;
+    // A fresh dir of runseal's own on the host: nothing the script wrote reaches the host
+    // but this text and what the seal copies (setuid bits stripped, modes checked).
+    std::fs::create_dir(&dir).map_err(|e| {
+        Error::Invalid(match e.kind() {
+            std::io::ErrorKind::AlreadyExists => format!(
+                "{}: already exists; a build makes a new runtime (`runseal remove {name}` first)",
+                dir.display()
+            ),
+            _ => format!("{}: {e}", dir.display()),
+        })
+    })?;
+    let sealed = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dir.join(runseal_spec::RUNTIME_YML))
+        .and_then(|mut file| file.write_all(yaml.as_bytes()))
+        .map_err(|e| Error::sys(format!("write {}/runtime.yml", dir.display()), e))
+        .and_then(|()| seal(&merged, &dir).map_err(Error::Invalid));
+    if let Err(e) = sealed {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
     }
-    seal(&merged, &dir).map_err(Error::Invalid)?;
     Ok(dir)
+}
+
+/// The runtime the script made: `--name`, else the last line it printed, which must be
+/// `ROOT/NAME` for one plain NAME. A script may not name a runtime anywhere else.
+fn runtime_name(spec: &BuildSpec, last_line: &str) -> Result<String> {
+    let name = match &spec.name {
+        Some(name) => name.clone(),
+        None => Path::new(last_line)
+            .strip_prefix(&spec.runtimes_root)
+            .ok()
+            .and_then(|rest| rest.to_str())
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && Path::new(&name).components().count() == 1
+        && !name.contains('/');
+    if plain {
+        return Ok(name);
+    }
+    Err(Error::Invalid(format!(
+        "the setup script must write one runtime dir ROOT/NAME under {} and print it last, \
+         or be given --name NAME (it printed `{last_line}`)",
+        spec.runtimes_root.display()
+    )))
+}
+
+/// The runtime.yml the script wrote inside the overlay: a regular file of reasonable size,
+/// never followed through a symlink (it could name any file of the host).
+fn read_runtime_yml(dir: &Path) -> Result<String> {
+    const LIMIT: u64 = 1 << 20;
+    let path = dir.join(runseal_spec::RUNTIME_YML);
+    let refuse = |why: &str| Error::Invalid(format!("{}: {why}", path.display()));
+    let file = rustix::fs::open(
+        &path,
+        rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::NONBLOCK
+            | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| {
+        refuse(&format!(
+            "the setup script wrote no runtime.yml there ({e})"
+        ))
+    })?;
+    let mut file = std::fs::File::from(file);
+    let meta = file.metadata().map_err(|e| refuse(&e.to_string()))?;
+    if !meta.is_file() || meta.len() > LIMIT {
+        return Err(refuse("not a regular file of at most 1 MiB"));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| refuse(&e.to_string()))?;
+    Ok(text)
+}
+
+/// `path` relative to `/`, to find it under another root.
+fn rel(path: &Path) -> &Path {
+    path.strip_prefix("/").unwrap_or(path)
 }
 
 /// The overlay of `/`, with the job's read-only /proc and minimal /dev, empty /tmp and
@@ -180,20 +256,64 @@ fn builder_steps(spec: &BuildSpec) -> Vec<Step> {
             size: None,
         });
     }
-    let script_dir = spec.script.parent().unwrap_or(Path::new("/"));
-    for (dir, attr) in [
-        (script_dir, MountAttr::READ_ONLY),
-        (spec.runtimes_root.as_path(), MountAttr::WRITABLE),
-    ] {
-        steps.push(Step::Bind {
-            source: Source::Host(dir.to_path_buf()),
-            target: dir.to_path_buf(),
-            leaf: Leaf::Dir,
-            attr,
+    // Host state a setup script has no business reading, and the runtimes root, where it
+    // writes its runtime.yml into a tmpfs of its own: it sees no other runtime, and nothing
+    // it writes there reaches the host except through the seal.
+    for dir in HIDDEN_DIRS
+        .iter()
+        .map(PathBuf::from)
+        .chain([spec.runtimes_root.clone()])
+    {
+        steps.push(Step::SandboxDir { path: dir.clone() });
+        steps.push(Step::Tmpfs {
+            target: dir,
+            mode: 0o755,
+            size: None,
         });
     }
+    for file in HIDDEN_FILES {
+        steps.push(Step::Mask {
+            target: file.into(),
+        });
+    }
+    // The script's dir, for the files it sources beside it (it may live in /tmp), unless
+    // that dir is one the script must not see: then the script alone.
+    let script_dir = spec.script.parent().unwrap_or(Path::new("/"));
+    let hidden = HIDDEN_DIRS
+        .iter()
+        .map(Path::new)
+        .chain([spec.runtimes_root.as_path()])
+        .any(|dir| script_dir.starts_with(dir));
+    let (shown, leaf) = if hidden {
+        (spec.script.as_path(), Leaf::File)
+    } else {
+        (script_dir, Leaf::Dir)
+    };
+    steps.push(Step::Bind {
+        source: Source::Host(shown.to_path_buf()),
+        target: shown.to_path_buf(),
+        leaf,
+        attr: MountAttr::READ_ONLY,
+    });
     steps
 }
+
+/// Directories of the host a setup script sees empty: users' homes and temp files.
+const HIDDEN_DIRS: [&str; 3] = ["/root", "/home", "/var/tmp"];
+
+/// Files of the host a setup script sees as /dev/null: password hashes and host keys.
+const HIDDEN_FILES: [&str; 10] = [
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/ssh/ssh_host_rsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key",
+    "/etc/ssh/ssh_host_ed25519_key",
+    "/etc/ssh/ssh_host_dsa_key",
+    "/etc/security/opasswd",
+    "/etc/sudoers",
+];
 
 /// What a package manager needs of root's powers, and nothing that reaches past the
 /// overlay: no mount, raw I/O, file handles (`open_by_handle_at` needs DAC_READ_SEARCH),

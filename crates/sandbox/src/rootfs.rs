@@ -57,7 +57,8 @@ pub enum Step {
     Proc {
         target: PathBuf,
     },
-    /// Bind the host's /dev/null over a file of the job's /proc, if the kernel has it.
+    /// Bind the host's /dev/null over a file, if there is one (a /proc file the kernel may
+    /// lack; a host secret under a build's overlay).
     Mask {
         target: PathBuf,
     },
@@ -349,15 +350,10 @@ pub fn populate(
                 held.insert(target, proc);
             }
             Step::Mask { target } => {
-                let (proc, name) = (target.parent().unwrap_or(target), target.file_name());
-                let proc = held_at(&held, proc)?;
-                let Some(name) = name else { continue };
-                // Which of these files exist depends on the kernel's configuration.
-                let Ok(at) = crate::sys::open_beneath(proc.as_fd(), Path::new(name), false, target)
-                else {
-                    continue;
-                };
-                ops.attach(tree_for(index, target)?.as_fd(), at.as_fd(), target)?;
+                // Which files exist depends on the kernel's configuration or the host.
+                if let Some(at) = dirs.existing(target)? {
+                    ops.attach(tree_for(index, target)?.as_fd(), at.as_fd(), target)?;
+                }
             }
             Step::Tmpfs { target, mode, size } => {
                 let tmpfs = ops.tmpfs(*mode, *size)?;
@@ -519,13 +515,7 @@ mod tests {
             Ok(self.fresh(name))
         }
         fn proc(&mut self) -> Result<OwnedFd> {
-            let fd = self.fresh("proc".into());
-            std::fs::write(
-                self.scratch.path().join(self.made.to_string()).join("keys"),
-                "",
-            )
-            .unwrap();
-            Ok(fd)
+            Ok(self.fresh("proc".into()))
         }
         fn clone_tree(&mut self, _: BorrowedFd<'_>, label: &Path) -> Result<OwnedFd> {
             let name = format!("tree {}", label.file_name().unwrap().to_string_lossy());
@@ -537,8 +527,14 @@ mod tests {
             self.log.push(line);
             Ok(())
         }
-        fn attach(&mut self, tree: BorrowedFd<'_>, _: BorrowedFd<'_>, label: &Path) -> Result<()> {
+        fn attach(&mut self, tree: BorrowedFd<'_>, at: BorrowedFd<'_>, label: &Path) -> Result<()> {
             let line = format!("attach {} at {}", self.name(tree), label.display());
+            // What a real proc would show where it is attached: one of the files masked.
+            if self.name(tree) == "proc" {
+                let flags = rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY;
+                rustix::fs::openat(at, "keys", flags, rustix::fs::Mode::from_raw_mode(0o644))
+                    .unwrap();
+            }
             self.log.push(line);
             Ok(())
         }

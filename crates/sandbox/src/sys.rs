@@ -306,6 +306,25 @@ impl<'a> Dirs<'a> {
         Ok(dir)
     }
 
+    /// The file `path`, if it is there, reached as by [`Dirs::make`] but creating nothing.
+    pub fn existing(&self, path: &Path) -> Result<Option<OwnedFd>> {
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        match openat2(
+            self.root,
+            relative,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+        ) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(Error::sys(
+                format!("openat2({}, RESOLVE_NO_SYMLINKS)", path.display()),
+                e,
+            )),
+        }
+    }
+
     /// Creates the symlink `path` -> `target`; its parent is made as by [`Dirs::make`].
     pub fn symlink(&self, path: &Path, target: &Path) -> Result<()> {
         let (parent, name) = split_parent(path)?;

@@ -84,9 +84,11 @@ impl CopyStamp {
     }
 }
 
-/// The permission bits a sealed copy gets: setuid and setgid never survive sealing.
+/// The permission bits a sealed copy gets: setuid and setgid never survive sealing, and
+/// neither does write permission for group or others, which would let a host user change
+/// what every job runs.
 pub fn sealed_mode(mode: u32) -> u32 {
-    mode & 0o1777
+    mode & 0o1755
 }
 
 impl ManifestEntry {
