@@ -148,6 +148,24 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
     assert_eq!(ran["exit_code"], 137, "{ran}");
     assert_eq!(ran["oom"], false, "{ran}");
 
+    // The daemon's own fds (its socket, its listener) never reach a job.
+    let run = serde_json::json!({"runtime": "openjdk-17", "command": ["ls", "/proc/self/fd"]});
+    let (_, ran) = daemon.call("POST", "/v1/run", Some(run));
+    assert_eq!(ran["stdout"], "0\n1\n2\n3\n", "{ran}");
+
+    // A runtime is not deleted under a running job.
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| {
+            let run = serde_json::json!({"runtime": "openjdk-17", "command": ["sleep", "3"]});
+            daemon.call("POST", "/v1/run", Some(run))
+        });
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let (status, error) = daemon.call("DELETE", "/v1/runtimes/openjdk-17", None);
+        assert_eq!(status, 409, "{error}");
+        assert_eq!(running.join().unwrap().1["exit_code"], 0);
+    });
+    assert!(root.join("openjdk-17/isolated").is_dir());
+
     let (status, error) = daemon.call("GET", "/v1/runtimes/nope", None);
     assert_eq!(status, 404);
     assert!(error["error"]
