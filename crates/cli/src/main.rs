@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    runseal_sandbox::sys::restore_default_sigpipe();
+    runseal_sandbox::restore_default_sigpipe();
     let args = cli::Args::parse();
     match commands::run(args) {
         Ok(code) => code,

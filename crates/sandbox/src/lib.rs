@@ -2,9 +2,10 @@
 //!
 //! The job gets new mount, PID, IPC, UTS, cgroup and (by default) network namespaces; a tmpfs
 //! root holding only the runtime's sealed mounts (read-only, nosuid, nodev), a fresh `/proc`,
-//! a minimal `/dev`, a private `/tmp` and the work dir; `pivot_root` with the old root
-//! detached; no capabilities, `no_new_privs`, its own session and a seccomp filter; memory,
-//! CPU and pid limits through cgroup v2 or v1. Failing to apply any of it is an error.
+//! a minimal `/dev`, a private `/tmp` and the work dir, all built through fds; `pivot_root`
+//! with the old root detached; an unprivileged user, no capabilities, `no_new_privs`, its
+//! own session and a seccomp filter; memory, CPU, pid and `/tmp` limits through cgroup v2 or
+//! v1. Failing to apply any of it is an error.
 //!
 //! Every system call goes through [`sys`], the crate's only `unsafe` code.
 #![deny(unsafe_code)]
@@ -19,7 +20,7 @@ mod launch;
 mod rootfs;
 mod seccomp;
 #[allow(unsafe_code)]
-pub mod sys;
+mod sys;
 
 pub use build::{build_in_overlay, BuildSpec};
 pub use cgroup::{CgroupMode, Cgroups};
@@ -33,3 +34,4 @@ pub use job::{
 pub use launch::{mount_table, run};
 pub use rootfs::{plan_root, Source, Step};
 pub use seccomp::builder_filters;
+pub use sys::restore_default_sigpipe;

@@ -1,7 +1,11 @@
 //! Every system call the sandbox makes, one small function each; an error names the call
-//! and its arguments. The mount calls sit behind [`MountOps`] so the order in which a job
-//! root is assembled can be unit-tested with a recording fake. This module holds all of
-//! runseal's `unsafe` code: process creation (`clone`, `fork`, `_exit`) and one `ioctl`.
+//! and its arguments. The mount calls work on fds and sit behind [`MountOps`], so the order
+//! in which a root is assembled can be unit-tested with a recording fake; [`Dirs`] creates
+//! and opens places in a root without following symlinks, and needs no privilege.
+//!
+//! This module holds all of runseal's `unsafe` code, each block with its reason: process
+//! creation (`clone`, `fork`, `_exit`), `mount_setattr` (which rustix lacks), the loopback
+//! `ioctl`, `close_range`, `kill(-1)` and the signal mask calls.
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
