@@ -15,6 +15,8 @@ mod plan;
 mod profile;
 mod root;
 mod scan;
+#[cfg(test)]
+mod testing;
 
 pub use check::{check_tree, Problem};
 pub use error::{Error, Result};

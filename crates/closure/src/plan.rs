@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::Metadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::ldcache::LdCache;
 use crate::loader::{default_dirs, LibrarySearch, Via};
 use crate::profile::{Profile, ProfileLinks};
-use crate::root::{Resolution, Root};
+use crate::root::{special_kind, Resolution, Root};
 use crate::scan::{scan, FileKind};
 
 /// One path of the sealed tree.
@@ -210,14 +211,7 @@ impl Plan {
 
 /// Computes the closure of `input` on `root`.
 pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
-    let cache_path = root.real(Path::new("/etc/ld.so.cache"));
-    let cache = match std::fs::read(&cache_path) {
-        Ok(data) => Some(LdCache::parse(&data).map_err(|message| Error::LdCache {
-            path: cache_path,
-            message,
-        })?),
-        Err(_) => None,
-    };
+    let cache = read_ld_cache(root)?;
     let mut builder = Builder {
         root: root.clone(),
         search: LibrarySearch {
@@ -305,6 +299,25 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
         }
     }
     Ok(plan)
+}
+
+/// The root's `/etc/ld.so.cache`, if it has one. In a build the root is what the setup
+/// script left, so the cache may be anything: it is opened like any source.
+fn read_ld_cache(root: &Root) -> Result<Option<LdCache>> {
+    let path = match root.resolve(Path::new("/etc/ld.so.cache")) {
+        Ok(resolution) => resolution.path,
+        Err(Error::Missing { .. } | Error::NotADirectory { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut data = Vec::new();
+    root.open_regular(&path)?
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io(root.real(&path), e))?;
+    let cache = LdCache::parse(&data).map_err(|message| Error::LdCache {
+        path: root.real(&path),
+        message,
+    })?;
+    Ok(Some(cache))
 }
 
 /// The job root has no ld.so.cache (the host's would name host paths), so a library the
@@ -672,8 +685,7 @@ impl Builder {
             .map(|job| {
                 let entry = &self.plan.entries[job];
                 let executable = entry.mode & 0o111 != 0;
-                scan(&self.root.real(&entry.source), executable)
-                    .map(|kind| (entry.source.clone(), kind))
+                scan(&self.root, &entry.source, executable).map(|kind| (entry.source.clone(), kind))
             })
             .collect::<Result<_>>()?;
         for (source, kind) in scanned {
@@ -914,21 +926,6 @@ fn made_up_dir() -> Entry {
     }
 }
 
-fn special_kind(meta: &Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_char_device() {
-        "character device"
-    } else if t.is_block_device() {
-        "block device"
-    } else if t.is_fifo() {
-        "fifo"
-    } else if t.is_socket() {
-        "socket"
-    } else {
-        "special file"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1149,6 +1146,76 @@ mod refusal_tests {
             err.contains("not everyone may pass through (mode 700)"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod fifo_tests {
+    use super::*;
+    use crate::testing::{mkfifo, within_seconds};
+
+    /// A host whose app is a copy of /bin/true, run with `LD_LIBRARY_PATH=/opt/lib`.
+    fn host() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for dir in ["opt/app/bin", "opt/lib", "etc", "lib64"] {
+            std::fs::create_dir_all(t.path().join(dir)).unwrap();
+        }
+        for (from, to) in [
+            ("/bin/true", "opt/app/bin/true"),
+            ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
+        ] {
+            std::fs::copy(from, t.path().join(to)).unwrap();
+        }
+        t
+    }
+
+    fn plan_of(host: &Path) -> Result<Plan> {
+        let environment: IndexMap<String, String> =
+            [("LD_LIBRARY_PATH".to_string(), "/opt/lib".to_string())].into();
+        let profiles = [crate::profile::ProfileSet::builtin()
+            .unwrap()
+            .get("generic")
+            .unwrap()];
+        let mounts = vec![PlanMount {
+            source: "/opt/app".into(),
+            target: "/opt/app".into(),
+        }];
+        plan(
+            &Root::new(host),
+            &PlanInput {
+                mounts,
+                environment: &environment,
+                profiles: &profiles,
+                allow: &[],
+            },
+        )
+    }
+
+    /// The loader's search opens every candidate it meets: one that is a FIFO is skipped.
+    #[test]
+    fn a_fifo_among_library_candidates_is_skipped_not_waited_on() {
+        let t = host();
+        mkfifo(&t.path().join("opt/lib/libc.so.6"));
+        let host = t.path().to_path_buf();
+        let plan = within_seconds(move || plan_of(&host)).unwrap();
+        assert!(!plan.entries.contains_key(Path::new("/opt/lib/libc.so.6")));
+        assert!(
+            plan.notes.iter().any(|n| n.contains("needs libc.so.6")),
+            "{:?}",
+            plan.notes
+        );
+    }
+
+    /// In a build the root is what the setup script left, ld.so.cache included.
+    #[test]
+    fn a_fifo_as_ld_so_cache_is_an_error_not_a_hang() {
+        let t = host();
+        mkfifo(&t.path().join("etc/ld.so.cache"));
+        let host = t.path().to_path_buf();
+        let err = within_seconds(move || plan_of(&host))
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("etc/ld.so.cache: is a fifo; a sealed runtime holds only files, directories and symlinks"), "{err}");
     }
 }
 

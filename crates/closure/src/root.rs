@@ -5,8 +5,11 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
 
 use crate::error::{Error, Result};
 
@@ -66,6 +69,44 @@ impl Root {
     pub fn resolves_to_file(&self, path: &Path) -> bool {
         self.resolve(path)
             .is_ok_and(|r| self.real(&r.path).is_file())
+    }
+
+    /// Opens the regular file at `path` for reading its content, `path` being resolved
+    /// already (no component a symlink, as in a [`Resolution`] or a plan's sources). Sources
+    /// belong to a runtime's author, who can swap names while root reads them: a FIFO would
+    /// block the open or the read forever, a device would be read, a symlink would lead
+    /// anywhere. So the open does not block (`O_NONBLOCK`), crosses no symlink on the way
+    /// (`RESOLVE_NO_SYMLINKS` from the root's fd, which also keeps it beneath the root), and
+    /// anything but a regular file is an error.
+    pub fn open_regular(&self, path: &Path) -> Result<File> {
+        let real = self.real(path);
+        let io = |e: rustix::io::Errno| Error::io(&real, e.into());
+        let base = openat2(
+            CWD,
+            &self.base,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::empty(),
+        )
+        .map_err(|e| Error::io(&self.base, e.into()))?;
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let fd =
+            openat2(&base, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve).map_err(io)?;
+        let file = File::from(fd);
+        let meta = file.metadata().map_err(|e| Error::io(&real, e))?;
+        if meta.is_dir() {
+            return Err(Error::io(&real, std::io::ErrorKind::IsADirectory.into()));
+        }
+        if !meta.is_file() {
+            return Err(Error::SpecialFile {
+                path: real,
+                kind: special_kind(&meta),
+            });
+        }
+        Ok(file)
     }
 
     pub fn read_link(&self, path: &Path) -> Result<PathBuf> {
@@ -136,6 +177,22 @@ impl Root {
             path: current,
             links,
         })
+    }
+}
+
+/// What a non-regular, non-directory, non-symlink file is, for errors.
+pub fn special_kind(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_fifo() {
+        "fifo"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "special file"
     }
 }
 

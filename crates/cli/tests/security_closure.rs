@@ -1,0 +1,102 @@
+//! The closure is computed as root from trees a runtime's author may own: nothing the author
+//! puts there, or swaps in while the seal runs, may bring a file into the sealed tree that
+//! no unprivileged host user could read, nor stall the seal.
+
+use std::os::unix::fs::chown;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{code, text, TestRoot};
+
+/// The runtime author: an unprivileged host user.
+const AUTHOR: u32 = 1000;
+
+/// `runseal seal DIR EXTRA...`, failing the test if it has not finished within a minute
+/// (it is killed then, so a regression fails instead of hanging the suite).
+fn seal_within_a_minute(t: &TestRoot, dir: &Path, extra: &[&str]) -> Output {
+    let mut command = t.runseal_std();
+    command
+        .arg("seal")
+        .arg(dir)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = t.spawn(command);
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the seal of {} hung for a minute", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A dir of the author's under the test root.
+fn author_dir(t: &TestRoot, name: &str) -> PathBuf {
+    let dir = t.path().join("author").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for d in [t.path().join("author"), dir.clone()] {
+        chown(&d, Some(AUTHOR), Some(AUTHOR)).unwrap();
+    }
+    dir
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .args(["-m", "0755"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    chown(path, Some(AUTHOR), Some(AUTHOR)).unwrap();
+}
+
+/// A runtime.yml mounting `app` at its own path, with `environment` lines added.
+fn app_yaml(app: &Path, environment: &str) -> String {
+    format!(
+        "name: fixture\nlanguage: none\nversion: \"1.0\"\nmounts:\n  - source: {app}\n    \
+         target: {app}\n    readonly: true\nenvironment:\n  PATH: /usr/bin:/bin\n{environment}",
+        app = app.display()
+    )
+}
+
+// --- a FIFO where the closure reads -----------------------------------------------------------
+
+/// The loader's search opens each candidate library to read its ELF header. A FIFO the
+/// author names as one (in `LD_LIBRARY_PATH`, or in an ELF's `DT_RUNPATH`) once made root's
+/// seal wait forever; now it is skipped and the search goes on to the host's library.
+#[test]
+fn a_fifo_among_the_library_candidates_does_not_hang_the_seal() {
+    let t = sealtest!();
+    let app = t.path().join("sources/app");
+    std::fs::create_dir_all(app.join("bin")).unwrap();
+    std::fs::copy("/bin/true", app.join("bin/true")).unwrap();
+    let lib = author_dir(&t, "lib");
+    mkfifo(&lib.join("libc.so.6"));
+    let environment = format!("  LD_LIBRARY_PATH: {}\n", lib.display());
+    let dir = t.runtime("fifo-env", &app_yaml(&app, &environment));
+    let out = seal_within_a_minute(&t, &dir, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(dir
+        .join("isolated/usr/lib/x86_64-linux-gnu/libc.so.6")
+        .is_file());
+
+    let c = t.path().join("main.c");
+    std::fs::write(&c, "int main(void) { return 0; }\n").unwrap();
+    let status = std::process::Command::new("cc")
+        .arg(format!("-Wl,--enable-new-dtags,-rpath,{}", lib.display()))
+        .arg("-o")
+        .arg(app.join("bin/main"))
+        .arg(&c)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dir = t.runtime("fifo-runpath", &app_yaml(&app, ""));
+    let out = seal_within_a_minute(&t, &dir, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+}
