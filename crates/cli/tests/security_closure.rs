@@ -2,12 +2,12 @@
 //! puts there, or swaps in while the seal runs, may bring a file into the sealed tree that
 //! no unprivileged host user could read, nor stall the seal.
 
-use std::os::unix::fs::chown;
+use std::os::unix::fs::{chown, lchown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{code, text, TestRoot};
+use crate::util::{code, set_mode, text, TestRoot};
 
 /// The runtime author: an unprivileged host user.
 const AUTHOR: u32 = 1000;
@@ -99,4 +99,55 @@ fn a_fifo_among_the_library_candidates_does_not_hang_the_seal() {
     let dir = t.runtime("fifo-runpath", &app_yaml(&app, ""));
     let out = seal_within_a_minute(&t, &dir, &[]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+}
+
+// --- a remapped mount over a dir no job may enter ---------------------------------------------
+
+/// Root's `x/hidden` (0700) holds a world-readable key; the author's tree, mounted on
+/// `x/hidden`, holds a link to that key. In the job the link leads into the author's tree;
+/// the seal once copied the host's key there instead, and every job could read it.
+#[test]
+fn a_mount_remapped_over_a_closed_dir_never_brings_in_what_it_hides() {
+    let t = sealtest!();
+    let hidden = t.path().join("x/hidden");
+    std::fs::create_dir_all(hidden.join("pub")).unwrap();
+    std::fs::write(hidden.join("key"), "host key\n").unwrap();
+    std::fs::write(hidden.join("pub/file"), "behind a closed door\n").unwrap();
+    set_mode(&hidden, 0o700);
+    let src = author_dir(&t, "src");
+    symlink(hidden.join("key"), src.join("lnk")).unwrap();
+    lchown(src.join("lnk"), Some(AUTHOR), Some(AUTHOR)).unwrap();
+    let yaml = |source: &Path, target: &Path| {
+        format!(
+            "name: remap\nlanguage: none\nversion: \"1.0\"\nmounts:\n  - source: {}\n    \
+             target: {}\n    readonly: true\n",
+            source.display(),
+            target.display()
+        )
+    };
+    let dir = t.runtime("remap", &yaml(&src, &hidden));
+    // The author owning `src` is refused on its own unless allowed (see below).
+    let out = seal_within_a_minute(&t, &dir, &["--allow-untrusted-dir"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let sealed = dir.join("isolated").join(hidden.strip_prefix("/").unwrap());
+    assert!(sealed.join("lnk").is_symlink());
+    assert!(
+        !sealed.join("key").exists(),
+        "the host's key was sealed under the author's mount"
+    );
+    let out = t.run(&["verify", dir.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+
+    // Mounted elsewhere, a tree behind the closed dir is refused: its own parents are
+    // nowhere in the sealed tree, yet no unprivileged host user could read it.
+    let dir = t.runtime("behind", &yaml(&hidden.join("pub"), Path::new("/opt/pub")));
+    let out = seal_within_a_minute(&t, &dir, &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{stderr}");
+    let refusal = format!(
+        "{}: is a directory that not everyone may pass through (mode 700)",
+        hidden.display()
+    );
+    assert!(stderr.contains(&refusal), "{stderr}");
+    assert!(!dir.join("isolated").exists());
 }

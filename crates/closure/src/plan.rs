@@ -212,10 +212,23 @@ impl Plan {
 /// Computes the closure of `input` on `root`.
 pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
     let cache = read_ld_cache(root)?;
+    // What the job sees at a remapped target is the mount's source tree, not what the host
+    // holds there: paths the job uses are resolved through that view.
+    let remapped = input
+        .mounts
+        .iter()
+        .filter(|m| m.source != m.target)
+        .filter_map(|m| {
+            let source = root.resolve(&m.source).ok()?.path;
+            Some((m.target.clone(), source))
+        })
+        .collect();
+    let view = root.with_mounts(remapped);
     let mut builder = Builder {
         root: root.clone(),
+        view: view.clone(),
         search: LibrarySearch {
-            root: root.clone(),
+            root: view,
             cache,
             ld_library_path: path_list(input.environment, "LD_LIBRARY_PATH"),
         },
@@ -236,6 +249,7 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
         file_names: HashSet::new(),
         found: HashMap::new(),
         cache_only: Vec::new(),
+        passable: HashSet::new(),
     };
     for (index, mount) in input.mounts.iter().enumerate() {
         let reason = Reason::Mount {
@@ -320,6 +334,21 @@ fn read_ld_cache(root: &Root) -> Result<Option<LdCache>> {
     Ok(Some(cache))
 }
 
+/// A failed resolution of `path`, needed for `reason`: a missing path says where and why.
+fn needed(error: Error, path: &Path, reason: &Reason) -> Error {
+    match error {
+        Error::Missing { path: missing, .. } => Error::Missing {
+            path: if missing == path {
+                missing
+            } else {
+                PathBuf::from(format!("{} (at {})", path.display(), missing.display()))
+            },
+            needed_as: reason.to_string(),
+        },
+        other => other,
+    }
+}
+
 /// The job root has no ld.so.cache (the host's would name host paths), so a library the
 /// host finds only through its cache gets a link in the first default dir the tree holds as
 /// a real directory, where the loader's own search finds it.
@@ -393,15 +422,19 @@ fn add_links(plan: &mut Plan, profile: &str, links: &ProfileLinks) -> Result<()>
 }
 
 struct Builder {
+    /// The host (or the fixture standing for it): where every entry's source is.
     root: Root,
+    /// The root as the job sees it, remapped mounts in place: where the paths a job uses
+    /// (link targets, interpreters, libraries, profile paths) lead.
+    view: Root,
     search: LibrarySearch,
     exec_path: Vec<String>,
     plan: Plan,
     allow: Vec<PathBuf>,
     /// Files added but not yet read for ELF headers or `#!` lines.
     to_scan: Vec<PathBuf>,
-    /// Symlinks added but whose targets are not yet followed: (job path, source path).
-    links: Vec<(PathBuf, PathBuf)>,
+    /// Symlinks added whose targets are not yet followed, by job path.
+    links: Vec<PathBuf>,
     /// Paths already passed to `include`: including is idempotent, so repeats are skipped.
     included: HashSet<PathBuf>,
     /// File names of the files in the plan, for libraries satisfied by an earlier load.
@@ -410,6 +443,8 @@ struct Builder {
     found: HashMap<LookupKey, Option<PathBuf>>,
     /// Libraries found only through the host's ld.so.cache: (name, path, target).
     cache_only: Vec<(String, PathBuf, Target)>,
+    /// Host dirs already found fit to pass through on the way to a source.
+    passable: HashSet<PathBuf>,
 }
 
 /// What a library lookup depends on: the name, the requester's dir (for `$ORIGIN`), its
@@ -434,7 +469,7 @@ impl Builder {
         optional: bool,
     ) -> Result<()> {
         let path = Path::new(path);
-        if optional && self.root.resolve(path).is_err() {
+        if optional && self.resolve(path).is_err() {
             return Ok(());
         }
         let reason = Reason::Profile {
@@ -444,34 +479,45 @@ impl Builder {
         self.include(path, reason)
     }
 
-    /// Adds `path` (resolved on the root, every link on the way kept) at the same path.
+    /// Adds `path` (resolved as the job sees it, every link on the way kept) at the same path.
     fn include(&mut self, path: &Path, reason: Reason) -> Result<()> {
         if !self.included.insert(path.to_path_buf()) {
             return Ok(());
         }
         let resolution = self.resolve_needed(path, &reason)?;
         let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
-        self.add_chain(&resolution, &reason)?;
-        self.add_object(&resolution.path, &resolution.path, &reason)?;
+        self.add_resolved(&resolution, &reason)?;
         self.record(path, reason, before);
         Ok(())
     }
 
+    /// Adds what `resolution` passed and reached, each from where the job's view has it.
+    fn add_resolved(&mut self, resolution: &Resolution, why: &Reason) -> Result<()> {
+        self.add_chain(resolution, why)?;
+        let source = self.view.host_path(&resolution.path);
+        self.add_object(&source, &resolution.path, why)
+    }
+
     /// Adds the tree at `source` so that the job sees it at `target`.
     fn include_remapped(&mut self, source: &Path, target: &Path, reason: Reason) -> Result<()> {
-        let resolution = self.resolve_needed(source, &reason)?;
+        // The source is a host path, whatever another mount puts there in the job's view.
+        let resolution = self
+            .root
+            .resolve(source)
+            .map_err(|e| needed(e, source, &reason))?;
         let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
+        // The job sees the host's dir here only if it may see that dir and every dir above
+        // it; below a refused one, every dir on the way is made up.
+        let mut visible = true;
         for ancestor in ancestors(target) {
             if !self.plan.entries.contains_key(&ancestor) {
-                // The job sees the host's dir here only if it may see the host's dir at all.
-                let entry = match self.root.symlink_metadata(&ancestor) {
-                    Ok(meta) if meta.is_dir() => entry_of(&ancestor, &meta, EntryKind::Dir),
+                let host = self.view.host_path(&ancestor);
+                let entry = match self.view.symlink_metadata(&ancestor) {
+                    Ok(meta) if visible && meta.is_dir() => entry_of(&host, &meta, EntryKind::Dir),
                     _ => made_up_dir(),
                 };
-                let entry = match self.refusal(&entry) {
-                    None => entry,
-                    Some(_) => made_up_dir(),
-                };
+                visible &= self.refusal(&entry).is_none() && self.way_refusal(&host)?.is_none();
+                let entry = if visible { entry } else { made_up_dir() };
                 self.insert(ancestor, entry, &reason)?;
             }
         }
@@ -481,17 +527,7 @@ impl Builder {
     }
 
     fn resolve_needed(&self, path: &Path, reason: &Reason) -> Result<Resolution> {
-        self.resolve(path).map_err(|e| match e {
-            Error::Missing { path: missing, .. } => Error::Missing {
-                path: if missing == path {
-                    missing
-                } else {
-                    PathBuf::from(format!("{} (at {})", path.display(), missing.display()))
-                },
-                needed_as: reason.to_string(),
-            },
-            other => other,
-        })
+        self.resolve(path).map_err(|e| needed(e, path, reason))
     }
 
     fn record(&mut self, path: &Path, reason: Reason, before: (u64, u64, usize)) {
@@ -510,12 +546,13 @@ impl Builder {
         for link in &resolution.links {
             self.add_parents(&link.path, why)?;
             if !self.plan.entries.contains_key(&link.path) {
-                let meta = self.lstat(&link.path)?;
+                let source = self.view.host_path(&link.path);
+                let meta = self.lstat(&source)?;
                 let kind = EntryKind::Symlink {
                     target: link.target.clone(),
                     dangling: false,
                 };
-                self.insert(link.path.clone(), entry_of(&link.path, &meta, kind), why)?;
+                self.insert(link.path.clone(), entry_of(&source, &meta, kind), why)?;
             }
         }
         self.add_parents(&resolution.path, why)
@@ -524,8 +561,9 @@ impl Builder {
     fn add_parents(&mut self, path: &Path, why: &Reason) -> Result<()> {
         for ancestor in ancestors(path) {
             if !self.plan.entries.contains_key(&ancestor) {
-                let meta = self.lstat(&ancestor)?;
-                let entry = entry_of(&ancestor, &meta, EntryKind::Dir);
+                let source = self.view.host_path(&ancestor);
+                let meta = self.lstat(&source)?;
+                let entry = entry_of(&source, &meta, EntryKind::Dir);
                 self.insert(ancestor.clone(), entry, why)?;
             }
         }
@@ -595,9 +633,7 @@ impl Builder {
         if is_new {
             match entry.kind {
                 EntryKind::File => self.to_scan.push(job.to_path_buf()),
-                EntryKind::Symlink { .. } => {
-                    self.links.push((job.to_path_buf(), source.to_path_buf()))
-                }
+                EntryKind::Symlink { .. } => self.links.push(job.to_path_buf()),
                 EntryKind::Dir => {}
             }
         }
@@ -607,9 +643,13 @@ impl Builder {
     /// Inserts an entry; true if the path is new. The same path from two sources is a conflict;
     /// a source no job may see is refused, before anything reads its content.
     fn insert(&mut self, job: PathBuf, entry: Entry, why: &Reason) -> Result<bool> {
-        if let Some(problem) = self.refusal(&entry) {
+        let refused = match self.refusal(&entry) {
+            Some(problem) => Some((entry.source.clone(), problem)),
+            None => self.way_refusal(&entry.source)?,
+        };
+        if let Some((path, problem)) = refused {
             return Err(Error::Refused {
-                path: entry.source,
+                path,
                 problem,
                 trace: self.trace(why),
             });
@@ -637,23 +677,23 @@ impl Builder {
     }
 
     fn follow_links(&mut self) -> Result<()> {
-        for (job, source) in std::mem::take(&mut self.links) {
+        for job in std::mem::take(&mut self.links) {
             let Some(EntryKind::Symlink { target, .. }) =
                 self.plan.entries.get(&job).map(|e| e.kind.clone())
             else {
                 continue;
             };
+            // A relative target is relative to where the job sees the link.
             let wanted = if target.is_absolute() {
                 target.clone()
             } else {
-                source.parent().unwrap_or(Path::new("/")).join(&target)
+                job.parent().unwrap_or(Path::new("/")).join(&target)
             };
             let reason = Reason::SymlinkTarget { link: job.clone() };
             match self.resolve(&wanted) {
                 Ok(resolution) => {
                     let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
-                    self.add_chain(&resolution, &reason)?;
-                    self.add_object(&resolution.path, &resolution.path, &reason)?;
+                    self.add_resolved(&resolution, &reason)?;
                     self.record(&resolution.path, reason, before);
                 }
                 Err(Error::Missing { .. } | Error::NotADirectory { .. }) => {
@@ -743,7 +783,7 @@ impl Builder {
         // Libraries ship scripts whose `#!` names an interpreter nobody installed
         // (`/usr/lib/python3.11/cgi.py` says /usr/local/bin/python): the script cannot run
         // on the host either, so this is a note, not a failed seal.
-        if self.root.resolve(Path::new(interpreter)).is_err() {
+        if self.resolve(Path::new(interpreter)).is_err() {
             self.plan.unmet_on_source.insert(script.to_path_buf());
             self.plan.notes.push(format!(
                 "{}: its interpreter {interpreter} is not installed",
@@ -761,7 +801,7 @@ impl Builder {
             .exec_path
             .iter()
             .map(|dir| Path::new(dir).join(program))
-            .find(|p| self.root.resolves_to_file(p));
+            .find(|p| self.view.resolves_to_file(p));
         match found {
             Some(path) => self.include(&path, reason),
             None => {
@@ -802,8 +842,8 @@ impl Builder {
         found
     }
 
-    /// Resolves on the root, skipping the lstat of directories the plan already holds at
-    /// their own path (as it found them on the root).
+    /// Resolves as the job sees it, skipping the lstat of directories the plan already holds
+    /// at their own path (as it found them on the root).
     fn resolve(&self, path: &Path) -> Result<Resolution> {
         let entries = &self.plan.entries;
         let known_dir = |p: &Path| {
@@ -811,7 +851,7 @@ impl Builder {
                 .get(p)
                 .is_some_and(|e| e.kind == EntryKind::Dir && e.source == p)
         };
-        self.root.resolve_knowing(path, &known_dir)
+        self.view.resolve_knowing(path, &known_dir)
     }
 
     /// Why a job must not see the source of `entry`, unless the operator allowed it. The rule
@@ -847,6 +887,32 @@ impl Builder {
         } else {
             None
         }
+    }
+
+    /// The first host dir on the way to `source` that a job may not pass through, and why,
+    /// if there is one. These are the real dirs above the source, whatever the plan holds at
+    /// those paths: a remapped mount's target holds the author's tree in the plan, not the
+    /// host's dir, and a remapped source's own parents are nowhere in the plan.
+    fn way_refusal(&mut self, source: &Path) -> Result<Option<(PathBuf, String)>> {
+        // A dir joins `passable` only after every dir above it, so its children need no more.
+        if source.parent().is_none_or(|p| self.passable.contains(p)) {
+            return Ok(None);
+        }
+        for dir in ancestors(source) {
+            if self.passable.contains(&dir) {
+                continue;
+            }
+            let meta = self.lstat(&dir)?;
+            // The source was resolved through here: anything but a dir now was swapped in.
+            if !meta.is_dir() {
+                return Err(Error::NotADirectory { path: dir });
+            }
+            if let Some(problem) = self.refusal(&entry_of(&dir, &meta, EntryKind::Dir)) {
+                return Ok(Some((dir, problem)));
+            }
+            self.passable.insert(dir);
+        }
+        Ok(None)
     }
 
     /// How `why` leads back to a mount or a profile, through the inclusions so far:
@@ -1146,6 +1212,96 @@ mod refusal_tests {
             err.contains("not everyone may pass through (mode 700)"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod remap_tests {
+    use super::tests_support::*;
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    /// A host with a dir only root may enter, `/srv/hidden`, holding a world-readable key,
+    /// and an author's tree `/srv/author/src` holding a link to that key.
+    fn host() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        for dir in ["srv/hidden/pub", "srv/author/src"] {
+            std::fs::create_dir_all(b.join(dir)).unwrap();
+        }
+        std::fs::write(b.join("srv/hidden/key"), "host key").unwrap();
+        std::fs::write(b.join("srv/hidden/pub/file"), "behind a closed door").unwrap();
+        symlink("/srv/hidden/key", b.join("srv/author/src/lnk")).unwrap();
+        std::fs::set_permissions(b.join("srv/hidden"), PermissionsExt::from_mode(0o700)).unwrap();
+        t
+    }
+
+    /// Mounted on `/srv/hidden`, the author's tree is what the job sees there: its link
+    /// leads into that tree, never to the host's file it hides.
+    #[test]
+    fn a_path_under_a_remapped_target_is_the_mount_source_not_the_host() {
+        let t = host();
+        let root = Root::new(t.path());
+        let mounts = [("/srv/author/src", "/srv/hidden")];
+        let plan = plan_with(&root, &mounts, &[]).unwrap();
+        assert!(
+            plan.entries
+                .values()
+                .all(|e| !e.source.starts_with("/srv/hidden")),
+            "{:#?}",
+            plan.entries
+        );
+        assert_eq!(
+            plan.entries[Path::new("/srv/hidden/lnk")].kind,
+            EntryKind::Symlink {
+                target: "/srv/hidden/key".into(),
+                dangling: true
+            }
+        );
+
+        // Where the author's tree has the name, the link resolves to the author's file,
+        // as it will in the job; relative links are relative to where the job sees them.
+        std::fs::write(t.path().join("srv/author/src/key"), "author's key").unwrap();
+        symlink("../hidden/key", t.path().join("srv/author/src/rel")).unwrap();
+        let plan = plan_with(&root, &mounts, &[]).unwrap();
+        assert_eq!(
+            plan.entries[Path::new("/srv/hidden/key")].source,
+            Path::new("/srv/author/src/key")
+        );
+        assert_eq!(
+            plan.entries[Path::new("/srv/hidden/rel")].kind,
+            EntryKind::Symlink {
+                target: "../hidden/key".into(),
+                dangling: false
+            }
+        );
+        assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+    }
+
+    /// A remapped source's own parents are nowhere in the plan: they are checked on the host.
+    #[test]
+    fn a_source_behind_a_dir_not_everyone_may_enter_is_refused_even_remapped() {
+        let t = host();
+        let root = Root::new(t.path());
+        for mounts in [
+            [("/srv/hidden/pub", "/opt/pub")],
+            [("/srv/hidden/pub/file", "/opt/file")],
+        ] {
+            let err = plan_with(&root, &mounts, &[]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(
+                    "/srv/hidden: is a directory that not everyone may pass through (mode 700)"
+                ),
+                "{err}"
+            );
+        }
+        let allowed = plan_with(
+            &root,
+            &[("/srv/hidden/pub", "/opt/pub")],
+            &[PathBuf::from("/srv/hidden/pub")],
+        )
+        .unwrap();
+        assert!(allowed.entries.contains_key(Path::new("/opt/pub/file")));
     }
 }
 

@@ -16,10 +16,13 @@ use crate::error::{Error, Result};
 /// Linux's own limit on symlinks followed in one lookup (`MAXSYMLINKS`).
 pub const MAX_SYMLINKS: usize = 40;
 
-/// A directory seen as the root of a filesystem.
+/// A directory seen as the root of a filesystem, optionally with trees of it mounted
+/// elsewhere (the job's view of a runtime's remapped mounts).
 #[derive(Debug, Clone)]
 pub struct Root {
     base: PathBuf,
+    /// (target, source): the tree at `source` (resolved) is what is seen at `target`.
+    mounts: Vec<(PathBuf, PathBuf)>,
 }
 
 /// A symlink met while resolving: where it is (a path under the root) and what it says.
@@ -40,7 +43,36 @@ pub struct Resolution {
 
 impl Root {
     pub fn new(base: impl Into<PathBuf>) -> Self {
-        Root { base: base.into() }
+        Root {
+            base: base.into(),
+            mounts: Vec::new(),
+        }
+    }
+
+    /// This root as a job sees it: at each `(target, source)`, the tree at `source` (a
+    /// resolved path of this root) instead of what this root holds there.
+    pub fn with_mounts(&self, mounts: Vec<(PathBuf, PathBuf)>) -> Self {
+        Root {
+            base: self.base.clone(),
+            mounts,
+        }
+    }
+
+    /// Where `path`, as seen through the mounts, is on this root: under the longest target
+    /// that holds it, the same path under that mount's source.
+    pub fn host_path(&self, path: &Path) -> PathBuf {
+        let mount = self
+            .mounts
+            .iter()
+            .filter(|(target, _)| path.starts_with(target))
+            .max_by_key(|(target, _)| target.as_os_str().len());
+        match mount {
+            Some((target, source)) => match path.strip_prefix(target) {
+                Ok(rest) if !rest.as_os_str().is_empty() => source.join(rest),
+                _ => source.clone(),
+            },
+            None => path.to_path_buf(),
+        }
     }
 
     /// The host's own root.
@@ -52,12 +84,13 @@ impl Root {
         &self.base
     }
 
-    /// The real location of `path` (absolute, seen from inside the root).
+    /// The real location of `path` (absolute, seen from inside the root, through its mounts).
     pub fn real(&self, path: &Path) -> PathBuf {
+        let path = self.host_path(path);
         match path.strip_prefix("/") {
             Ok(rel) if rel.as_os_str().is_empty() => self.base.clone(),
             Ok(rel) => self.base.join(rel),
-            Err(_) => self.base.join(path),
+            Err(_) => self.base.join(&path),
         }
     }
 
@@ -89,7 +122,8 @@ impl Root {
             ResolveFlags::empty(),
         )
         .map_err(|e| Error::io(&self.base, e.into()))?;
-        let rel = path.strip_prefix("/").unwrap_or(path);
+        let host = self.host_path(path);
+        let rel = host.strip_prefix("/").unwrap_or(&host);
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
         let resolve =
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
