@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{code, set_mode, text, TestRoot};
+use crate::util::{code, fixture_source, host_yaml, set_mode, text, TestRoot};
 
 /// The runtime author: an unprivileged host user.
 const AUTHOR: u32 = 1000;
@@ -141,13 +141,82 @@ fn a_mount_remapped_over_a_closed_dir_never_brings_in_what_it_hides() {
     // Mounted elsewhere, a tree behind the closed dir is refused: its own parents are
     // nowhere in the sealed tree, yet no unprivileged host user could read it.
     let dir = t.runtime("behind", &yaml(&hidden.join("pub"), Path::new("/opt/pub")));
+    refused(
+        &t,
+        &dir,
+        &[&format!(
+            "{}: is a directory that not everyone may pass through (mode 700)",
+            hidden.display()
+        )],
+    );
+}
+
+// --- dirs someone but root can change -------------------------------------------------------
+
+/// The race: the author swaps `src2/sub` (a dir) with `stash/sub` (a symlink to a secret
+/// dir, `/root/...` even) in a loop of renameat2(RENAME_EXCHANGE) while root seals `src2`;
+/// walkdir opens subdirectories by path and descended through the symlink, so the checks
+/// saw the author's paths and the copy the secret. Only a dir someone but root can change
+/// can be swapped: such a dir in the closure, or on the way to it, is refused.
+#[test]
+fn a_dir_in_the_closure_someone_but_root_can_change_is_refused_unless_allowed() {
+    let t = sealtest!();
+    let src2 = author_dir(&t, "src2");
+    std::fs::create_dir(src2.join("sub")).unwrap();
+    std::fs::write(src2.join("sub/file"), "the author's\n").unwrap();
+    let dir = t.runtime("author-tree", &app_yaml(&src2, ""));
+    refused(
+        &t,
+        &dir,
+        &[
+            &format!(
+                "{}: is owned by uid {AUTHOR}, not root",
+                src2.parent().unwrap().display()
+            ),
+            "so its owner could swap what the seal reads through it for a symlink",
+            &format!("reached as mounts[0] ({})", src2.display()),
+            "`--allow-untrusted-dir` seals it anyway",
+        ],
+    );
+    let out = seal_within_a_minute(&t, &dir, &["--allow-untrusted-dir"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+
+    // Root's tree with a dir its group may write.
+    let app = fixture_source(t.path());
+    set_mode(&app.join("share"), 0o775);
+    let dir = t.runtime("group-writable", &host_yaml(&[&app]));
+    refused(
+        &t,
+        &dir,
+        &[&format!(
+            "{}/share: is writable by its group or others (mode 775)",
+            app.display()
+        )],
+    );
+    set_mode(&app.join("share"), 0o755);
+
+    // A dir on the way to a source: anyone could rename `sources` itself away.
+    set_mode(&t.path().join("sources"), 0o777);
+    refused(
+        &t,
+        &dir,
+        &[&format!(
+            "{}/sources: is writable by its group or others (mode 777)",
+            t.path().display()
+        )],
+    );
+    set_mode(&t.path().join("sources"), 0o755);
     let out = seal_within_a_minute(&t, &dir, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+}
+
+/// `seal DIR` fails (exit 1) naming each of `needles`, and writes no sealed tree.
+fn refused(t: &TestRoot, dir: &Path, needles: &[&str]) {
+    let out = seal_within_a_minute(t, dir, &[]);
     let stderr = text(&out.stderr);
     assert_eq!(code(&out), 1, "{stderr}");
-    let refusal = format!(
-        "{}: is a directory that not everyone may pass through (mode 700)",
-        hidden.display()
-    );
-    assert!(stderr.contains(&refusal), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
+    }
     assert!(!dir.join("isolated").exists());
 }

@@ -26,4 +26,4 @@ pub use plan::{
     TopLevel, REFUSED_PREFIXES,
 };
 pub use profile::{Anchor, Profile, ProfileLinks, ProfilePath, ProfileSet, SmokeTest};
-pub use root::{Link, Resolution, Root, MAX_SYMLINKS};
+pub use root::{untrusted_dir, Link, Resolution, Root, MAX_SYMLINKS};

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::ldcache::LdCache;
 use crate::loader::{default_dirs, LibrarySearch, Via};
 use crate::profile::{Profile, ProfileLinks};
-use crate::root::{special_kind, Resolution, Root};
+use crate::root::{special_kind, untrusted_dir, Resolution, Root};
 use crate::scan::{scan, FileKind};
 
 /// One path of the sealed tree.
@@ -159,6 +159,9 @@ pub struct PlanInput<'a> {
     /// Paths the operator lets the closure hold although [`REFUSED_PREFIXES`] or their
     /// permissions refuse them: each one, everything under it, and the dirs on the way to it.
     pub allow: &'a [PathBuf],
+    /// Let the closure read through dirs a user other than root can change (see
+    /// [`untrusted_dir`](crate::untrusted_dir)), which are refused by default.
+    pub allow_untrusted: bool,
 }
 
 /// Where a host keeps per-process, per-device, per-boot and per-user state: nothing a runtime
@@ -243,6 +246,7 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
             ..Plan::default()
         },
         allow: input.allow.to_vec(),
+        allow_untrusted: input.allow_untrusted,
         to_scan: Vec::new(),
         links: Vec::new(),
         included: HashSet::new(),
@@ -431,6 +435,7 @@ struct Builder {
     exec_path: Vec<String>,
     plan: Plan,
     allow: Vec<PathBuf>,
+    allow_untrusted: bool,
     /// Files added but not yet read for ELF headers or `#!` lines.
     to_scan: Vec<PathBuf>,
     /// Symlinks added whose targets are not yet followed, by job path.
@@ -644,15 +649,11 @@ impl Builder {
     /// a source no job may see is refused, before anything reads its content.
     fn insert(&mut self, job: PathBuf, entry: Entry, why: &Reason) -> Result<bool> {
         let refused = match self.refusal(&entry) {
-            Some(problem) => Some((entry.source.clone(), problem)),
+            Some(refusal) => Some((entry.source.clone(), refusal)),
             None => self.way_refusal(&entry.source)?,
         };
-        if let Some((path, problem)) = refused {
-            return Err(Error::Refused {
-                path,
-                problem,
-                trace: self.trace(why),
-            });
+        if let Some((path, refusal)) = refused {
+            return Err(refusal.error(path, self.trace(why)));
         }
         if let Some(existing) = self.plan.entries.get_mut(&job) {
             if existing.source != entry.source {
@@ -854,18 +855,39 @@ impl Builder {
         self.view.resolve_knowing(path, &known_dir)
     }
 
-    /// Why a job must not see the source of `entry`, unless the operator allowed it. The rule
-    /// is what an unprivileged user of the host may see: a file readable by others, a dir
-    /// passed through searchable by others, a dir copied whole also listable. A job runs as
-    /// uid 0, so it would read what only root, or one user, may read on the host.
-    fn refusal(&self, entry: &Entry) -> Option<String> {
+    /// Why the source of `entry` must not be sealed, if so.
+    ///
+    /// First, what an unprivileged user of the host may see, unless the operator allowed
+    /// more: a file readable by others, a dir passed through searchable by others, a dir
+    /// copied whole also listable. Every job would read the sealed copy.
+    ///
+    /// Then, for a dir, whether only root can change it, unless the operator allowed
+    /// untrusted dirs: whoever can rename its entries can swap one for a symlink between
+    /// the checks and the reads of a seal running as root (walkdir opens subdirectories by
+    /// path), and so get it to read through to anything, `/root` included.
+    fn refusal(&self, entry: &Entry) -> Option<Refusal> {
+        let source = entry.source.as_path();
+        if source.as_os_str().is_empty() {
+            return None;
+        }
+        self.hidden(entry).map(Refusal::Hidden).or_else(|| {
+            let check = entry.kind == EntryKind::Dir && !self.allow_untrusted;
+            check
+                .then(|| untrusted_dir(entry.uid, entry.mode, true))
+                .flatten()
+                .map(Refusal::Untrusted)
+        })
+    }
+
+    /// Why an unprivileged host user may not see the source of `entry`, unless allowed.
+    fn hidden(&self, entry: &Entry) -> Option<String> {
         let source = entry.source.as_path();
         let is_dir = entry.kind == EntryKind::Dir;
         let allowed = self
             .allow
             .iter()
             .any(|a| source.starts_with(a) || (!entry.whole && is_dir && a.starts_with(source)));
-        if source.as_os_str().is_empty() || allowed {
+        if allowed {
             return None;
         }
         if let Some(prefix) = REFUSED_PREFIXES.iter().find(|p| source.starts_with(p)) {
@@ -893,7 +915,7 @@ impl Builder {
     /// if there is one. These are the real dirs above the source, whatever the plan holds at
     /// those paths: a remapped mount's target holds the author's tree in the plan, not the
     /// host's dir, and a remapped source's own parents are nowhere in the plan.
-    fn way_refusal(&mut self, source: &Path) -> Result<Option<(PathBuf, String)>> {
+    fn way_refusal(&mut self, source: &Path) -> Result<Option<(PathBuf, Refusal)>> {
         // A dir joins `passable` only after every dir above it, so its children need no more.
         if source.parent().is_none_or(|p| self.passable.contains(p)) {
             return Ok(None);
@@ -943,6 +965,31 @@ impl Builder {
         self.root
             .symlink_metadata(path)
             .map_err(|e| Error::io(self.root.real(path), e))
+    }
+}
+
+/// Why a source is refused.
+enum Refusal {
+    /// Every job would read what an unprivileged host user may not.
+    Hidden(String),
+    /// A user other than root can change the dir, so what the seal reads through it.
+    Untrusted(String),
+}
+
+impl Refusal {
+    fn error(self, path: PathBuf, trace: String) -> Error {
+        match self {
+            Refusal::Hidden(problem) => Error::Refused {
+                path,
+                problem,
+                trace,
+            },
+            Refusal::Untrusted(problem) => Error::Untrusted {
+                path,
+                problem,
+                trace,
+            },
+        }
     }
 }
 
@@ -1343,6 +1390,7 @@ mod fifo_tests {
                 environment: &environment,
                 profiles: &profiles,
                 allow: &[],
+                allow_untrusted: true,
             },
         )
     }
@@ -1376,11 +1424,91 @@ mod fifo_tests {
 }
 
 #[cfg(test)]
+mod trust_tests {
+    use super::tests_support::*;
+    use super::*;
+    use std::os::unix::fs::{chown, PermissionsExt};
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn untrusted(root: &Root, mounts: &[(&str, &str)]) -> String {
+        let err = plan_trusting(root, mounts, &[], false).unwrap_err();
+        assert!(matches!(err, Error::Untrusted { .. }), "{err}");
+        plan_trusting(root, mounts, &[], true).unwrap();
+        err.to_string()
+    }
+
+    /// Whoever can rename entries of a dir the closure reads through can swap one for a
+    /// symlink while root reads: such a dir, in a tree or on the way to one, is refused.
+    #[test]
+    fn a_dir_someone_but_root_can_change_is_refused_unless_allowed() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipping: the fixture's dirs must be root's for the rule to pass them");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        std::fs::create_dir_all(b.join("srv/app/sub")).unwrap();
+        std::fs::write(b.join("srv/app/sub/file"), "x").unwrap();
+        let root = Root::new(b);
+        let mounts = [("/srv/app", "/srv/app")];
+        plan_trusting(&root, &mounts, &[], false).unwrap();
+
+        chown(b.join("srv/app/sub"), Some(1000), None).unwrap();
+        let err = untrusted(&root, &mounts);
+        assert_eq!(
+            err,
+            "/srv/app/sub: is owned by uid 1000, not root, so its owner could swap what the \
+             seal reads through it for a symlink to anything root may read (reached as \
+             mounts[0] (/srv/app)); `--allow-untrusted-dir` seals it anyway"
+        );
+        chown(b.join("srv/app/sub"), Some(0), None).unwrap();
+
+        chmod(&b.join("srv/app/sub"), 0o775);
+        let err = untrusted(&root, &mounts);
+        assert!(
+            err.starts_with("/srv/app/sub: is writable by its group or others (mode 775)"),
+            "{err}"
+        );
+        // Sticky: others may add entries, which are theirs, but not rename root's.
+        chmod(&b.join("srv/app/sub"), 0o1777);
+        plan_trusting(&root, &mounts, &[], false).unwrap();
+        chmod(&b.join("srv/app/sub"), 0o755);
+
+        // On the way to a source, remapped or not, whatever the plan holds there.
+        chmod(&b.join("srv"), 0o777);
+        for mounts in [
+            [("/srv/app", "/opt/app")],
+            [("/srv/app/sub/file", "/srv/app/sub/file")],
+        ] {
+            let err = untrusted(&root, &mounts);
+            assert!(
+                err.starts_with("/srv: is writable by its group or others (mode 777)"),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests_support {
     use super::*;
 
-    /// The closure of `mounts` on `root` with the generic profile, `allow` let through.
+    /// The closure of `mounts` on `root` with the generic profile, `allow` let through. The
+    /// fixtures are the test runner's, root or not: untrusted dirs are let through too.
     pub fn plan_with(root: &Root, mounts: &[(&str, &str)], allow: &[PathBuf]) -> Result<Plan> {
+        plan_trusting(root, mounts, allow, true)
+    }
+
+    /// [`plan_with`], untrusted dirs let through only with `allow_untrusted`.
+    pub fn plan_trusting(
+        root: &Root,
+        mounts: &[(&str, &str)],
+        allow: &[PathBuf],
+        allow_untrusted: bool,
+    ) -> Result<Plan> {
         let environment: IndexMap<String, String> =
             [("PATH".to_string(), "/usr/bin".to_string())].into();
         let profile = [crate::profile::ProfileSet::builtin()
@@ -1401,6 +1529,7 @@ mod tests_support {
                 environment: &environment,
                 profiles: &profile,
                 allow,
+                allow_untrusted,
             },
         )
     }
@@ -1473,6 +1602,7 @@ mod cache_tests {
             environment: &environment,
             profiles: &profiles,
             allow: &[],
+            allow_untrusted: true,
         };
         let plan = plan(&Root::new(b), &input).unwrap();
         let link = Path::new("/usr/lib/x86_64-linux-gnu/libfoo.so.1");

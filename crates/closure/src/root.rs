@@ -214,6 +214,23 @@ impl Root {
     }
 }
 
+/// Why a user other than root could change the dir of `uid` and `mode`, if one could: its
+/// owner is not root, or its group or others may write it. With `sticky_ok`, the sticky bit
+/// (`/var/tmp`) makes group and other writes harmless: there only an entry's owner can rename
+/// or remove it, and what others add is theirs, which this rule refuses in turn.
+pub fn untrusted_dir(uid: u32, mode: u32, sticky_ok: bool) -> Option<String> {
+    let mode = mode & 0o7777;
+    if uid != 0 {
+        Some(format!("is owned by uid {uid}, not root"))
+    } else if mode & 0o022 != 0 && !(sticky_ok && mode & 0o1000 != 0) {
+        Some(format!(
+            "is writable by its group or others (mode {mode:o})"
+        ))
+    } else {
+        None
+    }
+}
+
 /// What a non-regular, non-directory, non-symlink file is, for errors.
 pub fn special_kind(meta: &Metadata) -> &'static str {
     let t = meta.file_type();
