@@ -113,7 +113,6 @@ impl Root {
     /// anything but a regular file is an error.
     pub fn open_regular(&self, path: &Path) -> Result<File> {
         let real = self.real(path);
-        let io = |e: rustix::io::Errno| Error::io(&real, e.into());
         let base = openat2(
             CWD,
             &self.base,
@@ -124,11 +123,12 @@ impl Root {
         .map_err(|e| Error::io(&self.base, e.into()))?;
         let host = self.host_path(path);
         let rel = host.strip_prefix("/").unwrap_or(&host);
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let resolve =
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        let fd =
-            openat2(&base, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve).map_err(io)?;
+        let fd = openat2(&base, rel, flags, Mode::empty(), resolve)
+            .map_err(|e| Error::io(&real, e.into()))?;
         let file = File::from(fd);
         let meta = file.metadata().map_err(|e| Error::io(&real, e))?;
         if meta.is_dir() {
