@@ -99,7 +99,8 @@ pub enum Command {
         allow_path: Vec<PathBuf>,
         /// Seal although someone other than root can write the runtime dir or a parent of
         /// it (writes still never follow a symlink, but its author can change the sealed
-        /// tree afterwards).
+        /// tree afterwards), or a dir the closure reads through (copies still never cross a
+        /// symlink swapped in since the plan).
         #[arg(long)]
         allow_untrusted_dir: bool,
     },

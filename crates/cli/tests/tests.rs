@@ -11,6 +11,7 @@ mod limits;
 mod run;
 mod runtimes;
 mod seal_java;
+mod security_closure;
 mod security_jobs;
 mod security_sandbox;
 mod security_seal;

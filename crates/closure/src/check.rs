@@ -125,7 +125,7 @@ fn check_file(
             problem,
         })
     };
-    match scan(&root.real(job), executable)? {
+    match scan(root, job, executable)? {
         FileKind::Elf(info) => {
             if let Some(interpreter) = &info.interpreter {
                 if !root.resolves_to_file(Path::new(interpreter)) {

@@ -34,6 +34,16 @@ pub enum Error {
         problem: String,
         trace: String,
     },
+    #[error(
+        "{path}: {problem}, so its owner could swap what the seal reads through it for a \
+         symlink to anything root may read (reached as {trace}); `--allow-untrusted-dir` \
+         seals it anyway"
+    )]
+    Untrusted {
+        path: PathBuf,
+        problem: String,
+        trace: String,
+    },
     #[error("profile {name}: {message}")]
     Profile { name: String, message: String },
 }

@@ -15,6 +15,8 @@ mod plan;
 mod profile;
 mod root;
 mod scan;
+#[cfg(test)]
+mod testing;
 
 pub use check::{check_tree, Problem};
 pub use error::{Error, Result};
@@ -24,4 +26,4 @@ pub use plan::{
     TopLevel, REFUSED_PREFIXES,
 };
 pub use profile::{Anchor, Profile, ProfileLinks, ProfilePath, ProfileSet, SmokeTest};
-pub use root::{Link, Resolution, Root, MAX_SYMLINKS};
+pub use root::{untrusted_dir, Link, Resolution, Root, MAX_SYMLINKS};

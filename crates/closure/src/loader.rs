@@ -99,9 +99,11 @@ impl LibrarySearch {
             return false;
         };
         let mut header = [0u8; 20];
-        std::fs::File::open(self.root.real(&resolved.path))
-            .and_then(|mut f| f.read_exact(&mut header))
-            .is_ok()
+        // A candidate can be anything its dir's owner put there, a FIFO included: opened
+        // the way every source is, it is skipped, not waited on.
+        self.root
+            .open_regular(&resolved.path)
+            .is_ok_and(|mut f| f.read_exact(&mut header).is_ok())
             && elf::target_of(&header) == Some(target)
     }
 }

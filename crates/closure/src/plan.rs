@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::Metadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::ldcache::LdCache;
 use crate::loader::{default_dirs, LibrarySearch, Via};
 use crate::profile::{Profile, ProfileLinks};
-use crate::root::{Resolution, Root};
+use crate::root::{special_kind, untrusted_dir, Resolution, Root};
 use crate::scan::{scan, FileKind};
 
 /// One path of the sealed tree.
@@ -158,6 +159,9 @@ pub struct PlanInput<'a> {
     /// Paths the operator lets the closure hold although [`REFUSED_PREFIXES`] or their
     /// permissions refuse them: each one, everything under it, and the dirs on the way to it.
     pub allow: &'a [PathBuf],
+    /// Let the closure read through dirs a user other than root can change (see
+    /// [`untrusted_dir`](crate::untrusted_dir)), which are refused by default.
+    pub allow_untrusted: bool,
 }
 
 /// Where a host keeps per-process, per-device, per-boot and per-user state: nothing a runtime
@@ -210,18 +214,24 @@ impl Plan {
 
 /// Computes the closure of `input` on `root`.
 pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
-    let cache_path = root.real(Path::new("/etc/ld.so.cache"));
-    let cache = match std::fs::read(&cache_path) {
-        Ok(data) => Some(LdCache::parse(&data).map_err(|message| Error::LdCache {
-            path: cache_path,
-            message,
-        })?),
-        Err(_) => None,
-    };
+    let cache = read_ld_cache(root)?;
+    // What the job sees at a remapped target is the mount's source tree, not what the host
+    // holds there: paths the job uses are resolved through that view.
+    let remapped = input
+        .mounts
+        .iter()
+        .filter(|m| m.source != m.target)
+        .filter_map(|m| {
+            let source = root.resolve(&m.source).ok()?.path;
+            Some((m.target.clone(), source))
+        })
+        .collect();
+    let view = root.with_mounts(remapped);
     let mut builder = Builder {
         root: root.clone(),
+        view: view.clone(),
         search: LibrarySearch {
-            root: root.clone(),
+            root: view,
             cache,
             ld_library_path: path_list(input.environment, "LD_LIBRARY_PATH"),
         },
@@ -236,12 +246,14 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
             ..Plan::default()
         },
         allow: input.allow.to_vec(),
+        allow_untrusted: input.allow_untrusted,
         to_scan: Vec::new(),
         links: Vec::new(),
         included: HashSet::new(),
         file_names: HashSet::new(),
         found: HashMap::new(),
         cache_only: Vec::new(),
+        passable: HashSet::new(),
     };
     for (index, mount) in input.mounts.iter().enumerate() {
         let reason = Reason::Mount {
@@ -305,6 +317,40 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
         }
     }
     Ok(plan)
+}
+
+/// The root's `/etc/ld.so.cache`, if it has one. In a build the root is what the setup
+/// script left, so the cache may be anything: it is opened like any source.
+fn read_ld_cache(root: &Root) -> Result<Option<LdCache>> {
+    let path = match root.resolve(Path::new("/etc/ld.so.cache")) {
+        Ok(resolution) => resolution.path,
+        Err(Error::Missing { .. } | Error::NotADirectory { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut data = Vec::new();
+    root.open_regular(&path)?
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io(root.real(&path), e))?;
+    let cache = LdCache::parse(&data).map_err(|message| Error::LdCache {
+        path: root.real(&path),
+        message,
+    })?;
+    Ok(Some(cache))
+}
+
+/// A failed resolution of `path`, needed for `reason`: a missing path says where and why.
+fn needed(error: Error, path: &Path, reason: &Reason) -> Error {
+    match error {
+        Error::Missing { path: missing, .. } => Error::Missing {
+            path: if missing == path {
+                missing
+            } else {
+                PathBuf::from(format!("{} (at {})", path.display(), missing.display()))
+            },
+            needed_as: reason.to_string(),
+        },
+        other => other,
+    }
 }
 
 /// The job root has no ld.so.cache (the host's would name host paths), so a library the
@@ -380,15 +426,20 @@ fn add_links(plan: &mut Plan, profile: &str, links: &ProfileLinks) -> Result<()>
 }
 
 struct Builder {
+    /// The host (or the fixture standing for it): where every entry's source is.
     root: Root,
+    /// The root as the job sees it, remapped mounts in place: where the paths a job uses
+    /// (link targets, interpreters, libraries, profile paths) lead.
+    view: Root,
     search: LibrarySearch,
     exec_path: Vec<String>,
     plan: Plan,
     allow: Vec<PathBuf>,
+    allow_untrusted: bool,
     /// Files added but not yet read for ELF headers or `#!` lines.
     to_scan: Vec<PathBuf>,
-    /// Symlinks added but whose targets are not yet followed: (job path, source path).
-    links: Vec<(PathBuf, PathBuf)>,
+    /// Symlinks added whose targets are not yet followed, by job path.
+    links: Vec<PathBuf>,
     /// Paths already passed to `include`: including is idempotent, so repeats are skipped.
     included: HashSet<PathBuf>,
     /// File names of the files in the plan, for libraries satisfied by an earlier load.
@@ -397,6 +448,8 @@ struct Builder {
     found: HashMap<LookupKey, Option<PathBuf>>,
     /// Libraries found only through the host's ld.so.cache: (name, path, target).
     cache_only: Vec<(String, PathBuf, Target)>,
+    /// Host dirs already found fit to pass through on the way to a source.
+    passable: HashSet<PathBuf>,
 }
 
 /// What a library lookup depends on: the name, the requester's dir (for `$ORIGIN`), its
@@ -421,7 +474,7 @@ impl Builder {
         optional: bool,
     ) -> Result<()> {
         let path = Path::new(path);
-        if optional && self.root.resolve(path).is_err() {
+        if optional && self.resolve(path).is_err() {
             return Ok(());
         }
         let reason = Reason::Profile {
@@ -431,34 +484,45 @@ impl Builder {
         self.include(path, reason)
     }
 
-    /// Adds `path` (resolved on the root, every link on the way kept) at the same path.
+    /// Adds `path` (resolved as the job sees it, every link on the way kept) at the same path.
     fn include(&mut self, path: &Path, reason: Reason) -> Result<()> {
         if !self.included.insert(path.to_path_buf()) {
             return Ok(());
         }
         let resolution = self.resolve_needed(path, &reason)?;
         let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
-        self.add_chain(&resolution, &reason)?;
-        self.add_object(&resolution.path, &resolution.path, &reason)?;
+        self.add_resolved(&resolution, &reason)?;
         self.record(path, reason, before);
         Ok(())
     }
 
+    /// Adds what `resolution` passed and reached, each from where the job's view has it.
+    fn add_resolved(&mut self, resolution: &Resolution, why: &Reason) -> Result<()> {
+        self.add_chain(resolution, why)?;
+        let source = self.view.host_path(&resolution.path);
+        self.add_object(&source, &resolution.path, why)
+    }
+
     /// Adds the tree at `source` so that the job sees it at `target`.
     fn include_remapped(&mut self, source: &Path, target: &Path, reason: Reason) -> Result<()> {
-        let resolution = self.resolve_needed(source, &reason)?;
+        // The source is a host path, whatever another mount puts there in the job's view.
+        let resolution = self
+            .root
+            .resolve(source)
+            .map_err(|e| needed(e, source, &reason))?;
         let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
+        // The job sees the host's dir here only if it may see that dir and every dir above
+        // it; below a refused one, every dir on the way is made up.
+        let mut visible = true;
         for ancestor in ancestors(target) {
             if !self.plan.entries.contains_key(&ancestor) {
-                // The job sees the host's dir here only if it may see the host's dir at all.
-                let entry = match self.root.symlink_metadata(&ancestor) {
-                    Ok(meta) if meta.is_dir() => entry_of(&ancestor, &meta, EntryKind::Dir),
+                let host = self.view.host_path(&ancestor);
+                let entry = match self.view.symlink_metadata(&ancestor) {
+                    Ok(meta) if visible && meta.is_dir() => entry_of(&host, &meta, EntryKind::Dir),
                     _ => made_up_dir(),
                 };
-                let entry = match self.refusal(&entry) {
-                    None => entry,
-                    Some(_) => made_up_dir(),
-                };
+                visible &= self.refusal(&entry).is_none() && self.way_refusal(&host)?.is_none();
+                let entry = if visible { entry } else { made_up_dir() };
                 self.insert(ancestor, entry, &reason)?;
             }
         }
@@ -468,17 +532,7 @@ impl Builder {
     }
 
     fn resolve_needed(&self, path: &Path, reason: &Reason) -> Result<Resolution> {
-        self.resolve(path).map_err(|e| match e {
-            Error::Missing { path: missing, .. } => Error::Missing {
-                path: if missing == path {
-                    missing
-                } else {
-                    PathBuf::from(format!("{} (at {})", path.display(), missing.display()))
-                },
-                needed_as: reason.to_string(),
-            },
-            other => other,
-        })
+        self.resolve(path).map_err(|e| needed(e, path, reason))
     }
 
     fn record(&mut self, path: &Path, reason: Reason, before: (u64, u64, usize)) {
@@ -497,12 +551,13 @@ impl Builder {
         for link in &resolution.links {
             self.add_parents(&link.path, why)?;
             if !self.plan.entries.contains_key(&link.path) {
-                let meta = self.lstat(&link.path)?;
+                let source = self.view.host_path(&link.path);
+                let meta = self.lstat(&source)?;
                 let kind = EntryKind::Symlink {
                     target: link.target.clone(),
                     dangling: false,
                 };
-                self.insert(link.path.clone(), entry_of(&link.path, &meta, kind), why)?;
+                self.insert(link.path.clone(), entry_of(&source, &meta, kind), why)?;
             }
         }
         self.add_parents(&resolution.path, why)
@@ -511,8 +566,9 @@ impl Builder {
     fn add_parents(&mut self, path: &Path, why: &Reason) -> Result<()> {
         for ancestor in ancestors(path) {
             if !self.plan.entries.contains_key(&ancestor) {
-                let meta = self.lstat(&ancestor)?;
-                let entry = entry_of(&ancestor, &meta, EntryKind::Dir);
+                let source = self.view.host_path(&ancestor);
+                let meta = self.lstat(&source)?;
+                let entry = entry_of(&source, &meta, EntryKind::Dir);
                 self.insert(ancestor.clone(), entry, why)?;
             }
         }
@@ -582,9 +638,7 @@ impl Builder {
         if is_new {
             match entry.kind {
                 EntryKind::File => self.to_scan.push(job.to_path_buf()),
-                EntryKind::Symlink { .. } => {
-                    self.links.push((job.to_path_buf(), source.to_path_buf()))
-                }
+                EntryKind::Symlink { .. } => self.links.push(job.to_path_buf()),
                 EntryKind::Dir => {}
             }
         }
@@ -594,12 +648,12 @@ impl Builder {
     /// Inserts an entry; true if the path is new. The same path from two sources is a conflict;
     /// a source no job may see is refused, before anything reads its content.
     fn insert(&mut self, job: PathBuf, entry: Entry, why: &Reason) -> Result<bool> {
-        if let Some(problem) = self.refusal(&entry) {
-            return Err(Error::Refused {
-                path: entry.source,
-                problem,
-                trace: self.trace(why),
-            });
+        let refused = match self.refusal(&entry) {
+            Some(refusal) => Some((entry.source.clone(), refusal)),
+            None => self.way_refusal(&entry.source)?,
+        };
+        if let Some((path, refusal)) = refused {
+            return Err(refusal.error(path, self.trace(why)));
         }
         if let Some(existing) = self.plan.entries.get_mut(&job) {
             if existing.source != entry.source {
@@ -624,23 +678,23 @@ impl Builder {
     }
 
     fn follow_links(&mut self) -> Result<()> {
-        for (job, source) in std::mem::take(&mut self.links) {
+        for job in std::mem::take(&mut self.links) {
             let Some(EntryKind::Symlink { target, .. }) =
                 self.plan.entries.get(&job).map(|e| e.kind.clone())
             else {
                 continue;
             };
+            // A relative target is relative to where the job sees the link.
             let wanted = if target.is_absolute() {
                 target.clone()
             } else {
-                source.parent().unwrap_or(Path::new("/")).join(&target)
+                job.parent().unwrap_or(Path::new("/")).join(&target)
             };
             let reason = Reason::SymlinkTarget { link: job.clone() };
             match self.resolve(&wanted) {
                 Ok(resolution) => {
                     let before = (self.plan.files, self.plan.bytes, self.plan.entries.len());
-                    self.add_chain(&resolution, &reason)?;
-                    self.add_object(&resolution.path, &resolution.path, &reason)?;
+                    self.add_resolved(&resolution, &reason)?;
                     self.record(&resolution.path, reason, before);
                 }
                 Err(Error::Missing { .. } | Error::NotADirectory { .. }) => {
@@ -672,8 +726,7 @@ impl Builder {
             .map(|job| {
                 let entry = &self.plan.entries[job];
                 let executable = entry.mode & 0o111 != 0;
-                scan(&self.root.real(&entry.source), executable)
-                    .map(|kind| (entry.source.clone(), kind))
+                scan(&self.root, &entry.source, executable).map(|kind| (entry.source.clone(), kind))
             })
             .collect::<Result<_>>()?;
         for (source, kind) in scanned {
@@ -731,7 +784,7 @@ impl Builder {
         // Libraries ship scripts whose `#!` names an interpreter nobody installed
         // (`/usr/lib/python3.11/cgi.py` says /usr/local/bin/python): the script cannot run
         // on the host either, so this is a note, not a failed seal.
-        if self.root.resolve(Path::new(interpreter)).is_err() {
+        if self.resolve(Path::new(interpreter)).is_err() {
             self.plan.unmet_on_source.insert(script.to_path_buf());
             self.plan.notes.push(format!(
                 "{}: its interpreter {interpreter} is not installed",
@@ -749,7 +802,7 @@ impl Builder {
             .exec_path
             .iter()
             .map(|dir| Path::new(dir).join(program))
-            .find(|p| self.root.resolves_to_file(p));
+            .find(|p| self.view.resolves_to_file(p));
         match found {
             Some(path) => self.include(&path, reason),
             None => {
@@ -790,8 +843,8 @@ impl Builder {
         found
     }
 
-    /// Resolves on the root, skipping the lstat of directories the plan already holds at
-    /// their own path (as it found them on the root).
+    /// Resolves as the job sees it, skipping the lstat of directories the plan already holds
+    /// at their own path (as it found them on the root).
     fn resolve(&self, path: &Path) -> Result<Resolution> {
         let entries = &self.plan.entries;
         let known_dir = |p: &Path| {
@@ -799,21 +852,42 @@ impl Builder {
                 .get(p)
                 .is_some_and(|e| e.kind == EntryKind::Dir && e.source == p)
         };
-        self.root.resolve_knowing(path, &known_dir)
+        self.view.resolve_knowing(path, &known_dir)
     }
 
-    /// Why a job must not see the source of `entry`, unless the operator allowed it. The rule
-    /// is what an unprivileged user of the host may see: a file readable by others, a dir
-    /// passed through searchable by others, a dir copied whole also listable. A job runs as
-    /// uid 0, so it would read what only root, or one user, may read on the host.
-    fn refusal(&self, entry: &Entry) -> Option<String> {
+    /// Why the source of `entry` must not be sealed, if so.
+    ///
+    /// First, what an unprivileged user of the host may see, unless the operator allowed
+    /// more: a file readable by others, a dir passed through searchable by others, a dir
+    /// copied whole also listable. Every job would read the sealed copy.
+    ///
+    /// Then, for a dir, whether only root can change it, unless the operator allowed
+    /// untrusted dirs: whoever can rename its entries can swap one for a symlink between
+    /// the checks and the reads of a seal running as root (walkdir opens subdirectories by
+    /// path), and so get it to read through to anything, `/root` included.
+    fn refusal(&self, entry: &Entry) -> Option<Refusal> {
+        let source = entry.source.as_path();
+        if source.as_os_str().is_empty() {
+            return None;
+        }
+        self.hidden(entry).map(Refusal::Hidden).or_else(|| {
+            let check = entry.kind == EntryKind::Dir && !self.allow_untrusted;
+            check
+                .then(|| untrusted_dir(entry.uid, entry.mode, true))
+                .flatten()
+                .map(Refusal::Untrusted)
+        })
+    }
+
+    /// Why an unprivileged host user may not see the source of `entry`, unless allowed.
+    fn hidden(&self, entry: &Entry) -> Option<String> {
         let source = entry.source.as_path();
         let is_dir = entry.kind == EntryKind::Dir;
         let allowed = self
             .allow
             .iter()
             .any(|a| source.starts_with(a) || (!entry.whole && is_dir && a.starts_with(source)));
-        if source.as_os_str().is_empty() || allowed {
+        if allowed {
             return None;
         }
         if let Some(prefix) = REFUSED_PREFIXES.iter().find(|p| source.starts_with(p)) {
@@ -835,6 +909,32 @@ impl Builder {
         } else {
             None
         }
+    }
+
+    /// The first host dir on the way to `source` that a job may not pass through, and why,
+    /// if there is one. These are the real dirs above the source, whatever the plan holds at
+    /// those paths: a remapped mount's target holds the author's tree in the plan, not the
+    /// host's dir, and a remapped source's own parents are nowhere in the plan.
+    fn way_refusal(&mut self, source: &Path) -> Result<Option<(PathBuf, Refusal)>> {
+        // A dir joins `passable` only after every dir above it, so its children need no more.
+        if source.parent().is_none_or(|p| self.passable.contains(p)) {
+            return Ok(None);
+        }
+        for dir in ancestors(source) {
+            if self.passable.contains(&dir) {
+                continue;
+            }
+            let meta = self.lstat(&dir)?;
+            // The source was resolved through here: anything but a dir now was swapped in.
+            if !meta.is_dir() {
+                return Err(Error::NotADirectory { path: dir });
+            }
+            if let Some(problem) = self.refusal(&entry_of(&dir, &meta, EntryKind::Dir)) {
+                return Ok(Some((dir, problem)));
+            }
+            self.passable.insert(dir);
+        }
+        Ok(None)
     }
 
     /// How `why` leads back to a mount or a profile, through the inclusions so far:
@@ -865,6 +965,31 @@ impl Builder {
         self.root
             .symlink_metadata(path)
             .map_err(|e| Error::io(self.root.real(path), e))
+    }
+}
+
+/// Why a source is refused.
+enum Refusal {
+    /// Every job would read what an unprivileged host user may not.
+    Hidden(String),
+    /// A user other than root can change the dir, so what the seal reads through it.
+    Untrusted(String),
+}
+
+impl Refusal {
+    fn error(self, path: PathBuf, trace: String) -> Error {
+        match self {
+            Refusal::Hidden(problem) => Error::Refused {
+                path,
+                problem,
+                trace,
+            },
+            Refusal::Untrusted(problem) => Error::Untrusted {
+                path,
+                problem,
+                trace,
+            },
+        }
     }
 }
 
@@ -911,21 +1036,6 @@ fn made_up_dir() -> Entry {
         mtime_nsec: 0,
         file_id: (0, 0),
         whole: false,
-    }
-}
-
-fn special_kind(meta: &Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_char_device() {
-        "character device"
-    } else if t.is_block_device() {
-        "block device"
-    } else if t.is_fifo() {
-        "fifo"
-    } else if t.is_socket() {
-        "socket"
-    } else {
-        "special file"
     }
 }
 
@@ -1153,11 +1263,252 @@ mod refusal_tests {
 }
 
 #[cfg(test)]
+mod remap_tests {
+    use super::tests_support::*;
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    /// A host with a dir only root may enter, `/srv/hidden`, holding a world-readable key,
+    /// and an author's tree `/srv/author/src` holding a link to that key.
+    fn host() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        for dir in ["srv/hidden/pub", "srv/author/src"] {
+            std::fs::create_dir_all(b.join(dir)).unwrap();
+        }
+        std::fs::write(b.join("srv/hidden/key"), "host key").unwrap();
+        std::fs::write(b.join("srv/hidden/pub/file"), "behind a closed door").unwrap();
+        symlink("/srv/hidden/key", b.join("srv/author/src/lnk")).unwrap();
+        std::fs::set_permissions(b.join("srv/hidden"), PermissionsExt::from_mode(0o700)).unwrap();
+        t
+    }
+
+    /// Mounted on `/srv/hidden`, the author's tree is what the job sees there: its link
+    /// leads into that tree, never to the host's file it hides.
+    #[test]
+    fn a_path_under_a_remapped_target_is_the_mount_source_not_the_host() {
+        let t = host();
+        let root = Root::new(t.path());
+        let mounts = [("/srv/author/src", "/srv/hidden")];
+        let plan = plan_with(&root, &mounts, &[]).unwrap();
+        assert!(
+            plan.entries
+                .values()
+                .all(|e| !e.source.starts_with("/srv/hidden")),
+            "{:#?}",
+            plan.entries
+        );
+        assert_eq!(
+            plan.entries[Path::new("/srv/hidden/lnk")].kind,
+            EntryKind::Symlink {
+                target: "/srv/hidden/key".into(),
+                dangling: true
+            }
+        );
+
+        // Where the author's tree has the name, the link resolves to the author's file,
+        // as it will in the job; relative links are relative to where the job sees them.
+        std::fs::write(t.path().join("srv/author/src/key"), "author's key").unwrap();
+        symlink("../hidden/key", t.path().join("srv/author/src/rel")).unwrap();
+        let plan = plan_with(&root, &mounts, &[]).unwrap();
+        assert_eq!(
+            plan.entries[Path::new("/srv/hidden/key")].source,
+            Path::new("/srv/author/src/key")
+        );
+        assert_eq!(
+            plan.entries[Path::new("/srv/hidden/rel")].kind,
+            EntryKind::Symlink {
+                target: "../hidden/key".into(),
+                dangling: false
+            }
+        );
+        assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+    }
+
+    /// A remapped source's own parents are nowhere in the plan: they are checked on the host.
+    #[test]
+    fn a_source_behind_a_dir_not_everyone_may_enter_is_refused_even_remapped() {
+        let t = host();
+        let root = Root::new(t.path());
+        for mounts in [
+            [("/srv/hidden/pub", "/opt/pub")],
+            [("/srv/hidden/pub/file", "/opt/file")],
+        ] {
+            let err = plan_with(&root, &mounts, &[]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(
+                    "/srv/hidden: is a directory that not everyone may pass through (mode 700)"
+                ),
+                "{err}"
+            );
+        }
+        let allowed = plan_with(
+            &root,
+            &[("/srv/hidden/pub", "/opt/pub")],
+            &[PathBuf::from("/srv/hidden/pub")],
+        )
+        .unwrap();
+        assert!(allowed.entries.contains_key(Path::new("/opt/pub/file")));
+    }
+}
+
+#[cfg(test)]
+mod fifo_tests {
+    use super::*;
+    use crate::testing::{mkfifo, within_seconds};
+
+    /// A host whose app is a copy of /bin/true, run with `LD_LIBRARY_PATH=/opt/lib`.
+    fn host() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for dir in ["opt/app/bin", "opt/lib", "etc", "lib64"] {
+            std::fs::create_dir_all(t.path().join(dir)).unwrap();
+        }
+        for (from, to) in [
+            ("/bin/true", "opt/app/bin/true"),
+            ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
+        ] {
+            std::fs::copy(from, t.path().join(to)).unwrap();
+        }
+        t
+    }
+
+    fn plan_of(host: &Path) -> Result<Plan> {
+        let environment: IndexMap<String, String> =
+            [("LD_LIBRARY_PATH".to_string(), "/opt/lib".to_string())].into();
+        let profiles = [crate::profile::ProfileSet::builtin()
+            .unwrap()
+            .get("generic")
+            .unwrap()];
+        let mounts = vec![PlanMount {
+            source: "/opt/app".into(),
+            target: "/opt/app".into(),
+        }];
+        plan(
+            &Root::new(host),
+            &PlanInput {
+                mounts,
+                environment: &environment,
+                profiles: &profiles,
+                allow: &[],
+                allow_untrusted: true,
+            },
+        )
+    }
+
+    /// The loader's search opens every candidate it meets: one that is a FIFO is skipped.
+    #[test]
+    fn a_fifo_among_library_candidates_is_skipped_not_waited_on() {
+        let t = host();
+        mkfifo(&t.path().join("opt/lib/libc.so.6"));
+        let host = t.path().to_path_buf();
+        let plan = within_seconds(move || plan_of(&host)).unwrap();
+        assert!(!plan.entries.contains_key(Path::new("/opt/lib/libc.so.6")));
+        assert!(
+            plan.notes.iter().any(|n| n.contains("needs libc.so.6")),
+            "{:?}",
+            plan.notes
+        );
+    }
+
+    /// In a build the root is what the setup script left, ld.so.cache included.
+    #[test]
+    fn a_fifo_as_ld_so_cache_is_an_error_not_a_hang() {
+        let t = host();
+        mkfifo(&t.path().join("etc/ld.so.cache"));
+        let host = t.path().to_path_buf();
+        let err = within_seconds(move || plan_of(&host))
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("etc/ld.so.cache: is a fifo; a sealed runtime holds only files, directories and symlinks"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use super::tests_support::*;
+    use super::*;
+    use std::os::unix::fs::{chown, PermissionsExt};
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn untrusted(root: &Root, mounts: &[(&str, &str)]) -> String {
+        let err = plan_trusting(root, mounts, &[], false).unwrap_err();
+        assert!(matches!(err, Error::Untrusted { .. }), "{err}");
+        plan_trusting(root, mounts, &[], true).unwrap();
+        err.to_string()
+    }
+
+    /// Whoever can rename entries of a dir the closure reads through can swap one for a
+    /// symlink while root reads: such a dir, in a tree or on the way to one, is refused.
+    #[test]
+    fn a_dir_someone_but_root_can_change_is_refused_unless_allowed() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipping: the fixture's dirs must be root's for the rule to pass them");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        std::fs::create_dir_all(b.join("srv/app/sub")).unwrap();
+        std::fs::write(b.join("srv/app/sub/file"), "x").unwrap();
+        let root = Root::new(b);
+        let mounts = [("/srv/app", "/srv/app")];
+        plan_trusting(&root, &mounts, &[], false).unwrap();
+
+        chown(b.join("srv/app/sub"), Some(1000), None).unwrap();
+        let err = untrusted(&root, &mounts);
+        assert_eq!(
+            err,
+            "/srv/app/sub: is owned by uid 1000, not root, so its owner could swap what the \
+             seal reads through it for a symlink to anything root may read (reached as \
+             mounts[0] (/srv/app)); `--allow-untrusted-dir` seals it anyway"
+        );
+        chown(b.join("srv/app/sub"), Some(0), None).unwrap();
+
+        chmod(&b.join("srv/app/sub"), 0o775);
+        let err = untrusted(&root, &mounts);
+        assert!(
+            err.starts_with("/srv/app/sub: is writable by its group or others (mode 775)"),
+            "{err}"
+        );
+        // Sticky: others may add entries, which are theirs, but not rename root's.
+        chmod(&b.join("srv/app/sub"), 0o1777);
+        plan_trusting(&root, &mounts, &[], false).unwrap();
+        chmod(&b.join("srv/app/sub"), 0o755);
+
+        // On the way to a source, remapped or not, whatever the plan holds there.
+        chmod(&b.join("srv"), 0o777);
+        for mounts in [
+            [("/srv/app", "/opt/app")],
+            [("/srv/app/sub/file", "/srv/app/sub/file")],
+        ] {
+            let err = untrusted(&root, &mounts);
+            assert!(
+                err.starts_with("/srv: is writable by its group or others (mode 777)"),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests_support {
     use super::*;
 
-    /// The closure of `mounts` on `root` with the generic profile, `allow` let through.
+    /// The closure of `mounts` on `root` with the generic profile, `allow` let through. The
+    /// fixtures are the test runner's, root or not: untrusted dirs are let through too.
     pub fn plan_with(root: &Root, mounts: &[(&str, &str)], allow: &[PathBuf]) -> Result<Plan> {
+        plan_trusting(root, mounts, allow, true)
+    }
+
+    /// [`plan_with`], untrusted dirs let through only with `allow_untrusted`.
+    pub fn plan_trusting(
+        root: &Root,
+        mounts: &[(&str, &str)],
+        allow: &[PathBuf],
+        allow_untrusted: bool,
+    ) -> Result<Plan> {
         let environment: IndexMap<String, String> =
             [("PATH".to_string(), "/usr/bin".to_string())].into();
         let profile = [crate::profile::ProfileSet::builtin()
@@ -1178,6 +1529,7 @@ mod tests_support {
                 environment: &environment,
                 profiles: &profile,
                 allow,
+                allow_untrusted,
             },
         )
     }
@@ -1250,6 +1602,7 @@ mod cache_tests {
             environment: &environment,
             profiles: &profiles,
             allow: &[],
+            allow_untrusted: true,
         };
         let plan = plan(&Root::new(b), &input).unwrap();
         let link = Path::new("/usr/lib/x86_64-linux-gnu/libfoo.so.1");

@@ -5,18 +5,24 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
 
 use crate::error::{Error, Result};
 
 /// Linux's own limit on symlinks followed in one lookup (`MAXSYMLINKS`).
 pub const MAX_SYMLINKS: usize = 40;
 
-/// A directory seen as the root of a filesystem.
+/// A directory seen as the root of a filesystem, optionally with trees of it mounted
+/// elsewhere (the job's view of a runtime's remapped mounts).
 #[derive(Debug, Clone)]
 pub struct Root {
     base: PathBuf,
+    /// (target, source): the tree at `source` (resolved) is what is seen at `target`.
+    mounts: Vec<(PathBuf, PathBuf)>,
 }
 
 /// A symlink met while resolving: where it is (a path under the root) and what it says.
@@ -37,7 +43,36 @@ pub struct Resolution {
 
 impl Root {
     pub fn new(base: impl Into<PathBuf>) -> Self {
-        Root { base: base.into() }
+        Root {
+            base: base.into(),
+            mounts: Vec::new(),
+        }
+    }
+
+    /// This root as a job sees it: at each `(target, source)`, the tree at `source` (a
+    /// resolved path of this root) instead of what this root holds there.
+    pub fn with_mounts(&self, mounts: Vec<(PathBuf, PathBuf)>) -> Self {
+        Root {
+            base: self.base.clone(),
+            mounts,
+        }
+    }
+
+    /// Where `path`, as seen through the mounts, is on this root: under the longest target
+    /// that holds it, the same path under that mount's source.
+    pub fn host_path(&self, path: &Path) -> PathBuf {
+        let mount = self
+            .mounts
+            .iter()
+            .filter(|(target, _)| path.starts_with(target))
+            .max_by_key(|(target, _)| target.as_os_str().len());
+        match mount {
+            Some((target, source)) => match path.strip_prefix(target) {
+                Ok(rest) if !rest.as_os_str().is_empty() => source.join(rest),
+                _ => source.clone(),
+            },
+            None => path.to_path_buf(),
+        }
     }
 
     /// The host's own root.
@@ -49,12 +84,13 @@ impl Root {
         &self.base
     }
 
-    /// The real location of `path` (absolute, seen from inside the root).
+    /// The real location of `path` (absolute, seen from inside the root, through its mounts).
     pub fn real(&self, path: &Path) -> PathBuf {
+        let path = self.host_path(path);
         match path.strip_prefix("/") {
             Ok(rel) if rel.as_os_str().is_empty() => self.base.clone(),
             Ok(rel) => self.base.join(rel),
-            Err(_) => self.base.join(path),
+            Err(_) => self.base.join(&path),
         }
     }
 
@@ -66,6 +102,45 @@ impl Root {
     pub fn resolves_to_file(&self, path: &Path) -> bool {
         self.resolve(path)
             .is_ok_and(|r| self.real(&r.path).is_file())
+    }
+
+    /// Opens the regular file at `path` for reading its content, `path` being resolved
+    /// already (no component a symlink, as in a [`Resolution`] or a plan's sources). Sources
+    /// belong to a runtime's author, who can swap names while root reads them: a FIFO would
+    /// block the open or the read forever, a device would be read, a symlink would lead
+    /// anywhere. So the open does not block (`O_NONBLOCK`), crosses no symlink on the way
+    /// (`RESOLVE_NO_SYMLINKS` from the root's fd, which also keeps it beneath the root), and
+    /// anything but a regular file is an error.
+    pub fn open_regular(&self, path: &Path) -> Result<File> {
+        let real = self.real(path);
+        let base = openat2(
+            CWD,
+            &self.base,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::empty(),
+        )
+        .map_err(|e| Error::io(&self.base, e.into()))?;
+        let host = self.host_path(path);
+        let rel = host.strip_prefix("/").unwrap_or(&host);
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let fd = openat2(&base, rel, flags, Mode::empty(), resolve)
+            .map_err(|e| Error::io(&real, e.into()))?;
+        let file = File::from(fd);
+        let meta = file.metadata().map_err(|e| Error::io(&real, e))?;
+        if meta.is_dir() {
+            return Err(Error::io(&real, std::io::ErrorKind::IsADirectory.into()));
+        }
+        if !meta.is_file() {
+            return Err(Error::SpecialFile {
+                path: real,
+                kind: special_kind(&meta),
+            });
+        }
+        Ok(file)
     }
 
     pub fn read_link(&self, path: &Path) -> Result<PathBuf> {
@@ -136,6 +211,39 @@ impl Root {
             path: current,
             links,
         })
+    }
+}
+
+/// Why a user other than root could change the dir of `uid` and `mode`, if one could: its
+/// owner is not root, or its group or others may write it. With `sticky_ok`, the sticky bit
+/// (`/var/tmp`) makes group and other writes harmless: there only an entry's owner can rename
+/// or remove it, and what others add is theirs, which this rule refuses in turn.
+pub fn untrusted_dir(uid: u32, mode: u32, sticky_ok: bool) -> Option<String> {
+    let mode = mode & 0o7777;
+    if uid != 0 {
+        Some(format!("is owned by uid {uid}, not root"))
+    } else if mode & 0o022 != 0 && !(sticky_ok && mode & 0o1000 != 0) {
+        Some(format!(
+            "is writable by its group or others (mode {mode:o})"
+        ))
+    } else {
+        None
+    }
+}
+
+/// What a non-regular, non-directory, non-symlink file is, for errors.
+pub fn special_kind(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_fifo() {
+        "fifo"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "special file"
     }
 }
 

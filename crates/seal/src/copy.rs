@@ -6,15 +6,16 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use runseal_closure::{Entry, EntryKind, Plan, Root};
 use rustix::fs::{
-    chownat, fchmod, futimens, linkat, symlinkat, utimensat, AtFlags, Gid, Mode, OFlags, Timespec,
+    chownat, fchmod, futimens, linkat, symlinkat, utimensat, AtFlags, Gid, Mode, Timespec,
     Timestamps, Uid,
 };
+use rustix::io::Errno;
 
 use crate::dirfd::DirFd;
 use crate::error::{Error, Result};
@@ -87,8 +88,7 @@ pub fn materialize(
                 Some(hash) => (hash, false),
                 None => {
                     let dest = parent.create_file(name, 0o600)?;
-                    let source = root.real(&entry.source);
-                    let hash = copy_file(&source, entry, &dest, &|_| {})?;
+                    let hash = copy_file(root, entry, &dest, &|_| {})?;
                     set_metadata(&dest, entry).map_err(|e| Error::io(parent.join(name), e))?;
                     (hash, true)
                 }
@@ -249,18 +249,30 @@ impl SourceStamp {
     }
 }
 
-/// Copies `source` into `dest` and returns the BLAKE3 of the bytes written, hashed as they
-/// pass (the source is read once). The source must still be the file the plan describes,
-/// and must not change while it is read (checked by fstat before and after; `meanwhile`
-/// runs between the copy and the second fstat, a seam for tests); a change is retried a few
-/// times, then refused, so that no torn copy is ever recorded as sealed.
-fn copy_file(source: &Path, entry: &Entry, dest: &File, meanwhile: &dyn Fn(u32)) -> Result<String> {
+/// Copies the entry's source on `root` into `dest` and returns the BLAKE3 of the bytes
+/// written, hashed as they pass (the source is read once). The source must still be the
+/// file the plan describes, reached by the path the plan resolved: no symlink on the way
+/// (one there now was swapped in for a dir since, and could lead anywhere), and the same
+/// inode. It must not change while it is read (checked by fstat before and after;
+/// `meanwhile` runs between the copy and the second fstat, a seam for tests); a change is
+/// retried a few times, then refused, so that no torn copy is ever recorded as sealed.
+fn copy_file(root: &Root, entry: &Entry, dest: &File, meanwhile: &dyn Fn(u32)) -> Result<String> {
+    let source = root.real(&entry.source);
+    let source = source.as_path();
     let io = |e| Error::io(source, e);
-    let mut from = File::options()
-        .read(true)
-        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
-        .open(source)
-        .map_err(io)?;
+    let mut from = root.open_regular(&entry.source).map_err(|e| match e {
+        runseal_closure::Error::Io(e)
+            if e.source.raw_os_error() == Some(Errno::LOOP.raw_os_error()) =>
+        {
+            Error::Unsealable {
+                file: source.to_path_buf(),
+                message: "is now reached through a symlink, which was not there when the \
+                          closure was planned; seal again"
+                    .into(),
+            }
+        }
+        other => other.into(),
+    })?;
     let mut buffer = vec![0; BUFFER.min(entry.size as usize + 1)];
     for attempt in 1..=COPY_ATTEMPTS {
         let before = from.metadata().map_err(io)?;
@@ -411,7 +423,7 @@ mod tests {
         let (path, entry) = source(t.path(), b"first version");
         let dest = File::create_new(t.path().join("dest")).unwrap();
         let attempts = Cell::new(0);
-        let hash = copy_file(&path, &entry, &dest, &|attempt| {
+        let hash = copy_file(&Root::host(), &entry, &dest, &|attempt| {
             attempts.set(attempt);
             if attempt == 1 {
                 rewrite_keeping_mtime(&path, b"other version");
@@ -431,7 +443,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let (path, entry) = source(t.path(), b"version 0");
         let dest = File::create_new(t.path().join("dest")).unwrap();
-        let err = copy_file(&path, &entry, &dest, &|attempt| {
+        let err = copy_file(&Root::host(), &entry, &dest, &|attempt| {
             rewrite_keeping_mtime(&path, format!("version {attempt}").as_bytes());
         })
         .unwrap_err()
@@ -450,20 +462,42 @@ mod tests {
         let dest = File::create_new(t.path().join("dest")).unwrap();
         std::fs::write(t.path().join("other"), b"planned").unwrap();
         std::fs::rename(t.path().join("other"), &path).unwrap();
-        let err = copy_file(&path, &entry, &dest, &|_| {})
+        let err = copy_file(&Root::host(), &entry, &dest, &|_| {})
             .unwrap_err()
             .to_string();
         assert!(err.contains("was replaced by another file"), "{err}");
 
         let (path, entry) = source(t.path(), b"planned");
         std::fs::write(&path, b"grown since").unwrap();
-        let err = copy_file(&path, &entry, &dest, &|_| {})
+        let err = copy_file(&Root::host(), &entry, &dest, &|_| {})
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("was modified since the closure was planned"),
             "{err}"
         );
+    }
+
+    /// The author swaps a dir on the planned path for a symlink (renameat2 EXCHANGE, in
+    /// the attack): the copy must not read through it, whatever it leads to.
+    #[test]
+    fn a_symlink_in_place_of_a_dir_on_the_way_to_a_source_is_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("sub")).unwrap();
+        let (planned, entry) = source(&t.path().join("sub"), b"planned");
+        std::fs::create_dir(t.path().join("secret")).unwrap();
+        std::fs::hard_link(&planned, t.path().join("secret/source")).unwrap();
+        std::fs::rename(t.path().join("sub"), t.path().join("stash")).unwrap();
+        std::os::unix::fs::symlink("secret", t.path().join("sub")).unwrap();
+        let dest = File::create_new(t.path().join("dest")).unwrap();
+        let err = copy_file(&Root::host(), &entry, &dest, &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is now reached through a symlink, which was not there"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(t.path().join("dest")).unwrap(), b"");
     }
 
     #[test]
@@ -473,7 +507,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", &path).unwrap();
         let dest = File::create_new(t.path().join("dest")).unwrap();
-        assert!(copy_file(&path, &entry, &dest, &|_| {}).is_err());
+        assert!(copy_file(&Root::host(), &entry, &dest, &|_| {}).is_err());
         assert_eq!(std::fs::read(t.path().join("dest")).unwrap(), b"");
     }
 }

@@ -37,7 +37,8 @@ pub struct SealOptions {
     /// `/proc`, `/sys`, `/dev`, `/run`, `/root` or `/home`, and what not everyone may read):
     /// each one and everything under it.
     pub allow_paths: Vec<PathBuf>,
-    /// Seal although a non-root user can write the runtime dir or one of its parents.
+    /// Seal although a non-root user can write the runtime dir or one of its parents, or a
+    /// dir the closure reads through.
     pub allow_untrusted_dir: bool,
 }
 
@@ -136,6 +137,7 @@ pub fn seal_from(
                 environment: &current.environment,
                 profiles,
                 allow: &options.allow_paths,
+                allow_untrusted: options.allow_untrusted_dir,
             },
         )
     };

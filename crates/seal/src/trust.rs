@@ -5,30 +5,22 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use runseal_closure::untrusted_dir;
+
 use crate::error::{Error, Result};
 
 /// Why a non-root user could change `dir` or one of its parents up to `/`, if one could:
 /// a dir not owned by root, or writable by its group or others. A sticky parent (`/var/tmp`)
-/// is fine, because there only an entry's owner can rename or remove it.
+/// is fine, because there only an entry's owner can rename or remove it. The closure
+/// applies the same rule to the dirs it reads through.
 pub fn untrusted_because(dir: &Path) -> Result<Option<String>> {
     let real = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
     for (depth, path) in real.ancestors().enumerate() {
         let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-        let mode = meta.mode() & 0o7777;
-        let which = if depth == 0 { "it" } else { "its parent" };
-        if meta.uid() != 0 {
-            return Ok(Some(format!(
-                "{which} {} is owned by uid {}, not root",
-                path.display(),
-                meta.uid()
-            )));
-        }
-        let sticky_parent = depth > 0 && mode & 0o1000 != 0;
-        if mode & 0o022 != 0 && !sticky_parent {
-            return Ok(Some(format!(
-                "{which} {} is writable by its group or others (mode {mode:o})",
-                path.display()
-            )));
+        // The runtime dir itself takes the seal's writes: sticky is not enough there.
+        if let Some(problem) = untrusted_dir(meta.uid(), meta.mode(), depth > 0) {
+            let which = if depth == 0 { "it" } else { "its parent" };
+            return Ok(Some(format!("{which} {} {problem}", path.display())));
         }
     }
     Ok(None)
