@@ -121,6 +121,8 @@ fn setuid_and_setgid_bits_do_not_survive_sealing() {
     let app = fixture_source(t.path());
     std::fs::write(app.join("bin/tool"), "#!/bin/sh\nid\n").unwrap();
     set_mode(&app.join("bin/tool"), 0o6777);
+    // A file its author owns, in a tree root owns.
+    std::os::unix::fs::chown(app.join("bin/tool"), Some(1234), Some(1234)).unwrap();
     let dir = t.runtime("setuid", &host_yaml(&[&app]));
     let out = t.run(&["seal", "setuid"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
@@ -130,8 +132,17 @@ fn setuid_and_setgid_bits_do_not_survive_sealing() {
         .join("bin/tool");
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sealed).unwrap().permissions());
-    // Nor write permission for others: a host user could change what jobs run.
+    // Nor write permission for others, nor the author's ownership: a host user could change
+    // what jobs run.
     assert_eq!(mode & 0o7777, 0o755, "sealed mode {mode:o}");
+    let meta = std::fs::metadata(&sealed).unwrap();
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            std::os::unix::fs::MetadataExt::gid(&meta)
+        ),
+        (0, 0)
+    );
     let out = t.run(&["--json", "verify", "setuid"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));
     assert_eq!(json(&out)["ok"], true);

@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use runseal_closure::{Entry, EntryKind, Plan, Root};
 use rustix::fs::{
-    chownat, fchmod, futimens, linkat, symlinkat, utimensat, AtFlags, Gid, Mode, Timespec,
-    Timestamps, Uid,
+    fchmod, futimens, linkat, symlinkat, utimensat, AtFlags, Mode, Timespec, Timestamps,
 };
 use rustix::io::Errno;
 
@@ -331,17 +330,17 @@ fn planned_change(entry: &Entry, meta: &std::fs::Metadata) -> Option<&'static st
     }
 }
 
-/// Owner, permission bits (setuid and setgid dropped) and mtime, through an open fd.
+/// Permission bits ([`sealed_mode`]) and mtime, through an open fd; the owner is root, who
+/// created it ([`crate::manifest::SEALED_OWNER`]).
 fn set_metadata(fd: impl AsFd, entry: &Entry) -> std::io::Result<()> {
     let fd = fd.as_fd();
-    std::os::unix::fs::fchown(fd, Some(entry.uid), Some(entry.gid))?;
     fchmod(fd, Mode::from_raw_mode(sealed_mode(entry.mode)))?;
     futimens(fd, &times(entry))?;
     Ok(())
 }
 
-/// Creates the symlink `name` in `parent` and gives it the entry's owner and mtime; a link
-/// has no permission bits of its own.
+/// Creates the symlink `name` in `parent` and gives it the entry's mtime; a link has no
+/// permission bits of its own.
 fn set_link_metadata(
     parent: &DirFd,
     name: &std::ffi::OsStr,
@@ -349,10 +348,7 @@ fn set_link_metadata(
     entry: &Entry,
 ) -> std::io::Result<()> {
     symlinkat(target, parent.fd(), name)?;
-    let owner = (Uid::from_raw(entry.uid), Gid::from_raw(entry.gid));
-    let flags = AtFlags::SYMLINK_NOFOLLOW;
-    chownat(parent.fd(), name, Some(owner.0), Some(owner.1), flags)?;
-    utimensat(parent.fd(), name, &times(entry), flags)?;
+    utimensat(parent.fd(), name, &times(entry), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
 

@@ -84,6 +84,10 @@ impl CopyStamp {
     }
 }
 
+/// Who owns every sealed copy, whoever owned its source: root, who makes the copies. A host
+/// user owning a sealed file could change what every job runs.
+pub const SEALED_OWNER: (u32, u32) = (0, 0);
+
 /// The permission bits a sealed copy gets: setuid and setgid never survive sealing, and
 /// neither does write permission for group or others, which would let a host user change
 /// what every job runs.
@@ -109,8 +113,8 @@ impl ManifestEntry {
         ManifestEntry {
             kind,
             mode: sealed_mode(entry.mode),
-            uid: entry.uid,
-            gid: entry.gid,
+            uid: SEALED_OWNER.0,
+            gid: SEALED_OWNER.1,
             mtime: entry.mtime,
             mtime_nsec: entry.mtime_nsec,
             source: entry.source.clone(),
@@ -134,7 +138,7 @@ impl ManifestEntry {
         };
         same_kind
             && self.mode == sealed_mode(entry.mode)
-            && (self.uid, self.gid) == (entry.uid, entry.gid)
+            && (self.uid, self.gid) == SEALED_OWNER
             && (self.mtime, self.mtime_nsec) == (entry.mtime, entry.mtime_nsec)
             && self.source == entry.source
     }
