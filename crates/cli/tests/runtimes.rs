@@ -76,15 +76,8 @@ fn a_python_built_from_source_under_its_own_prefix_seals_the_same_way() {
         .map(|v| versions.join(v))
         .find(|p| p.is_dir())
     else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "no pyenv-built Python under {}",
-            versions.display()
-        );
-        eprintln!(
-            "skipping: no pyenv-built Python under {}",
-            versions.display()
-        );
+        let why = format!("needs a pyenv-built Python under {}", versions.display());
+        crate::util::allow_skip("a_python_built_from_source", &why);
         return;
     };
     // Where an operator would install it: /root is closed to jobs (and to sealing), so the

@@ -277,7 +277,7 @@ async fn run(Shared(state): Ctx, Json(body): Json<RunBody>) -> Result<impl IntoR
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
     Ok(Json(Ran {
-        exit_code: out.status.code().unwrap_or(125),
+        exit_code: out.status.code().unwrap_or(runseal_sandbox::SETUP_FAILED),
         oom: said.oom,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

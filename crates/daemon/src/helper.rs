@@ -61,7 +61,7 @@ pub fn run() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("runseald: error: {e:#}");
-            ExitCode::from(125)
+            ExitCode::from(runseal_sandbox::SETUP_FAILED as u8)
         }
     }
 }

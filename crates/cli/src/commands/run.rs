@@ -3,9 +3,6 @@ use std::process::ExitCode;
 
 use runseal_sandbox::{Config, Job, JobRequest, Limits, Network, User};
 
-/// Exit code for failures of runseal itself, as container runtimes use it.
-const RUNSEAL_FAILED: u8 = 125;
-
 pub struct RunOptions {
     pub workdir: Option<PathBuf>,
     pub env: Vec<String>,
@@ -45,7 +42,7 @@ pub fn run(root: &Path, runtime: &str, config: Option<&Path>, mut options: RunOp
             let code = err
                 .downcast_ref::<runseal_sandbox::Error>()
                 .map(|e| e.exit_code().clamp(0, 255) as u8)
-                .unwrap_or(RUNSEAL_FAILED);
+                .unwrap_or(runseal_sandbox::SETUP_FAILED as u8);
             eprintln!("runseal: error: {}", crate::output::chain(&err));
             ExitCode::from(code)
         }
