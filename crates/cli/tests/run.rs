@@ -346,3 +346,31 @@ fn a_job_running_during_a_reseal_keeps_its_files() {
     assert!(dir.join("isolated.prev").is_dir());
     assert_eq!(code(&t.run(&["verify", "openjdk-17"])), 0);
 }
+
+#[test]
+fn proc_files_showing_host_state_read_as_empty_and_proc_sys_is_read_only() {
+    let t = sealtest!();
+    t.sealed_openjdk();
+    // The host's own /proc/keys and /proc/timer_list hold something; in a job they are
+    // /dev/null.
+    for name in ["keys", "timer_list"] {
+        let host = Path::new("/proc").join(name);
+        if !host.exists() {
+            continue;
+        }
+        let out = t.job(&[], &["sh", "-c", &format!("wc -c < {}", host.display())]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "0", "{name} shows host state");
+        let out = t.job(&[], &["sh", "-c", "grep ' /proc/' /proc/self/mountinfo"]);
+        assert!(
+            text(&out.stdout).contains(&format!("/null {} ", host.display())),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    let out = t.job(
+        &[],
+        &["sh", "-c", "echo 1 > /proc/sys/kernel/printk 2>&1; echo $?"],
+    );
+    assert_ne!(text(&out.stdout).trim(), "0");
+}
