@@ -446,3 +446,145 @@ fn a_runtime_is_not_removed_while_a_job_runs_on_it() {
     assert!(!dir.exists());
     assert!(!t.path().join(".gen.removing").exists());
 }
+
+#[test]
+fn a_build_cannot_answer_to_another_name_or_read_through_a_link_it_planted() {
+    let t = sealtest!();
+    let (victim, _) = sealed_fixture(&t);
+    let victim_before = crate::util::snapshot(&victim);
+    // The runtime it makes declares the victim's name: a name squatter.
+    let out = build(&t, "squat", "true");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let script = t.path().join("squat2.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nmkdir -p \"$1/squat2\"\n\
+         printf 'name: gen\\nversion: \"9\"\\nmounts: []\\n' > \"$1/squat2/runtime.yml\"\n\
+         echo \"$1/squat2\"\n",
+    )
+    .unwrap();
+    let out = t.run(&["build", script.to_str().unwrap()]);
+    assert_ne!(code(&out), 0);
+    assert!(
+        text(&out.stderr).contains("names the runtime `gen`, but the build makes `squat2`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!t.path().join("squat2").exists());
+
+    // Its ROOT/NAME is a link to a host dir holding a runtime.yml it cannot read.
+    let hidden = t.path().join("hidden");
+    std::fs::create_dir(&hidden).unwrap();
+    crate::util::set_mode(&hidden, 0o700);
+    std::fs::write(
+        hidden.join("runtime.yml"),
+        "name: leak\nmounts: []\n# DB_PASSWORD=s3cr3t\n",
+    )
+    .unwrap();
+    let script = t.path().join("leak.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nln -s {} \"$1/leak\"\necho \"$1/leak\"\n",
+            hidden.display()
+        ),
+    )
+    .unwrap();
+    let out = t.run(&["build", script.to_str().unwrap()]);
+    assert_ne!(code(&out), 0);
+    assert!(!text(&out.stderr).contains("s3cr3t"));
+    assert!(!t.path().join("leak").exists());
+    assert_eq!(crate::util::snapshot(&victim), victim_before);
+}
+
+#[test]
+fn a_runtime_dir_its_author_controls_is_never_run() {
+    let t = sealtest!();
+    // A "sealed-looking" runtime its author made by hand: their own files, an empty
+    // manifest, mounts in the sealed form.
+    let dir = t.path().join("bob");
+    std::fs::create_dir_all(dir.join("isolated/bin")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("isolated/bin/sh")).unwrap();
+    std::fs::write(dir.join("isolated/.runseal-manifest.json"), "{}").unwrap();
+    std::fs::write(
+        dir.join("runtime.yml"),
+        "name: bob\nmounts:\n- {source: isolated/bin, target: /bin, readonly: true}\n",
+    )
+    .unwrap();
+    for path in ["", "isolated", "isolated/bin", "isolated/bin/sh"] {
+        std::os::unix::fs::chown(dir.join(path), Some(1001), Some(1001)).unwrap();
+    }
+    let out = t.run(&["run", "--runtime", "bob", "--", "/bin/sh", "-c", "id"]);
+    assert_eq!(code(&out), 125, "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("is owned by uid 1001, not root"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Variant: the runtime dir is root's, but its tree is not.
+    std::os::unix::fs::chown(&dir, Some(0), Some(0)).unwrap();
+    let out = t.run(&["run", "--runtime", "bob", "--", "/bin/sh", "-c", "id"]);
+    assert_eq!(code(&out), 125);
+    assert!(
+        text(&out.stderr).contains("isolated is owned by uid 1001"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_runtime_yml_that_is_a_link_or_a_fifo_is_not_read() {
+    let t = sealtest!();
+    let secret = t.path().join("secret.yml");
+    std::fs::write(&secret, "name: db-pass-hunter2\nversion: api-key-XYZ\n").unwrap();
+    crate::util::set_mode(&secret, 0o600);
+    std::fs::create_dir(t.path().join("peek")).unwrap();
+    std::os::unix::fs::symlink(&secret, t.path().join("peek/runtime.yml")).unwrap();
+    std::fs::create_dir(t.path().join("stall")).unwrap();
+    let fifo = t.path().join("stall/runtime.yml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let started = std::time::Instant::now();
+    for args in [&["list"][..], &["info", "peek"], &["validate", "peek"]] {
+        let out = t.run(args);
+        let all = text(&out.stdout) + &text(&out.stderr);
+        assert!(
+            !all.contains("hunter2") && !all.contains("api-key"),
+            "{args:?}: {all}"
+        );
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "a FIFO stalled"
+    );
+}
+
+#[test]
+fn a_tree_someone_else_holds_locked_fails_a_job_start_instead_of_hanging_it() {
+    let t = sealtest!();
+    let (dir, _) = sealed_fixture(&t);
+    // Any local user may open the dir and hold its lock, as `flock` does here.
+    let mut holder = std::process::Command::new("flock")
+        .args(["--no-fork", "-x"])
+        .arg(dir.join("isolated"))
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let out = t.run(&["run", "--runtime", "gen", "--", "true"]);
+    let waited = started.elapsed();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(code(&out), 125, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("stayed locked by another process"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(waited < std::time::Duration::from_secs(15), "{waited:?}");
+    assert_eq!(code(&t.run(&["run", "--runtime", "gen", "--", "true"])), 0);
+}

@@ -115,7 +115,10 @@ where
             );
             let inside =
                 address >= vaddr && address.checked_add(size)? <= vaddr.checked_add(filesz)?;
-            inside.then(|| address - vaddr + offset)
+            // A file offset past u64 is no place in the file: the table is nowhere.
+            inside
+                .then(|| (address - vaddr).checked_add(offset))
+                .flatten()
         })
         .ok_or("dynamic string table outside every loaded segment")?;
     let strings = data
@@ -181,6 +184,14 @@ pub fn platform(target: Target) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `elf` fuzz target: a PT_LOAD whose file offset plus the string table's
+    /// place in it passes u64.
+    #[test]
+    fn a_string_table_offset_past_u64_is_an_error() {
+        let bytes = include_bytes!("../testdata/elf-string-table-offset-overflow.bin");
+        assert!(parse(bytes).is_err());
+    }
 
     #[test]
     fn reads_a_real_dynamic_executable() {

@@ -132,8 +132,18 @@ fn builder(
     }
     let name = runtime_name(spec, &last_line)?;
     let dir = spec.runtimes_root.join(&name);
-    let written = merged.join(rel(&dir));
-    let yaml = read_runtime_yml(&written)?;
+    let yaml = read_runtime_yml(&merged, &dir)?;
+    // A build makes the runtime NAME, not one that answers to another runtime's name.
+    let declared = runseal_spec::RuntimeConfig::parse(&yaml, &dir.join("runtime.yml"))
+        .map_err(|e| Error::Invalid(e.to_string()))?
+        .name;
+    if declared.as_deref().is_some_and(|declared| declared != name) {
+        return Err(Error::Invalid(format!(
+            "{}/runtime.yml names the runtime `{}`, but the build makes `{name}`",
+            dir.display(),
+            declared.unwrap_or_default()
+        )));
+    }
     // A fresh dir of runseal's own on the host: nothing the script wrote reaches the host
     // but this text and what the seal copies (setuid bits stripped, modes checked).
     std::fs::create_dir(&dir).map_err(|e| {
@@ -185,33 +195,38 @@ fn runtime_name(spec: &BuildSpec, last_line: &str) -> Result<String> {
     )))
 }
 
-/// The runtime.yml the script wrote inside the overlay: a regular file of reasonable size,
-/// never followed through a symlink (it could name any file of the host).
-fn read_runtime_yml(dir: &Path) -> Result<String> {
-    const LIMIT: u64 = 1 << 20;
-    let path = dir.join(runseal_spec::RUNTIME_YML);
-    let refuse = |why: &str| Error::Invalid(format!("{}: {why}", path.display()));
-    let file = rustix::fs::open(
-        &path,
-        rustix::fs::OFlags::RDONLY
-            | rustix::fs::OFlags::NOFOLLOW
-            | rustix::fs::OFlags::NONBLOCK
-            | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
+/// The runtime.yml the script wrote at `dir` inside the overlay `merged`: resolved inside
+/// the overlay through no symlink (a link the script made at `ROOT/NAME` would otherwise
+/// lead out of it, to any file of the host), a regular file of reasonable size.
+fn read_runtime_yml(merged: &Path, dir: &Path) -> Result<String> {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    let inside = dir.join(runseal_spec::RUNTIME_YML);
+    let refuse = |why: String| Error::Invalid(format!("{}: {why}", inside.display()));
+    let root = sys::open_dir(merged)?;
+    let file = openat2(
+        &root,
+        rel(&inside),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
     )
     .map_err(|e| {
-        refuse(&format!(
-            "the setup script wrote no runtime.yml there ({e})"
+        refuse(format!(
+            "the setup script wrote no runtime.yml there that is not reached through a \
+             symlink ({e})"
         ))
     })?;
     let mut file = std::fs::File::from(file);
-    let meta = file.metadata().map_err(|e| refuse(&e.to_string()))?;
-    if !meta.is_file() || meta.len() > LIMIT {
-        return Err(refuse("not a regular file of at most 1 MiB"));
+    let meta = file.metadata().map_err(|e| refuse(e.to_string()))?;
+    let limit = runseal_spec::MAX_RUNTIME_YML;
+    if !meta.is_file() || meta.len() > limit {
+        return Err(refuse(format!(
+            "not a regular file of at most {limit} bytes"
+        )));
     }
     let mut text = String::new();
     file.read_to_string(&mut text)
-        .map_err(|e| refuse(&e.to_string()))?;
+        .map_err(|e| refuse(e.to_string()))?;
     Ok(text)
 }
 

@@ -164,8 +164,7 @@ fn open_sources(dir: &Path, mounts: &[Mount]) -> Result<(Arc<OwnedFd>, Vec<Arc<O
     let tree_label = dir.join(ISOLATED_DIR);
     for _ in 0..GENERATION_ATTEMPTS {
         let tree = open_tree_dir(&base, &tree_label)?;
-        flock(&tree, FlockOperation::LockShared)
-            .map_err(|e| Error::sys(format!("flock({}, LOCK_SH)", tree_label.display()), e))?;
+        lock_shared(&tree, &tree_label)?;
         let now = open_tree_dir(&base, &tree_label)?;
         if same_file(&tree, &now)? {
             let sources = relative
@@ -179,6 +178,36 @@ fn open_sources(dir: &Path, mounts: &[Mount]) -> Result<(Arc<OwnedFd>, Vec<Arc<O
         "{} was replaced {GENERATION_ATTEMPTS} times while the job started",
         tree_label.display()
     )))
+}
+
+/// How long a job start waits for its tree's shared lock. Only a removal holds it
+/// exclusively, for moments; anyone else holding it longer (any local user can open the
+/// dir) makes the start fail rather than hang.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+fn lock_shared(tree: &OwnedFd, label: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match flock(tree, FlockOperation::NonBlockingLockShared) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(Error::Invalid(format!(
+                    "{} stayed locked by another process for {}s",
+                    label.display(),
+                    LOCK_WAIT.as_secs()
+                )))
+            }
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("flock({}, LOCK_SH)", label.display()),
+                    e,
+                ))
+            }
+        }
+    }
 }
 
 fn open_tree_dir(base: &OwnedFd, label: &Path) -> Result<OwnedFd> {

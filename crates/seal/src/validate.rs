@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::beneath::{crossing_problem, escape_problem, open_runtime_dir};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use crate::trust::untrusted_because;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ValidationReport {
@@ -101,6 +102,24 @@ fn unsealed_problems(dir: &Path, config: &RuntimeConfig) -> Vec<Violation> {
             });
         }
     }
+    let trust = untrusted_because(dir).and_then(|problem| match problem {
+        Some(problem) => Ok(Some(problem)),
+        None => isolated_untrusted(dir),
+    });
+    match trust {
+        Ok(None) => {}
+        Ok(Some(problem)) => problems.push(Violation {
+            field: String::new(),
+            reason: format!(
+                "{problem}: someone but root could change what its jobs run, so it is not a \
+                 runtime runseal sealed"
+            ),
+        }),
+        Err(e) => problems.push(Violation {
+            field: String::new(),
+            reason: e.to_string(),
+        }),
+    }
     let manifest = Layout::manifest_in(Path::new(ISOLATED_DIR));
     if !is_file_beneath(dir, &manifest) {
         problems.push(Violation {
@@ -112,6 +131,21 @@ fn unsealed_problems(dir: &Path, config: &RuntimeConfig) -> Vec<Violation> {
         });
     }
     problems
+}
+
+/// Why `isolated/` in `dir` could be changed by someone but root, if it could.
+fn isolated_untrusted(dir: &Path) -> Result<Option<String>> {
+    let tree = dir.join(ISOLATED_DIR);
+    let meta = std::fs::symlink_metadata(&tree).map_err(|e| Error::io(&tree, e))?;
+    if !meta.is_dir() {
+        return Ok(Some(format!("{} is not a directory", tree.display())));
+    }
+    let (uid, mode) = (
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        std::os::unix::fs::MetadataExt::mode(&meta),
+    );
+    Ok(runseal_closure::untrusted_dir(uid, mode, false)
+        .map(|problem| format!("{} {problem}", tree.display())))
 }
 
 fn is_file_beneath(dir: &Path, relative: &Path) -> bool {

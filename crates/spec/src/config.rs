@@ -100,8 +100,7 @@ impl RuntimeConfig {
 
     /// Reads and parses a runtime.yml file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::parse(&text, path)
+        Self::parse(&read_untrusted(path)?, path)
     }
 
     /// The YAML text of this document; equal documents give equal bytes.
@@ -118,6 +117,31 @@ impl RuntimeConfig {
 fn first_line(message: &str) -> String {
     let line = message.lines().next().unwrap_or(message);
     line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+/// The most a runtime.yml may hold; real ones are a few KiB.
+pub const MAX_RUNTIME_YML: u64 = 1 << 20;
+
+/// Reads a runtime.yml its author may have made anything: only a regular file of at most
+/// [`MAX_RUNTIME_YML`] bytes, never through a symlink in its last component (root would
+/// read and print a file the author cannot), never blocking on a FIFO.
+fn read_untrusted(path: &Path) -> Result<String> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = rustix::fs::open(path, flags, Mode::empty())
+        .map_err(|e| Error::io(path, std::io::Error::from(e)))?;
+    let file = std::fs::File::from(file);
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() || meta.len() > MAX_RUNTIME_YML {
+        let why = format!("not a regular file of at most {MAX_RUNTIME_YML} bytes");
+        return Err(Error::io(path, std::io::Error::other(why)));
+    }
+    let mut text = String::new();
+    file.take(MAX_RUNTIME_YML)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ pub mod paths;
 mod resolve;
 mod rules;
 
-pub use config::{BuildInfo, Mount, Requirements, RuntimeConfig, ISOLATED_DIR, RUNTIME_YML};
+pub use config::{
+    BuildInfo, Mount, Requirements, RuntimeConfig, ISOLATED_DIR, MAX_RUNTIME_YML, RUNTIME_YML,
+};
 pub use error::{Error, IoError, Result};
 pub use resolve::{compare_versions, list_runtimes, resolve, RuntimeDir, RuntimeSpec};
 pub use rules::{validate, MountKind, RuleOptions, Violation};

@@ -79,6 +79,14 @@ pub fn resolve(root: &Path, spec: &str) -> Result<PathBuf> {
             }
         }
     }
+    // The dirs under the root are the operator's; a runtime.yml's `name` is its author's.
+    // Where a dir carries the name asked for, another runtime declaring that name cannot
+    // take its place.
+    if let RuntimeSpec::Name(name) | RuntimeSpec::NameVersion(name, _) = &parsed {
+        if matches.iter().any(|r| r.dir_name == *name) {
+            matches.retain(|r| r.dir_name == *name);
+        }
+    }
     matches.sort_by(|a, b| compare_versions(b.version_str(), a.version_str()));
     match matches.as_slice() {
         [] => Err(Error::UnknownSpec {
@@ -291,6 +299,22 @@ mod tests {
             err.contains("ambiguous") && err.contains("other-jdk"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_runtime_declaring_another_dirs_name_does_not_take_its_place() {
+        let t = fixture();
+        // A runtime author's `name` and a higher version do not outrank the operator's dir.
+        runtime(
+            t.path(),
+            "aaa-squat",
+            "name: openjdk-21\nlanguage: java\nversion: 21.0.99\n",
+        );
+        let resolve = |spec: &str| resolve(t.path(), spec).unwrap();
+        assert_eq!(resolve("openjdk-21"), t.path().join("openjdk-21"));
+        assert_eq!(resolve("openjdk-21@21"), t.path().join("openjdk-21"));
+        // A name no dir carries still finds the runtime that declares it.
+        assert_eq!(resolve("aaa-squat"), t.path().join("aaa-squat"));
     }
 
     #[test]
