@@ -109,11 +109,14 @@ pub enum Command {
     ///
     /// The script runs as `sh SCRIPT ROOT` (as runtimes/*/setup.sh do) against an overlay of
     /// the host's root whose writable layer is a tmpfs that vanishes afterwards: packages it
-    /// installs and files it writes never reach the host. Only ROOT is bound through, for the
-    /// runtime dir it writes. The script keeps root but loses the capabilities that reach
-    /// past the overlay (mount, chroot, mknod, raw I/O, modules, ptrace), sees a minimal /dev
-    /// and the host's network. Then `seal` copies the closure out of the overlay and `verify`
-    /// proves the result. Exit 0 only when the runtime is built, sealed and verified.
+    /// installs and files it writes never reach the host. ROOT is an empty tmpfs there; the
+    /// script writes ROOT/NAME/runtime.yml and prints ROOT/NAME last (or is given --name).
+    /// It keeps root but only the capabilities a package manager needs (no mount, chroot,
+    /// mknod, raw I/O, modules, ptrace, network configuration), under a seccomp filter, with
+    /// the job's read-only /proc, a minimal /dev, empty /root, /home and /var/tmp, host
+    /// secrets reading as /dev/null, and the host's network. runseal then makes ROOT/NAME on
+    /// the host (it must not exist), copies that runtime.yml, seals the closure out of the
+    /// overlay and verifies it. Exit 0 only when the runtime is built, sealed and verified.
     Build {
         /// The setup script.
         script: PathBuf,
