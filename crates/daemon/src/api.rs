@@ -110,7 +110,15 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(internal)?
 }
 
+/// The runtime `spec` names under the daemon's root. A path (anything with a `/`) is not a
+/// spec here: a caller names runtimes, never places on the host.
 fn locate(state: &State, spec: &str) -> Result<PathBuf, ApiError> {
+    if let runseal_spec::RuntimeSpec::Path(_) = runseal_spec::RuntimeSpec::parse(spec) {
+        return Err(unprocessable(format!(
+            "`{spec}` is a path; runseald takes runtime names under {}",
+            state.root.display()
+        )));
+    }
     Ok(runseal_spec::resolve(&state.root, spec)?)
 }
 

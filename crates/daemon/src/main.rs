@@ -68,12 +68,12 @@ fn serve(args: Args) -> anyhow::Result<()> {
             std::fs::create_dir_all(dir)?;
         }
         let _ = std::fs::remove_file(&args.socket);
-        let listener = tokio::net::UnixListener::bind(&args.socket)?;
-        // Whoever can connect can run jobs as the daemon's user: root only.
-        std::fs::set_permissions(
-            &args.socket,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )?;
+        // Whoever can connect can run jobs as the daemon's user: root only, from the moment
+        // the socket exists (a chmod after bind leaves a window to connect in).
+        let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+        let listener = tokio::net::UnixListener::bind(&args.socket);
+        rustix::process::umask(umask);
+        let listener = listener?;
         eprintln!("runseald: listening on {}", args.socket.display());
         let state = api::State {
             root: args.root,

@@ -167,6 +167,15 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
     });
     assert!(root.join("openjdk-17/isolated").is_dir());
 
+    // A path is not a runtime name: the daemon never reaches outside its root.
+    let outside = scratch.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("runtime.yml"), "name: outside\nmounts: []\n").unwrap();
+    let encoded = outside.display().to_string().replace('/', "%2F");
+    let (status, error) = daemon.call("DELETE", &format!("/v1/runtimes/{encoded}"), None);
+    assert_eq!(status, 422, "{error}");
+    assert!(outside.join("runtime.yml").exists());
+
     let (status, error) = daemon.call("GET", "/v1/runtimes/nope", None);
     assert_eq!(status, 404);
     assert!(error["error"]
