@@ -136,6 +136,12 @@ fn cpu_limit_is_applied() {
     t.sealed_openjdk();
     let out = t.job(&["--cpus", "0.5"], &["sh", "-c", "cat /proc/self/cgroup"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    // The job's own cgroup namespace: it sees its cgroups as the root, nothing of the host's.
+    let view = text(&out.stdout);
+    assert!(
+        !view.is_empty() && view.lines().all(|l| l.ends_with(":/")),
+        "{view}"
+    );
     let started = Instant::now();
     let out = t.job(
         &["--cpus", "0.2", "--timeout", "30"],
@@ -148,7 +154,7 @@ fn cpu_limit_is_applied() {
     let limited = started.elapsed();
     assert_eq!(code(&out), 0);
     let started = Instant::now();
-    t.job(
+    let out = t.job(
         &["--timeout", "30"],
         &[
             "sh",
@@ -157,6 +163,7 @@ fn cpu_limit_is_applied() {
         ],
     );
     let free = started.elapsed();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert!(
         limited > free * 2,
         "0.2 CPUs took {limited:?}, unlimited {free:?}"
