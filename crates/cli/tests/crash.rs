@@ -8,8 +8,9 @@ use crate::util::{code, fixture_source, host_yaml, json, text, TestRoot};
 
 const KILLS: u32 = 12;
 
-/// Starts `runseal seal` on `dir` and SIGKILLs it after `delay` (if still running).
-fn seal_killed_after(t: &TestRoot, dir: &Path, delay: Duration) {
+/// Starts `runseal seal` on `dir` and SIGKILLs it after `delay` if still running; returns
+/// whether the kill landed (the seal had not finished).
+fn seal_killed_after(t: &TestRoot, dir: &Path, delay: Duration) -> bool {
     let mut child = t
         .runseal_std()
         .args(["seal", dir.to_str().unwrap()])
@@ -18,8 +19,10 @@ fn seal_killed_after(t: &TestRoot, dir: &Path, delay: Duration) {
         .spawn()
         .unwrap();
     std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
     let _ = child.kill();
-    child.wait().unwrap();
+    let status = child.wait().unwrap();
+    running && std::os::unix::process::ExitStatusExt::signal(&status) == Some(9)
 }
 
 /// The i-th of KILLS moments, spread from 0 to 2.5 times a full seal: a seal right after a
@@ -58,7 +61,7 @@ fn sigkill_during_a_first_seal_leaves_the_old_or_the_new_runtime() {
     let (mut saw_old, mut saw_new) = (0, 0);
     for i in 0..KILLS {
         reset_to_unsealed(&dir, &host_yml);
-        seal_killed_after(&t, &dir, kill_point(full, i));
+        let _ = seal_killed_after(&t, &dir, kill_point(full, i));
         let yml = std::fs::read_to_string(dir.join("runtime.yml")).unwrap();
         let validate = code(&t.run(&["validate", "openjdk-17"]));
         if yml == host_yml {
@@ -122,11 +125,12 @@ fn sigkill_during_a_reseal_leaves_the_old_or_the_new_tree() {
 
     std::fs::write(&changing, "version 1\n").unwrap();
     let full = timed_seal(&t, &dir);
+    let (mut landed, mut saw_old, mut saw_new) = (0, 0, 0);
     for i in 0..KILLS {
         let old = std::fs::read_to_string(&changing).unwrap();
         let new = format!("version {}\n", i + 2);
         std::fs::write(&changing, &new).unwrap();
-        seal_killed_after(&t, &dir, kill_point(full, i));
+        landed += u32::from(seal_killed_after(&t, &dir, kill_point(full, i)));
         let out = t.run(&["--json", "verify", "app"]);
         assert_eq!(code(&out), 0, "kill {i}: tree is a mix:\n{}", json(&out));
         let now = std::fs::read_to_string(&sealed_copy).unwrap();
@@ -134,6 +138,8 @@ fn sigkill_during_a_reseal_leaves_the_old_or_the_new_tree() {
             now == old || now == new,
             "kill {i}: sealed copy holds {now:?}"
         );
+        saw_old += u32::from(now == old);
+        saw_new += u32::from(now == new);
         assert_eq!(
             code(&t.run(&["seal", "app"])),
             0,
@@ -142,4 +148,8 @@ fn sigkill_during_a_reseal_leaves_the_old_or_the_new_tree() {
         assert_eq!(std::fs::read_to_string(&sealed_copy).unwrap(), new);
         assert!(!dir.join("isolated.tmp").exists());
     }
+    assert!(
+        landed > 0 && saw_old > 0 && saw_new > 0,
+        "kills landed mid-seal {landed} times; old tree {saw_old}, new {saw_new}"
+    );
 }
