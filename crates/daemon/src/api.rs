@@ -1,7 +1,7 @@
 //! The HTTP routes. Every handler resolves the runtime like the CLI does and calls the same
 //! library functions; blocking work runs on the blocking pool, jobs and builds in helpers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use runseal_sandbox::{JobRequest, Limits, Network};
 use runseal_seal::SealOptions;
 use runseal_spec::RuleOptions;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helper::{BuildInput, RunInput, RunReport};
 
@@ -26,6 +26,9 @@ pub struct State {
     pub helper: PathBuf,
     /// Limits for run requests that set none.
     pub defaults: Limits,
+    /// How many jobs and builds may run at once, and the permits for them.
+    pub max_jobs: usize,
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 type Ctx = Shared<Arc<State>>;
@@ -196,6 +199,7 @@ async fn remove(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BuildBody {
     script: PathBuf,
     name: Option<String>,
@@ -217,19 +221,18 @@ async fn build(
         root: state.root.clone(),
         profile_dir: state.profile_dir.clone(),
     };
-    let out = helper(&state.helper, "build", &input).await?;
+    let out = helper(&state, "build", &input).await?;
     if !out.status.success() {
-        return Err(unprocessable(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
+        return Err(unprocessable(out.stderr.text().trim().to_string()));
     }
     Ok(Json(Built {
-        runtime: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        log: String::from_utf8_lossy(&out.stderr).into_owned(),
+        runtime: out.stdout.text().trim().to_string(),
+        log: out.stderr.text(),
     }))
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RunBody {
     runtime: String,
     command: Vec<String>,
@@ -255,6 +258,9 @@ struct Ran {
     oom: bool,
     stdout: String,
     stderr: String,
+    /// The job printed more than the daemon keeps (4 MiB a stream); the rest was dropped.
+    stdout_truncated: bool,
+    stderr_truncated: bool,
 }
 
 async fn run(Shared(state): Ctx, Json(body): Json<RunBody>) -> Result<impl IntoResponse, ApiError> {
@@ -271,7 +277,7 @@ async fn run(Shared(state): Ctx, Json(body): Json<RunBody>) -> Result<impl IntoR
     let request = job_request(body, &state.defaults)?;
     let report = tempfile::NamedTempFile::new().map_err(internal)?;
     let out = helper(
-        &state.helper,
+        &state,
         "run",
         &RunInput {
             runtime_dir: dir,
@@ -287,8 +293,10 @@ async fn run(Shared(state): Ctx, Json(body): Json<RunBody>) -> Result<impl IntoR
     Ok(Json(Ran {
         exit_code: out.status.code().unwrap_or(runseal_sandbox::SETUP_FAILED),
         oom: said.oom,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: out.stdout.text(),
+        stderr: out.stderr.text(),
+        stdout_truncated: out.stdout.truncated,
+        stderr_truncated: out.stderr.truncated,
     }))
 }
 
@@ -330,17 +338,70 @@ fn job_request(body: RunBody, defaults: &Limits) -> Result<JobRequest, ApiError>
 }
 
 /// Starts `--helper MODE` with `input` as JSON on its stdin and collects its output.
+/// What a helper printed, each stream cut at [`MAX_OUTPUT`] bytes.
+struct HelperOutput {
+    status: std::process::ExitStatus,
+    stdout: Captured,
+    stderr: Captured,
+}
+
+/// One output stream of a helper: its first bytes, and whether there were more.
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+/// How much of each output stream of a job or build the daemon keeps for its answer; the
+/// rest is read and dropped, so a job printing gigabytes costs the daemon no memory.
+const MAX_OUTPUT: u64 = 4 << 20;
+
+async fn capture(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> std::io::Result<Captured> {
+    let Some(mut stream) = stream else {
+        return Ok(Captured::default());
+    };
+    let mut bytes = Vec::new();
+    (&mut stream)
+        .take(MAX_OUTPUT)
+        .read_to_end(&mut bytes)
+        .await?;
+    let rest = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await?;
+    Ok(Captured {
+        bytes,
+        truncated: rest > 0,
+    })
+}
+
+/// Starts `--helper MODE` with `input` as JSON on its stdin and collects its output. At
+/// most `--max-jobs` helpers run at once (429 beyond), and a helper whose request is
+/// dropped (the client went away) is killed, which ends its job or build.
 async fn helper(
-    binary: &Path,
+    state: &State,
     mode: &str,
     input: &impl Serialize,
-) -> Result<std::process::Output, ApiError> {
+) -> Result<HelperOutput, ApiError> {
+    let _slot = Arc::clone(&state.slots)
+        .try_acquire_owned()
+        .map_err(|_| ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "runseald already runs {} jobs and builds; try again when one has ended",
+                state.max_jobs
+            ),
+        })?;
     let json = serde_json::to_vec(input).map_err(internal)?;
-    let mut child = tokio::process::Command::new(binary)
+    let mut child = tokio::process::Command::new(&state.helper)
         .args(["--helper", mode])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .map_err(internal)?;
     let mut stdin = child
@@ -349,5 +410,13 @@ async fn helper(
         .ok_or_else(|| internal("helper has no stdin"))?;
     stdin.write_all(&json).await.map_err(internal)?;
     drop(stdin);
-    child.wait_with_output().await.map_err(internal)
+    let (stdout, stderr) =
+        tokio::try_join!(capture(child.stdout.take()), capture(child.stderr.take()))
+            .map_err(internal)?;
+    let status = child.wait().await.map_err(internal)?;
+    Ok(HelperOutput {
+        status,
+        stdout,
+        stderr,
+    })
 }

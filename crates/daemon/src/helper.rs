@@ -61,7 +61,12 @@ pub fn run() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("runseald: error: {e:#}");
-            ExitCode::from(runseal_sandbox::SETUP_FAILED as u8)
+            // The CLI's codes: 126/127 when the command cannot run or is not there.
+            let code = e.downcast_ref::<runseal_sandbox::Error>().map_or(
+                runseal_sandbox::SETUP_FAILED,
+                runseal_sandbox::Error::exit_code,
+            );
+            ExitCode::from(code.clamp(0, 255) as u8)
         }
     }
 }

@@ -19,8 +19,13 @@ use clap::Parser;
 /// Endpoints (JSON): GET /v1/runtimes; GET /v1/runtimes/{spec}; POST
 /// /v1/runtimes/{spec}/validate; POST /v1/runtimes/{spec}/seal; DELETE /v1/runtimes/{spec};
 /// POST /v1/build {"script", "name"?}; POST /v1/run {"runtime", "command", "env"?,
-/// "workdir"?, "limits"?, "network"?, "stdin"?}. Errors are {"error": "..."} with 404
-/// (unknown runtime), 422 (invalid runtime or request) or 500.
+/// "workdir"?, "memory"?, "tmp_size"?, "cpus"?, "pids"?, "timeout_secs"?, "network"?},
+/// answering {"exit_code", "oom", "stdout", "stderr", "stdout_truncated",
+/// "stderr_truncated"} (4 MiB a stream at most). A spec is a runtime name under --root,
+/// never a path. Unknown fields are refused. Errors are {"error": "..."} with 404 (unknown
+/// runtime), 409 (a seal or jobs hold it), 422 (invalid runtime or request), 429 (--max-jobs
+/// reached) or 500. A job whose client disconnects is killed; on SIGTERM, jobs get 10 s,
+/// then are killed.
 #[derive(Debug, Parser)]
 #[command(name = "runseald", version, term_width = 100)]
 pub struct Args {
@@ -41,6 +46,9 @@ pub struct Args {
     /// defaults.
     #[arg(long, env = "RUNSEAL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// How many jobs and builds may run at once; requests beyond it get 429.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    max_jobs: u16,
     #[arg(long, hide = true, value_parser = ["run", "build"])]
     helper: Option<String>,
 }
@@ -74,29 +82,47 @@ fn serve(args: Args) -> anyhow::Result<()> {
         let listener = tokio::net::UnixListener::bind(&args.socket);
         rustix::process::umask(umask);
         let listener = listener?;
+        let socket = args.socket.clone();
         eprintln!("runseald: listening on {}", args.socket.display());
         let state = api::State {
             root: args.root,
             profile_dir: args.profile_dir,
             helper: std::env::current_exe()?,
             defaults,
+            max_jobs: usize::from(args.max_jobs),
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(usize::from(args.max_jobs))),
         };
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async {
-                use tokio::signal::unix::{signal, SignalKind};
-                match signal(SignalKind::terminate()) {
-                    Ok(mut terminate) => {
-                        tokio::select! {
-                            _ = terminate.recv() => {}
-                            _ = tokio::signal::ctrl_c() => {}
-                        }
-                    }
-                    Err(_) => {
-                        let _ = tokio::signal::ctrl_c().await;
-                    }
-                }
-            })
-            .await?;
+        let (stopping, stop) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async {
+            termination().await;
+            let _ = stopping.send(());
+        });
+        // In-flight jobs get a grace period; past it, dropping them kills their helpers
+        // (and so the jobs) rather than leaving them running with nobody to read them.
+        tokio::select! {
+            served = server => served?,
+            () = async {
+                let _ = stop.await;
+                tokio::time::sleep(runseal_sandbox::STOP_GRACE).await;
+            } => eprintln!("runseald: jobs still running after the grace period are killed"),
+        }
+        let _ = std::fs::remove_file(&socket);
         Ok(())
     })
+}
+
+/// SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

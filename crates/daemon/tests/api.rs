@@ -26,6 +26,8 @@ impl Daemon {
             .arg(&socket)
             .arg("--root")
             .arg(root)
+            // One job at a time, so that the test can see the next one turned away.
+            .args(["--max-jobs", "1"])
             .env_remove("RUNSEAL_PROFILE_DIR")
             .spawn()
             .unwrap();
@@ -154,6 +156,20 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
     let (_, ran) = daemon.call("POST", "/v1/run", Some(run));
     assert_eq!(ran["stdout"], "0\n1\n2\n3\n", "{ran}");
 
+    // A job's output is kept up to 4 MiB a stream, the rest dropped and said so.
+    let run = serde_json::json!({"runtime": "openjdk-17", "command": ["sh", "-c", "yes | head -c 20000000"]});
+    let (_, ran) = daemon.call("POST", "/v1/run", Some(run));
+    assert_eq!(ran["exit_code"], 0, "{}", ran["stderr"]);
+    assert_eq!(ran["stdout_truncated"], true);
+    assert_eq!(ran["stdout"].as_str().unwrap().len(), 4 << 20);
+    // The CLI's exit codes, and no field silently dropped.
+    let run = serde_json::json!({"runtime": "openjdk-17", "command": ["no-such-command"]});
+    let (_, ran) = daemon.call("POST", "/v1/run", Some(run));
+    assert_eq!(ran["exit_code"], 127, "{ran}");
+    let run = serde_json::json!({"runtime": "openjdk-17", "command": ["true"], "limits": {"memory": "1M"}});
+    let (status, _) = daemon.call("POST", "/v1/run", Some(run));
+    assert_eq!(status, 422, "an unknown field must be refused, not dropped");
+
     // A runtime is not deleted under a running job.
     std::thread::scope(|scope| {
         let running = scope.spawn(|| {
@@ -163,6 +179,9 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
         std::thread::sleep(std::time::Duration::from_secs(1));
         let (status, error) = daemon.call("DELETE", "/v1/runtimes/openjdk-17", None);
         assert_eq!(status, 409, "{error}");
+        let run = serde_json::json!({"runtime": "openjdk-17", "command": ["true"]});
+        let (status, error) = daemon.call("POST", "/v1/run", Some(run));
+        assert_eq!(status, 429, "one job at a time: {error}");
         assert_eq!(running.join().unwrap().1["exit_code"], 0);
     });
     assert!(root.join("openjdk-17/isolated").is_dir());
@@ -210,4 +229,38 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
     assert!(!root.join("built").exists());
     let (_, list) = daemon.call("GET", "/v1/runtimes", None);
     assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // A client that goes away takes its job with it.
+    let gone = Command::new("curl")
+        .args(["-s", "--max-time", "1", "--unix-socket"])
+        .arg(&daemon.socket)
+        .args(["-H", "content-type: application/json", "-d"])
+        .arg(r#"{"runtime": "openjdk-17", "command": ["sleep", "37"]}"#)
+        .arg("http://runseald/v1/run")
+        .status()
+        .unwrap();
+    assert_eq!(gone.code(), Some(28), "curl gave up on the job");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!job_running("sleep 37"), "the job outlived its client");
+
+    // SIGTERM: the daemon ends and takes its socket with it.
+    let mut daemon = daemon;
+    let pid = rustix::process::Pid::from_child(&daemon.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(daemon.child.wait().unwrap().success());
+    assert!(!daemon.socket.exists(), "the socket was left behind");
+}
+
+/// Whether a process of this exact command line runs on the host.
+fn job_running(command: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .any(|line| {
+            line.split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .collect::<Vec<_>>()
+                .join(&b' ')
+                == command.as_bytes()
+        })
 }

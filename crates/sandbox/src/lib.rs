@@ -31,7 +31,7 @@ pub use job::{
     format_size, parse_env, parse_size, Job, JobRequest, Limits, Network, Outcome, User,
     DEFAULT_USER,
 };
-pub use launch::{mount_table, run, SETUP_FAILED};
+pub use launch::{mount_table, run, SETUP_FAILED, STOP_GRACE};
 pub use rootfs::{plan_root, Source, Step};
 pub use seccomp::builder_filters;
 pub use sys::restore_default_sigpipe;
