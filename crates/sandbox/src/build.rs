@@ -361,3 +361,77 @@ fn run_script(spec: &BuildSpec, merged: &Path, output: OwnedFd, filters: &[BpfPr
     let _ = std::io::stderr().flush();
     Error::sys(format!("exec /bin/sh {}", spec.script.display()), error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorder::Recorder;
+
+    /// A stand-in for the overlay of `/`, holding a host secret and the host dirs the
+    /// builder hides.
+    fn host_like() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for dir in ["etc", "root", "home/alice", "var/tmp", "usr/bin"] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+        }
+        std::fs::write(root.path().join("etc/shadow"), "root:$y$secret").unwrap();
+        root
+    }
+
+    fn spec(script_dir: &Path, runtimes_root: &Path) -> BuildSpec {
+        BuildSpec {
+            script: script_dir.join("setup.sh"),
+            runtimes_root: runtimes_root.to_path_buf(),
+            name: None,
+        }
+    }
+
+    fn build_root(spec: &BuildSpec, root: &Path) -> (Result<()>, Recorder) {
+        let steps = builder_steps(spec);
+        let mut recorder = Recorder::new();
+        let host = HostFds::open().unwrap();
+        let trees = detach_trees(&mut recorder, None, &host, &steps).unwrap();
+        let at = sys::open_dir(root).unwrap();
+        let outcome = populate(&mut recorder, at.as_fd(), trees, &steps);
+        (outcome, recorder)
+    }
+
+    #[test]
+    fn the_builder_root_hides_runtimes_and_secrets_and_shows_the_script_read_only() {
+        let (scripts, runtimes) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let spec = spec(scripts.path(), runtimes.path());
+        let root = host_like();
+        let (outcome, recorder) = build_root(&spec, root.path());
+        outcome.unwrap();
+        let log = recorder.log.join("\n");
+        let runtimes = runtimes.path().display();
+        for expected in [
+            format!("attach tmpfs 755 None at {runtimes}"),
+            "attach tmpfs 755 None at /root".to_string(),
+            "attach tmpfs 755 None at /home".to_string(),
+            "attach tmpfs 755 None at /var/tmp".to_string(),
+            "attach tree null at /etc/shadow".to_string(),
+            "attach proc at /proc".to_string(),
+            format!("ro {} (tree ", scripts.path().display()),
+        ] {
+            assert!(log.contains(&expected), "{expected}:\n{log}");
+        }
+        // The runtimes root is never bound from the host, only made empty.
+        assert!(!log.contains(&format!("tree {} ", runtimes)), "{log}");
+    }
+
+    #[test]
+    fn a_symlink_where_the_builder_hides_a_dir_stops_the_build_and_reaches_nothing() {
+        let (scripts, runtimes) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let spec = spec(scripts.path(), runtimes.path());
+        let root = host_like();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::remove_dir_all(root.path().join("home")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("home")).unwrap();
+        let (outcome, recorder) = build_root(&spec, root.path());
+        let err = outcome.unwrap_err();
+        assert!(err.to_string().contains("/home is a symlink"), "{err}");
+        assert!(!recorder.log.iter().any(|l| l.ends_with(" at /home")));
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+}

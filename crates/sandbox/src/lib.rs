@@ -17,6 +17,8 @@ mod error;
 mod isolation;
 mod job;
 mod launch;
+#[cfg(test)]
+mod recorder;
 mod rootfs;
 mod seccomp;
 #[allow(unsafe_code)]

@@ -382,8 +382,8 @@ pub fn populate(
 mod tests {
     use super::*;
     use crate::job::{JobRequest, User};
+    use crate::recorder::Recorder;
     use runseal_spec::{Mount, RuntimeConfig};
-    use std::os::fd::AsRawFd;
 
     fn runtime_dir() -> tempfile::TempDir {
         let t = tempfile::tempdir().unwrap();
@@ -465,86 +465,6 @@ mod tests {
         assert!(err.to_string().contains("is a symlink"), "{err}");
     }
 
-    /// Records the mount calls; the "mounts" it makes are fresh temp dirs, so that the real
-    /// (unprivileged) creation of targets in the root can be watched on disk.
-    struct Recorder {
-        log: Vec<String>,
-        scratch: tempfile::TempDir,
-        names: HashMap<i32, String>,
-        made: usize,
-        /// Each "mount" made, by name, and the dir standing in for it.
-        dirs: Vec<(String, PathBuf)>,
-    }
-
-    impl Recorder {
-        fn new() -> Self {
-            Recorder {
-                log: Vec::new(),
-                scratch: tempfile::tempdir().unwrap(),
-                names: HashMap::new(),
-                made: 0,
-                dirs: Vec::new(),
-            }
-        }
-
-        fn fresh(&mut self, name: String) -> OwnedFd {
-            self.made += 1;
-            let dir = self.scratch.path().join(self.made.to_string());
-            std::fs::create_dir(&dir).unwrap();
-            let fd = crate::sys::open_dir(&dir).unwrap();
-            self.names.insert(fd.as_raw_fd(), name.clone());
-            self.dirs.push((name, dir));
-            fd
-        }
-
-        fn name(&self, fd: BorrowedFd<'_>) -> String {
-            self.names
-                .get(&fd.as_raw_fd())
-                .cloned()
-                .unwrap_or_else(|| "?".into())
-        }
-    }
-
-    impl MountOps for Recorder {
-        fn make_mounts_private(&mut self) -> Result<()> {
-            self.log.push("private /".into());
-            Ok(())
-        }
-        fn tmpfs(&mut self, mode: u32, size: Option<u64>) -> Result<OwnedFd> {
-            let name = format!("tmpfs {mode:o} {size:?}");
-            Ok(self.fresh(name))
-        }
-        fn proc(&mut self) -> Result<OwnedFd> {
-            Ok(self.fresh("proc".into()))
-        }
-        fn clone_tree(&mut self, _: BorrowedFd<'_>, label: &Path) -> Result<OwnedFd> {
-            let name = format!("tree {}", label.file_name().unwrap().to_string_lossy());
-            Ok(self.fresh(name))
-        }
-        fn set_attr(&mut self, tree: BorrowedFd<'_>, attr: MountAttr, label: &Path) -> Result<()> {
-            let mode = if attr.writable { "rw" } else { "ro" };
-            let line = format!("{mode} {} ({})", label.display(), self.name(tree));
-            self.log.push(line);
-            Ok(())
-        }
-        fn attach(&mut self, tree: BorrowedFd<'_>, at: BorrowedFd<'_>, label: &Path) -> Result<()> {
-            let line = format!("attach {} at {}", self.name(tree), label.display());
-            // What a real proc would show where it is attached: one of the files masked.
-            if self.name(tree) == "proc" {
-                let flags = rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY;
-                rustix::fs::openat(at, "keys", flags, rustix::fs::Mode::from_raw_mode(0o644))
-                    .unwrap();
-            }
-            self.log.push(line);
-            Ok(())
-        }
-        fn pivot(&mut self, root: BorrowedFd<'_>) -> Result<()> {
-            let line = format!("pivot {}", self.name(root));
-            self.log.push(line);
-            Ok(())
-        }
-    }
-
     fn host_fds() -> HostFds {
         HostFds::open().unwrap()
     }
@@ -579,11 +499,7 @@ mod tests {
         }
         assert_eq!(log[log.len() - 2], "ro / (tmpfs 755 None)");
         assert_eq!(log[log.len() - 1], "pivot tmpfs 755 None");
-        let (_, root) = recorder
-            .dirs
-            .iter()
-            .find(|(name, _)| name == "tmpfs 755 None")
-            .unwrap();
+        let root = recorder.dir_of("tmpfs 755 None");
         assert!(root.join("usr").is_dir() && root.join("etc").is_dir());
         assert_eq!(
             std::fs::read_link(root.join("lib")).unwrap(),
