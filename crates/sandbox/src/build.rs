@@ -20,6 +20,7 @@ use seccompiler::BpfProgram;
 
 use crate::error::{Error, Result};
 use crate::launch::wait;
+use crate::report::Report;
 use crate::rootfs::{detach_trees, populate, proc_and_dev, HostFds, Source, Step};
 use crate::seccomp;
 use crate::sys::{self, Dirs, Forked, Leaf, MountAttr, MountOps, RealMounts};
@@ -52,32 +53,26 @@ pub fn build_in_overlay(
     match sys::clone_into_namespaces(flags)? {
         Forked::Child => {
             drop(report_read);
-            let outcome = builder(spec, seal);
-            let message = match &outcome {
-                Ok(dir) => format!("ok {}", dir.display()),
-                Err(e) => format!("error {e}"),
+            let (report, code) = match builder(spec, seal) {
+                Ok(dir) => (Report::Built(dir), 0),
+                Err(e) => (Report::Failed(e.to_string()), 1),
             };
-            let _ = rustix::io::write(&report_write, message.as_bytes());
-            sys::exit_now(if outcome.is_ok() { 0 } else { 1 })
+            report.send(&report_write);
+            sys::exit_now(code)
         }
         Forked::Parent(pid) => {
             drop(report_write);
-            let mut report = String::new();
-            let _ = std::fs::File::from(report_read).read_to_string(&mut report);
+            let report = Report::receive(report_read);
             wait(pid)?;
-            if let Some(dir) = report.strip_prefix("ok ") {
-                Ok(PathBuf::from(dir))
-            } else if let Some(message) = report.strip_prefix("error ") {
-                Err(Error::Setup {
-                    message: message.to_string(),
-                    exit_code: 1,
-                })
-            } else {
-                Err(Error::Setup {
-                    message: "the builder ended without a report".into(),
-                    exit_code: 1,
-                })
-            }
+            let message = match report {
+                Some(Report::Built(dir)) => return Ok(dir),
+                Some(Report::Failed(message)) => message,
+                other => format!("the builder ended without saying what it built ({other:?})"),
+            };
+            Err(Error::Setup {
+                message,
+                exit_code: 1,
+            })
         }
     }
 }

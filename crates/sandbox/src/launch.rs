@@ -19,6 +19,7 @@ use seccompiler::BpfProgram;
 use crate::cgroup::Cgroups;
 use crate::error::{Error, Result};
 use crate::job::{Job, Network, Outcome};
+use crate::report::Report;
 use crate::rootfs::{apply, detach_trees, plan_root, HostFds, Step, Trees};
 use crate::seccomp;
 use crate::sys::{self, Forked, RealMounts};
@@ -41,9 +42,6 @@ enum Purpose {
     /// Build the job root, report the job's mount table, run nothing.
     ShowMounts,
 }
-
-/// Marks a report that is the mount table, not an error.
-const MOUNTS_MARKER: &str = "runseal-mounts\n";
 
 /// Runs `job` to completion.
 pub fn run(job: &Job) -> Result<Outcome> {
@@ -118,19 +116,24 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
             std::fs::File::from(ready_write)
                 .write_all(b"go")
                 .map_err(|e| Error::sys("write(ready pipe)", e))?;
-            let mut report = String::new();
-            let _ = std::fs::File::from(report_read).read_to_string(&mut report);
-            if let Some(table) = report.strip_prefix(MOUNTS_MARKER) {
-                wait(init_pid)?;
-                return Ok(Started::Mounts(table.to_string()));
-            }
-            if !report.is_empty() {
-                let status = wait(init_pid)?;
-                let code = status.exit_status().unwrap_or(SETUP_FAILED);
-                return Err(Error::Setup {
-                    message: report,
-                    exit_code: code,
-                });
+            match Report::receive(report_read) {
+                None => {}
+                Some(Report::Mounts(table)) => {
+                    wait(init_pid)?;
+                    return Ok(Started::Mounts(table));
+                }
+                Some(report) => {
+                    let message = match report {
+                        Report::Failed(message) => message,
+                        other => format!("the job's init sent {other:?}"),
+                    };
+                    let status = wait(init_pid)?;
+                    let code = status.exit_status().unwrap_or(SETUP_FAILED);
+                    return Err(Error::Setup {
+                        message,
+                        exit_code: code,
+                    });
+                }
             }
             let outcome = wait_for_job(init_pid, job.limits.timeout).map(|outcome| {
                 let oom_kills = cgroups.as_ref().map_or(0, Cgroups::oom_kills);
@@ -162,7 +165,7 @@ fn init(
     }
     if purpose == Purpose::ShowMounts {
         let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let _ = rustix::io::write(&report, format!("{MOUNTS_MARKER}{table}").as_bytes());
+        Report::Mounts(table).send(&report);
         sys::exit_now(0);
     }
     match sys::fork() {
@@ -226,7 +229,7 @@ fn exec_job(job: &Job, filters: &[BpfProgram]) -> (i32, String) {
 
 /// Reports `message` to the caller and exits.
 fn fail(report: &OwnedFd, code: i32, message: &str) -> ! {
-    let _ = rustix::io::write(report, message.as_bytes());
+    Report::Failed(message.to_string()).send(report);
     sys::exit_now(code)
 }
 

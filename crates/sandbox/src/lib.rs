@@ -19,6 +19,7 @@ mod job;
 mod launch;
 #[cfg(test)]
 mod recorder;
+mod report;
 mod rootfs;
 mod seccomp;
 #[allow(unsafe_code)]
