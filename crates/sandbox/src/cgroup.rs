@@ -77,11 +77,12 @@ impl Hierarchies {
             .iter()
             .find(|(_, options)| options.iter().any(|o| o == controller))
             .map(|(point, _)| (point.clone(), CgroupMode::V1))
-            .ok_or_else(|| {
-                Error::Cgroup(format!(
-                    "no `{controller}` controller: not enabled in the cgroup2 hierarchy ({}) and no cgroup v1 hierarchy mounts it",
-                    self.unified.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "none mounted".into())
-                ))
+            .ok_or_else(|| Error::NoController {
+                controller: controller.to_string(),
+                unified: self
+                    .unified
+                    .as_deref()
+                    .map_or_else(|| "none mounted".into(), |p| p.display().to_string()),
             })
     }
 }
@@ -244,16 +245,21 @@ fn enable_controller(dir: &Path, controller: &str) -> Result<()> {
 
 fn create_dir(dir: &Path) -> Result<()> {
     match std::fs::create_dir(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            Err(Error::Cgroup(format!("mkdir {}: {e}", dir.display())))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(Error::Cgroup {
+            action: "mkdir".into(),
+            path: dir.to_path_buf(),
+            source: e,
+        }),
         _ => Ok(()),
     }
 }
 
 fn write(path: &Path, value: &str) -> Result<()> {
-    std::fs::write(path, value)
-        .map_err(|e| Error::Cgroup(format!("write {value:?} to {}: {e}", path.display())))
+    std::fs::write(path, value).map_err(|source| Error::Cgroup {
+        action: format!("write {value:?} to"),
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn write_if_present(path: &Path, value: &str) -> Result<()> {

@@ -18,8 +18,20 @@ pub enum Error {
         at: String,
         reason: String,
     },
-    #[error("cgroup: {0}")]
-    Cgroup(String),
+    /// Creating or setting up a job's cgroup failed; `action` says what was done to `path`.
+    #[error("cgroup: {action} {}: {source}", path.display())]
+    Cgroup {
+        action: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// No cgroup hierarchy of the host offers a controller a limit needs.
+    #[error(
+        "cgroup: no `{controller}` controller: not enabled in the cgroup2 hierarchy \
+         ({unified}) and no cgroup v1 hierarchy mounts it"
+    )]
+    NoController { controller: String, unified: String },
     /// The job's setup failed inside the sandbox, before the command ran; `exit_code` is
     /// 125 for the sandbox, 126 or 127 when the command cannot be executed or found.
     #[error("{message}")]
