@@ -122,7 +122,7 @@ impl Root {
         )
         .map_err(|e| Error::io(&self.base, e.into()))?;
         let host = self.host_path(path);
-        let rel = host.strip_prefix("/").unwrap_or(&host);
+        let rel = runseal_spec::paths::below_root(&host);
         let flags =
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let resolve =

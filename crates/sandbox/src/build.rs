@@ -18,6 +18,8 @@ use rustix::pipe::{pipe_with, PipeFlags};
 use rustix::thread::CapabilitySet;
 use seccompiler::BpfProgram;
 
+use runseal_spec::paths::below_root;
+
 use crate::error::{Error, Result};
 use crate::launch::wait;
 use crate::report::Report;
@@ -200,7 +202,7 @@ fn read_runtime_yml(merged: &Path, dir: &Path) -> Result<String> {
     let root = sys::open_dir(merged)?;
     let file = openat2(
         &root,
-        rel(&inside),
+        below_root(&inside),
         OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
@@ -223,11 +225,6 @@ fn read_runtime_yml(merged: &Path, dir: &Path) -> Result<String> {
     file.read_to_string(&mut text)
         .map_err(|e| refuse(e.to_string()))?;
     Ok(text)
-}
-
-/// `path` relative to `/`, to find it under another root.
-fn rel(path: &Path) -> &Path {
-    path.strip_prefix("/").unwrap_or(path)
 }
 
 /// The overlay of `/`, with the job's read-only /proc and minimal /dev, empty /tmp and

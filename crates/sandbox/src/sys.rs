@@ -312,7 +312,7 @@ impl<'a> Dirs<'a> {
 
     /// The file `path`, if it is there, reached as by [`Dirs::make`] but creating nothing.
     pub fn existing(&self, path: &Path) -> Result<Option<OwnedFd>> {
-        let relative = path.strip_prefix("/").unwrap_or(path);
+        let relative = runseal_spec::paths::below_root(path);
         match openat2(
             self.root,
             relative,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use runseal_closure::{Entry, EntryKind, Plan, Root};
+use runseal_spec::paths::below_root;
 use rustix::fs::{
     fchmod, futimens, linkat, symlinkat, utimensat, AtFlags, Mode, Timespec, Timestamps,
 };
@@ -52,7 +53,7 @@ pub fn materialize(
 ) -> Result<Materialized> {
     for (job, entry) in &plan.entries {
         if entry.kind == EntryKind::Dir {
-            let (parent, name) = tree.parent_of(rel(job))?;
+            let (parent, name) = tree.parent_of(below_root(job))?;
             parent.make_dir(name, 0o755)?;
         }
     }
@@ -78,7 +79,7 @@ pub fn materialize(
     let copied: Vec<(PathBuf, String, bool)> = leaders
         .par_iter()
         .map(|(job, entry)| {
-            let (parent, name) = tree.parent_of(rel(job))?;
+            let (parent, name) = tree.parent_of(below_root(job))?;
             let reused = match &previous {
                 Some(previous) => reuse(previous, &parent, name, job, entry)?,
                 None => None,
@@ -110,8 +111,8 @@ pub fn materialize(
         hashes.insert(job, hash);
     }
     for (job, leader) in followers {
-        let (from_dir, from) = tree.parent_of(rel(leader))?;
-        let (to_dir, to) = tree.parent_of(rel(job))?;
+        let (from_dir, from) = tree.parent_of(below_root(leader))?;
+        let (to_dir, to) = tree.parent_of(below_root(job))?;
         linkat(from_dir.fd(), from, to_dir.fd(), to, AtFlags::empty())
             .map_err(|e| Error::io(to_dir.join(to), e.into()))?;
         hashes.insert(job.to_path_buf(), hashes[leader].clone());
@@ -119,14 +120,14 @@ pub fn materialize(
 
     for (job, entry) in &plan.entries {
         if let EntryKind::Symlink { target, .. } = &entry.kind {
-            let (parent, name) = tree.parent_of(rel(job))?;
+            let (parent, name) = tree.parent_of(below_root(job))?;
             set_link_metadata(&parent, name, target, entry)
                 .map_err(|e| Error::io(parent.join(name), e))?;
         }
     }
     for (job, entry) in plan.entries.iter().rev() {
         if entry.kind == EntryKind::Dir {
-            let dir = tree.open_dir(rel(job))?;
+            let dir = tree.open_dir(below_root(job))?;
             set_metadata(dir.fd(), entry).map_err(|e| Error::io(dir.path(), e))?;
         }
     }
@@ -165,11 +166,16 @@ pub fn stamp(tree: &DirFd, manifest: &mut Manifest) -> Result<()> {
             let ManifestKind::File { copy, .. } = &mut record.kind else {
                 return Ok(());
             };
-            let missing = || Error::io(tree.join(rel(job)), std::io::ErrorKind::NotFound.into());
-            let file = tree.open_file(rel(job))?.ok_or_else(missing)?;
+            let missing = || {
+                Error::io(
+                    tree.join(below_root(job)),
+                    std::io::ErrorKind::NotFound.into(),
+                )
+            };
+            let file = tree.open_file(below_root(job))?.ok_or_else(missing)?;
             let meta = file
                 .metadata()
-                .map_err(|e| Error::io(tree.join(rel(job)), e))?;
+                .map_err(|e| Error::io(tree.join(below_root(job)), e))?;
             *copy = Some(CopyStamp::of(&meta));
             Ok(())
         })
@@ -196,7 +202,7 @@ fn reuse(
     else {
         return Ok(None);
     };
-    let Ok(Some(old)) = previous.tree.open_file(rel(job)) else {
+    let Ok(Some(old)) = previous.tree.open_file(below_root(job)) else {
         return Ok(None);
     };
     let Ok(meta) = old.metadata() else {
@@ -208,7 +214,7 @@ fn reuse(
     if !(record.matches(entry) && untouched) {
         return Ok(None);
     }
-    let Ok((old_dir, old_name)) = previous.tree.parent_of(rel(job)) else {
+    let Ok((old_dir, old_name)) = previous.tree.parent_of(below_root(job)) else {
         return Ok(None);
     };
     if linkat(old_dir.fd(), old_name, parent.fd(), name, AtFlags::empty()).is_err() {
@@ -361,11 +367,6 @@ fn times(entry: &Entry) -> Timestamps {
         last_access: mtime,
         last_modification: mtime,
     }
-}
-
-/// `job` (absolute, as the job sees it) relative to the tree.
-fn rel(job: &Path) -> &Path {
-    job.strip_prefix("/").unwrap_or(job)
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use runseal_spec::paths::below_root;
+
 use crate::error::{Error, Result};
 use crate::layout::{Layout, MANIFEST_NAME};
 use crate::manifest::{CopyStamp, Manifest, ManifestEntry, ManifestKind};
@@ -91,7 +93,7 @@ fn compare(
     depth: Depth,
 ) -> Option<String> {
     let (kind, mode) = (&record.kind, record.mode);
-    let real = tree.join(path.strip_prefix("/").unwrap_or(path));
+    let real = tree.join(below_root(path));
     let file_type = meta.file_type();
     let type_ok = match kind {
         ManifestKind::Dir => file_type.is_dir(),

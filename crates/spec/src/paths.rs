@@ -48,6 +48,12 @@ pub fn path_list(environment: &indexmap::IndexMap<String, String>, key: &str) ->
         .unwrap_or_default()
 }
 
+/// `path` (absolute, as a job sees it) relative to the root it lives in: the part to join
+/// onto a sealed tree, an overlay or any dir standing for `/`.
+pub fn below_root(path: &Path) -> &Path {
+    path.strip_prefix("/").unwrap_or(path)
+}
+
 /// Every proper ancestor of an absolute path, outermost first, without `/`.
 pub fn ancestors(path: &Path) -> Vec<PathBuf> {
     let mut list: Vec<PathBuf> = path
