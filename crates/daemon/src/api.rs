@@ -41,22 +41,99 @@ pub fn router(state: State) -> Router {
         .route("/v1/runtimes/{spec}/seal", post(seal))
         .route("/v1/build", post(build))
         .route("/v1/run", post(run))
+        .fallback(no_such_endpoint)
+        .method_not_allowed_fallback(no_such_method)
         .with_state(Arc::new(state))
 }
 
-/// An error as the API reports it: a status and `{"error": "..."}`.
+/// An error as the API reports it: a status and `{"error": {"code", "message"}}`, where the
+/// code names the status for machines and the message says what went wrong for people.
 pub struct ApiError {
     status: StatusCode,
     message: String,
 }
 
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self.status {
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+            StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ => "internal",
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
+        let error = serde_json::json!({
+            "error": { "code": self.code(), "message": self.message }
+        });
+        (self.status, Json(error)).into_response()
+    }
+}
+
+/// A JSON request body whose rejections (not JSON, too large, an unknown field, a wrong
+/// type) are reported as every other error is, not as axum's plain text.
+pub struct Body<T>(pub T);
+
+fn rejected(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
+    ApiError {
+        status: rejection.status(),
+        message: rejection.body_text(),
+    }
+}
+
+impl<S, T> axum::extract::FromRequest<S> for Body<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let Json(body) = Json::<T>::from_request(req, state)
+            .await
+            .map_err(rejected)?;
+        Ok(Body(body))
+    }
+}
+
+impl<S, T> axum::extract::OptionalFromRequest<S> for Body<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &S,
+    ) -> Result<Option<Self>, ApiError> {
+        let body = <Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(req, state)
+            .await
+            .map_err(rejected)?;
+        Ok(body.map(|Json(body)| Body(body)))
+    }
+}
+
+async fn no_such_endpoint() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "no such endpoint (see runseald --help)".into(),
+    }
+}
+
+async fn no_such_method() -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: "this endpoint does not take that method".into(),
     }
 }
 
@@ -156,6 +233,7 @@ async fn validate(
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SealBody {
     #[serde(default)]
     profiles: Vec<String>,
@@ -166,9 +244,9 @@ struct SealBody {
 async fn seal(
     Shared(state): Ctx,
     UrlPath(spec): UrlPath<String>,
-    body: Option<Json<SealBody>>,
+    body: Option<Body<SealBody>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body = body.map(|Body(b)| b).unwrap_or_default();
     blocking(move || {
         let dir = locate(&state, &spec)?;
         let options = SealOptions {
@@ -213,7 +291,7 @@ struct Built {
 
 async fn build(
     Shared(state): Ctx,
-    Json(body): Json<BuildBody>,
+    Body(body): Body<BuildBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let input = BuildInput {
         script: body.script,
@@ -263,7 +341,7 @@ struct Ran {
     stderr_truncated: bool,
 }
 
-async fn run(Shared(state): Ctx, Json(body): Json<RunBody>) -> Result<impl IntoResponse, ApiError> {
+async fn run(Shared(state): Ctx, Body(body): Body<RunBody>) -> Result<impl IntoResponse, ApiError> {
     let dir = {
         let state = Arc::clone(&state);
         let runtime = body.runtime.clone();

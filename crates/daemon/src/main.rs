@@ -22,9 +22,9 @@ use clap::Parser;
 /// "workdir"?, "memory"?, "tmp_size"?, "cpus"?, "pids"?, "timeout_secs"?, "network"?},
 /// answering {"exit_code", "oom", "stdout", "stderr", "stdout_truncated",
 /// "stderr_truncated"} (4 MiB a stream at most). A spec is a runtime name under --root,
-/// never a path. Unknown fields are refused. Errors are {"error": "..."} with 404 (unknown
-/// runtime), 409 (a seal or jobs hold it), 422 (invalid runtime or request), 429 (--max-jobs
-/// reached) or 500. A job whose client disconnects is killed; on SIGTERM, jobs get 10 s,
+/// never a path. Unknown fields are refused. Errors are {"error": {"code", "message"}}: 404
+/// (unknown runtime or endpoint), 409 (a seal or jobs hold it), 422 (invalid runtime or
+/// request), 429 (--max-jobs reached), 400/405/413/415 (malformed requests) or 500. A job whose client disconnects is killed; on SIGTERM, jobs get 10 s,
 /// then are killed.
 #[derive(Debug, Parser)]
 #[command(name = "runseald", version, term_width = 100)]

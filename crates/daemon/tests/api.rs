@@ -197,10 +197,32 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
 
     let (status, error) = daemon.call("GET", "/v1/runtimes/nope", None);
     assert_eq!(status, 404);
-    assert!(error["error"]
+    assert_eq!(error["error"]["code"], "not_found");
+    assert!(error["error"]["message"]
         .as_str()
         .unwrap()
         .contains("no runtime matches `nope`"));
+    // Every error is JSON with a code, axum's own rejections and unknown routes included.
+    for (method, path, body, status, code) in [
+        (
+            "POST",
+            "/v1/run",
+            Some(serde_json::json!([1])),
+            422,
+            "unprocessable",
+        ),
+        ("POST", "/v1/run", None, 415, "unsupported_media_type"),
+        ("GET", "/v2/everything", None, 404, "not_found"),
+        ("PUT", "/v1/run", None, 405, "method_not_allowed"),
+    ] {
+        let (got, error) = daemon.call(method, path, body);
+        assert_eq!(
+            (got, error["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {error}"
+        );
+        assert!(!error["error"]["message"].as_str().unwrap().is_empty());
+    }
 
     let script = scratch.path().join("setup.sh");
     std::fs::write(
