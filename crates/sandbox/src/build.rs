@@ -8,7 +8,7 @@
 //! reach past the overlay: mounting, chroot, device nodes, raw I/O, modules, reboot, ptrace.
 //! It sees the host's network (package registries), a fresh /proc and a minimal /dev.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -198,7 +198,6 @@ fn runtime_name(spec: &BuildSpec, last_line: &str) -> Result<String> {
 fn read_runtime_yml(merged: &Path, dir: &Path) -> Result<String> {
     use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
     let inside = dir.join(runseal_spec::RUNTIME_YML);
-    let refuse = |why: String| Error::Invalid(format!("{}: {why}", inside.display()));
     let root = sys::open_dir(merged)?;
     let file = openat2(
         &root,
@@ -208,28 +207,18 @@ fn read_runtime_yml(merged: &Path, dir: &Path) -> Result<String> {
         ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
     )
     .map_err(|e| {
-        refuse(format!(
-            "the setup script wrote no runtime.yml there that is not reached through a \
-             symlink ({e})"
+        Error::Invalid(format!(
+            "{}: the setup script wrote no runtime.yml there that is not reached through a \
+             symlink ({e})",
+            inside.display()
         ))
     })?;
-    let mut file = std::fs::File::from(file);
-    let meta = file.metadata().map_err(|e| refuse(e.to_string()))?;
-    let limit = runseal_spec::MAX_RUNTIME_YML;
-    if !meta.is_file() || meta.len() > limit {
-        return Err(refuse(format!(
-            "not a regular file of at most {limit} bytes"
-        )));
-    }
-    let mut text = String::new();
-    file.read_to_string(&mut text)
-        .map_err(|e| refuse(e.to_string()))?;
-    Ok(text)
+    runseal_spec::read_opened_runtime_yml(std::fs::File::from(file), &inside)
+        .map_err(|e| Error::Invalid(e.to_string()))
 }
 
-/// The overlay of `/`, with the job's read-only /proc and minimal /dev, empty /tmp and
-/// /run, the script's dir bound read-only (it may live in /tmp) and the runtimes root bound
-/// through. Returns the merged root.
+/// The overlay of `/` with the builder's root on it ([`builder_steps`]). Returns the merged
+/// root.
 fn prepare_overlay(spec: &BuildSpec, host: &HostFds) -> Result<PathBuf> {
     let mut ops = RealMounts;
     ops.make_mounts_private()?;

@@ -37,8 +37,9 @@ pub struct Job {
     /// symlink.
     sources: Vec<Arc<OwnedFd>>,
     /// The sealed tree (`isolated/`) the sources are in, with a shared lock held for the
-    /// job's whole life, so that a re-seal never deletes a tree a job is using.
-    generation: Arc<OwnedFd>,
+    /// job's whole life (this fd, never read, is the lock), so that a re-seal never deletes
+    /// a tree a job is using.
+    _generation: Arc<OwnedFd>,
     /// The job's whole environment, in order.
     pub environment: Vec<(String, String)>,
     /// Program and arguments; the program is looked up on the job's `PATH`.
@@ -116,7 +117,7 @@ impl Job {
             runtime_dir: dir.to_path_buf(),
             mounts: config.mounts,
             sources,
-            generation,
+            _generation: generation,
             environment,
             command: request.command,
             workdir: request.workdir,
@@ -134,11 +135,6 @@ impl Job {
 
     pub(crate) fn workdir_fd(&self) -> Option<BorrowedFd<'_>> {
         self.workdir_fd.as_deref().map(AsFd::as_fd)
-    }
-
-    /// The sealed tree this job's sources come from.
-    pub fn generation(&self) -> BorrowedFd<'_> {
-        self.generation.as_fd()
     }
 }
 

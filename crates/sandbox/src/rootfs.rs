@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use runseal_spec::paths::{ancestors, below_root};
+use runseal_spec::paths::ancestors;
 use runseal_spec::ISOLATED_DIR;
 use rustix::fs::FileType;
 
@@ -110,9 +110,7 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
             FileType::Directory => Leaf::Dir,
             FileType::RegularFile => Leaf::File,
             FileType::Symlink => {
-                let mirrors_target =
-                    Path::new(&mount.source) == Path::new(ISOLATED_DIR).join(below_root(&target));
-                if !mirrors_target {
+                if mount.sealed_name().is_none() {
                     return Err(Error::Invalid(format!(
                         "mount source {} is a symlink; only a top-level dir of {ISOLATED_DIR}/ \
                          may be one (it becomes the same symlink in the job)",

@@ -6,7 +6,7 @@ use std::path::{Component, Path};
 
 use runseal_spec::RuntimeConfig;
 
-use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
@@ -87,8 +87,22 @@ pub fn crossing_problem(base: &OwnedFd, config: &RuntimeConfig, index: usize) ->
     None
 }
 
+/// Whether `relative` under `base` is a regular file, reached through no symlink.
+pub fn is_file_beneath(base: &OwnedFd, relative: &Path) -> bool {
+    openat2(
+        base,
+        relative,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+    )
+    .is_ok_and(|fd| is_a(&fd, FileType::RegularFile))
+}
+
 fn is_symlink(fd: &OwnedFd) -> bool {
-    rustix::fs::fstat(fd).is_ok_and(|stat| {
-        rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Symlink
-    })
+    is_a(fd, FileType::Symlink)
+}
+
+fn is_a(fd: &OwnedFd, kind: FileType) -> bool {
+    rustix::fs::fstat(fd).is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == kind)
 }

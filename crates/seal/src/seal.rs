@@ -157,7 +157,7 @@ pub fn seal_from(
     let sealed_mounts: Vec<Mount> = plan
         .top_level()
         .into_iter()
-        .map(|name| Mount::readonly(format!("{ISOLATED_DIR}/{name}"), format!("/{name}")))
+        .map(|name| Mount::sealed(&name))
         .collect();
     let sealed = RuntimeConfig {
         mounts: sealed_mounts.clone(),
@@ -354,17 +354,17 @@ pub fn remove_runtime(dir: &Path) -> Result<()> {
     parent.remove_tree(&trash)?;
     let runtime = parent.open_dir(name)?;
     let _lock = runtime.lock(false)?;
-    let mut trees = runtime.names_starting(RETIRED_PREFIX)?;
-    trees.extend([ISOLATED_DIR.to_string(), PREVIOUS_DIR.to_string()]);
+    let mut names = replaced_trees(&runtime)?;
+    names.push(ISOLATED_DIR.to_string());
     let mut _unused = Vec::new();
-    for tree in trees {
-        if !runtime.exists(&tree)? {
+    for name in names {
+        // Not a directory (a link the author planted): no job runs on it.
+        let Ok(tree) = runtime.open_dir(&name) else {
             continue;
-        }
-        match runtime.open_dir(&tree)?.lock(false) {
-            Ok(held) => _unused.push(held),
-            Err(Error::Busy { .. }) => return Err(Error::InUse { path: dir.into() }),
-            Err(e) => return Err(e),
+        };
+        match lock_if_unused(&tree)? {
+            Some(held) => _unused.push(held),
+            None => return Err(Error::InUse { path: dir.into() }),
         }
     }
     parent.rename(name, &trash)?;
@@ -380,30 +380,46 @@ const RETIRED_PREFIX: &str = "isolated.retired-";
 /// its tree for its whole life). The tree before last, still in use, moves to a retired
 /// name, so the tree the coming swap replaces can take its place.
 fn prune_replaced(runtime: &DirFd) -> Result<()> {
-    let mut names = runtime.names_starting(RETIRED_PREFIX)?;
-    names.push(PREVIOUS_DIR.to_string());
-    for name in names {
-        if !runtime.exists(&name)? {
-            continue;
-        }
+    for name in replaced_trees(runtime)? {
         // Not a directory (a link the author planted): no job runs on it.
         let Ok(tree) = runtime.open_dir(&name) else {
             runtime.remove_tree(&name)?;
             continue;
         };
-        match tree.lock(false) {
-            Ok(_unused) => runtime.remove_tree(&name)?,
-            Err(Error::Busy { .. }) if name == PREVIOUS_DIR => {
+        match lock_if_unused(&tree)? {
+            Some(_unused) => runtime.remove_tree(&name)?,
+            None if name == PREVIOUS_DIR => {
                 let inode = rustix::fs::fstat(tree.fd())
                     .map_err(|e| Error::io(tree.path(), e.into()))?
                     .st_ino;
                 runtime.rename(PREVIOUS_DIR, &format!("{RETIRED_PREFIX}{inode}"))?;
             }
-            Err(Error::Busy { .. }) => {}
-            Err(e) => return Err(e),
+            None => {}
         }
     }
     Ok(())
+}
+
+/// The trees earlier seals replaced that are still in the runtime dir.
+fn replaced_trees(runtime: &DirFd) -> Result<Vec<String>> {
+    let mut names = runtime.names_starting(RETIRED_PREFIX)?;
+    names.push(PREVIOUS_DIR.to_string());
+    let mut present = Vec::new();
+    for name in names {
+        if runtime.exists(&name)? {
+            present.push(name);
+        }
+    }
+    Ok(present)
+}
+
+/// The exclusive lock of `tree` if no job holds it (jobs hold it shared), else `None`.
+fn lock_if_unused(tree: &DirFd) -> Result<Option<rustix::fd::OwnedFd>> {
+    match tree.lock(false) {
+        Ok(held) => Ok(Some(held)),
+        Err(Error::Busy { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Puts the staged tree in place with one atomic rename (an exchange when a tree exists).

@@ -1,11 +1,12 @@
 //! `runseal validate`: the runtime.yml rules plus where each sealed source really resolves.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use runseal_spec::{validate, MountKind, RuleOptions, RuntimeConfig, Violation, ISOLATED_DIR};
 use serde::Serialize;
 
-use crate::beneath::{crossing_problem, escape_problem, open_runtime_dir};
+use crate::beneath::{crossing_problem, escape_problem, is_file_beneath, open_runtime_dir};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::trust::untrusted_because;
@@ -23,6 +24,11 @@ pub struct ValidationReport {
 /// Checks the runtime dir `dir`. A runtime.yml that cannot be parsed is reported as a
 /// violation of the document (field `""`), not as an error: the runtime is invalid.
 pub fn validate_runtime(dir: &Path, options: RuleOptions) -> Result<ValidationReport> {
+    validate_beneath(dir, &open_runtime_dir(dir)?, options)
+}
+
+/// [`validate_runtime`] with the runtime dir already opened as `base`.
+fn validate_beneath(dir: &Path, base: &OwnedFd, options: RuleOptions) -> Result<ValidationReport> {
     let file = Layout::new(dir).runtime_yml();
     let config = match RuntimeConfig::load(&file) {
         Ok(config) => config,
@@ -39,12 +45,11 @@ pub fn validate_runtime(dir: &Path, options: RuleOptions) -> Result<ValidationRe
         Err(e) => return Err(e.into()),
     };
     let mut violations = validate(&config, options);
-    let base = open_runtime_dir(dir)?;
     for (i, mount) in config.mounts.iter().enumerate() {
         let field = format!("mounts[{i}].source");
         let lexically_fine = !violations.iter().any(|v| v.field == field);
         if lexically_fine && MountKind::of(&mount.source) == MountKind::Sealed {
-            if let Some(reason) = escape_problem(&base, &mount.source) {
+            if let Some(reason) = escape_problem(base, &mount.source) {
                 violations.push(Violation { field, reason });
             }
         }
@@ -54,7 +59,7 @@ pub fn validate_runtime(dir: &Path, options: RuleOptions) -> Result<ValidationRe
         if violations.iter().any(|v| v.field == field) {
             continue;
         }
-        if let Some(reason) = crossing_problem(&base, &config, i) {
+        if let Some(reason) = crossing_problem(base, &config, i) {
             violations.push(Violation {
                 field,
                 reason: format!("`{}` {reason}", mount.target),
@@ -70,9 +75,12 @@ pub fn validate_runtime(dir: &Path, options: RuleOptions) -> Result<ValidationRe
 /// the same path, as `seal` writes them), else [`Error::Invalid`] with every violation.
 /// Checked right before each use.
 pub fn runnable_config(dir: &Path) -> Result<RuntimeConfig> {
-    let mut report = validate_runtime(dir, RuleOptions::default())?;
+    let base = open_runtime_dir(dir)?;
+    let mut report = validate_beneath(dir, &base, RuleOptions::default())?;
     if let Some(config) = &report.config {
-        report.violations.extend(unsealed_problems(dir, config));
+        report
+            .violations
+            .extend(unsealed_problems(dir, &base, config));
     }
     match report.config {
         Some(config) if report.violations.is_empty() => Ok(config),
@@ -86,12 +94,10 @@ pub fn runnable_config(dir: &Path) -> Result<RuntimeConfig> {
 /// How `config` differs from a runtime.yml that `seal` wrote: one mount per top-level entry
 /// of `isolated/`, at the same path, and the manifest beside them. A runtime author who
 /// edits runtime.yml after the seal gets it refused rather than run.
-fn unsealed_problems(dir: &Path, config: &RuntimeConfig) -> Vec<Violation> {
+fn unsealed_problems(dir: &Path, base: &OwnedFd, config: &RuntimeConfig) -> Vec<Violation> {
     let mut problems = Vec::new();
     for (i, mount) in config.mounts.iter().enumerate() {
-        let name = mount.target.strip_prefix('/').unwrap_or_default();
-        let top_level = !name.is_empty() && !name.contains('/');
-        if !top_level || mount.source != format!("{ISOLATED_DIR}/{name}") {
+        if mount.sealed_name().is_none() {
             problems.push(Violation {
                 field: format!("mounts[{i}]"),
                 reason: format!(
@@ -121,7 +127,7 @@ fn unsealed_problems(dir: &Path, config: &RuntimeConfig) -> Vec<Violation> {
         }),
     }
     let manifest = Layout::manifest_in(Path::new(ISOLATED_DIR));
-    if !is_file_beneath(dir, &manifest) {
+    if !is_file_beneath(base, &manifest) {
         problems.push(Violation {
             field: String::new(),
             reason: format!(
@@ -146,25 +152,6 @@ fn isolated_untrusted(dir: &Path) -> Result<Option<String>> {
     );
     Ok(runseal_closure::untrusted_dir(uid, mode, false)
         .map(|problem| format!("{} {problem}", tree.display())))
-}
-
-fn is_file_beneath(dir: &Path, relative: &Path) -> bool {
-    open_runtime_dir(dir)
-        .ok()
-        .and_then(|base| {
-            rustix::fs::openat2(
-                &base,
-                relative,
-                rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-                rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS,
-            )
-            .ok()
-        })
-        .and_then(|fd| rustix::fs::fstat(fd).ok())
-        .is_some_and(|stat| {
-            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
-        })
 }
 
 fn report(

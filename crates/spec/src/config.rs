@@ -87,6 +87,21 @@ impl Mount {
             extra: IndexMap::new(),
         }
     }
+
+    /// The mount `seal` writes for the top-level entry `name` of the sealed tree:
+    /// `isolated/NAME` on `/NAME`, read-only.
+    pub fn sealed(name: &str) -> Self {
+        Mount::readonly(format!("{ISOLATED_DIR}/{name}"), format!("/{name}"))
+    }
+
+    /// The top-level name this mount seals, if it has exactly the form of [`Mount::sealed`]
+    /// (read-only included).
+    pub fn sealed_name(&self) -> Option<&str> {
+        let name = self.target.strip_prefix('/')?;
+        let top_level = !name.is_empty() && !name.contains('/');
+        let source = self.source.strip_prefix(ISOLATED_DIR)?.strip_prefix('/')?;
+        (top_level && source == name && self.readonly == Some(true)).then_some(name)
+    }
 }
 
 impl RuntimeConfig {
@@ -120,18 +135,24 @@ fn first_line(message: &str) -> String {
 }
 
 /// The most a runtime.yml may hold; real ones are a few KiB.
-pub const MAX_RUNTIME_YML: u64 = 1 << 20;
+const MAX_RUNTIME_YML: u64 = 1 << 20;
 
 /// Reads a runtime.yml its author may have made anything: only a regular file of at most
 /// [`MAX_RUNTIME_YML`] bytes, never through a symlink in its last component (root would
 /// read and print a file the author cannot), never blocking on a FIFO.
 fn read_untrusted(path: &Path) -> Result<String> {
     use rustix::fs::{Mode, OFlags};
-    use std::io::Read;
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let file = rustix::fs::open(path, flags, Mode::empty())
         .map_err(|e| Error::io(path, std::io::Error::from(e)))?;
-    let file = std::fs::File::from(file);
+    read_opened_runtime_yml(std::fs::File::from(file), path)
+}
+
+/// The text of a runtime.yml opened (non-blocking, not through a link) by the caller: a
+/// regular file, read to at most [`MAX_RUNTIME_YML`] bytes even if it grows meanwhile.
+/// `path` names it in errors.
+pub fn read_opened_runtime_yml(file: std::fs::File, path: &Path) -> Result<String> {
+    use std::io::Read;
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
     if !meta.is_file() || meta.len() > MAX_RUNTIME_YML {
         let why = format!("not a regular file of at most {MAX_RUNTIME_YML} bytes");
@@ -147,6 +168,29 @@ fn read_untrusted(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_form_seal_writes_is_a_sealed_mount() {
+        assert_eq!(Mount::sealed("usr").sealed_name(), Some("usr"));
+        for (source, target) in [
+            ("isolated/usr", "/opt"),
+            ("isolated/usr/lib", "/usr/lib"),
+            ("isolated/", "/"),
+            ("isolatedusr", "/usr"),
+            ("/usr", "/usr"),
+        ] {
+            assert_eq!(
+                Mount::readonly(source, target).sealed_name(),
+                None,
+                "{source}"
+            );
+        }
+        let writable = Mount {
+            readonly: Some(false),
+            ..Mount::sealed("usr")
+        };
+        assert_eq!(writable.sealed_name(), None);
+    }
 
     const JOBLET: &str = r#"name: openjdk-17
 language: java

@@ -11,7 +11,8 @@ mod resolve;
 mod rules;
 
 pub use config::{
-    BuildInfo, Mount, Requirements, RuntimeConfig, ISOLATED_DIR, MAX_RUNTIME_YML, RUNTIME_YML,
+    read_opened_runtime_yml, BuildInfo, Mount, Requirements, RuntimeConfig, ISOLATED_DIR,
+    RUNTIME_YML,
 };
 pub use error::{Error, IoError, Result};
 pub use resolve::{compare_versions, list_runtimes, resolve, RuntimeDir, RuntimeSpec};
