@@ -9,7 +9,8 @@ use std::fs::{File, Metadata};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+use runseal_spec::beneath::{self, Links};
+use rustix::fs::{Mode, OFlags};
 
 use crate::error::{Error, Result};
 
@@ -113,21 +114,16 @@ impl Root {
     /// anything but a regular file is an error.
     pub fn open_regular(&self, path: &Path) -> Result<File> {
         let real = self.real(path);
-        let base = openat2(
-            CWD,
+        let base = rustix::fs::open(
             &self.base,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
-            ResolveFlags::empty(),
         )
         .map_err(|e| Error::io(&self.base, e.into()))?;
         let host = self.host_path(path);
         let rel = runseal_spec::paths::below_root(&host);
-        let flags =
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-        let resolve =
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        let fd = openat2(&base, rel, flags, Mode::empty(), resolve)
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let fd = beneath::open(&base, Path::new(rel), flags, Links::Refuse)
             .map_err(|e| Error::io(&real, e.into()))?;
         let file = File::from(fd);
         let meta = file.metadata().map_err(|e| Error::io(&real, e))?;

@@ -18,9 +18,10 @@ use rustix::pipe::{pipe_with, PipeFlags};
 use rustix::thread::CapabilitySet;
 use seccompiler::BpfProgram;
 
+use runseal_spec::beneath::{self, Links};
 use runseal_spec::paths::below_root;
 
-use crate::error::{Error, Result};
+use crate::error::{BuildProblem, Error, Result};
 use crate::launch::wait;
 use crate::report::Report;
 use crate::rootfs::{detach_trees, populate, proc_and_dev, HostFds, Source, Step};
@@ -115,42 +116,43 @@ fn builder(
     match status.exit_status() {
         Some(0) => {}
         Some(code) => {
-            return Err(Error::Invalid(format!(
-                "{} exited with {code}",
-                spec.script.display()
-            )))
+            return Err(BuildProblem::ScriptFailed {
+                script: spec.script.clone(),
+                code,
+            }
+            .into())
         }
         None => {
-            return Err(Error::Invalid(format!(
-                "{} was killed",
-                spec.script.display()
-            )))
+            return Err(BuildProblem::ScriptKilled {
+                script: spec.script.clone(),
+            }
+            .into())
         }
     }
     let name = runtime_name(spec, &last_line)?;
     let dir = spec.runtimes_root.join(&name);
     let yaml = read_runtime_yml(&merged, &dir)?;
     // A build makes the runtime NAME, not one that answers to another runtime's name.
-    let declared = runseal_spec::RuntimeConfig::parse(&yaml, &dir.join("runtime.yml"))
-        .map_err(|e| Error::Invalid(e.to_string()))?
-        .name;
-    if declared.as_deref().is_some_and(|declared| declared != name) {
-        return Err(Error::Invalid(format!(
-            "{}/runtime.yml names the runtime `{}`, but the build makes `{name}`",
-            dir.display(),
-            declared.unwrap_or_default()
-        )));
+    let declared = runseal_spec::RuntimeConfig::parse(&yaml, &dir.join("runtime.yml"))?.name;
+    if let Some(declared) = declared.filter(|declared| *declared != name) {
+        return Err(BuildProblem::OtherName {
+            dir,
+            declared,
+            name,
+        }
+        .into());
     }
     // A fresh dir of runseal's own on the host: nothing the script wrote reaches the host
     // but this text and what the seal copies (setuid bits stripped, modes checked).
-    std::fs::create_dir(&dir).map_err(|e| {
-        Error::Invalid(match e.kind() {
-            std::io::ErrorKind::AlreadyExists => format!(
-                "{}: already exists; a build makes a new runtime (`runseal remove {name}` first)",
-                dir.display()
-            ),
-            _ => format!("{}: {e}", dir.display()),
-        })
+    std::fs::create_dir(&dir).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => BuildProblem::Exists {
+            dir: dir.clone(),
+            name,
+        },
+        _ => BuildProblem::CreateDir {
+            dir: dir.clone(),
+            source,
+        },
     })?;
     let sealed = std::fs::OpenOptions::new()
         .write(true)
@@ -158,7 +160,7 @@ fn builder(
         .open(dir.join(runseal_spec::RUNTIME_YML))
         .and_then(|mut file| file.write_all(yaml.as_bytes()))
         .map_err(|e| Error::sys(format!("write {}/runtime.yml", dir.display()), e))
-        .and_then(|()| seal(&merged, &dir).map_err(Error::Invalid));
+        .and_then(|()| seal(&merged, &dir).map_err(|e| BuildProblem::Seal(e).into()));
     if let Err(e) = sealed {
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
@@ -185,36 +187,31 @@ fn runtime_name(spec: &BuildSpec, last_line: &str) -> Result<String> {
     if plain {
         return Ok(name);
     }
-    Err(Error::Invalid(format!(
-        "the setup script must write one runtime dir ROOT/NAME under {} and print it last, \
-         or be given --name NAME (it printed `{last_line}`)",
-        spec.runtimes_root.display()
-    )))
+    Err(BuildProblem::NoRuntimeDir {
+        root: spec.runtimes_root.clone(),
+        printed: last_line.to_string(),
+    }
+    .into())
 }
 
 /// The runtime.yml the script wrote at `dir` inside the overlay `merged`: resolved inside
 /// the overlay through no symlink (a link the script made at `ROOT/NAME` would otherwise
 /// lead out of it, to any file of the host), a regular file of reasonable size.
 fn read_runtime_yml(merged: &Path, dir: &Path) -> Result<String> {
-    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    use rustix::fs::OFlags;
     let inside = dir.join(runseal_spec::RUNTIME_YML);
     let root = sys::open_dir(merged)?;
-    let file = openat2(
-        &root,
-        below_root(&inside),
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
-    )
-    .map_err(|e| {
-        Error::Invalid(format!(
-            "{}: the setup script wrote no runtime.yml there that is not reached through a \
-             symlink ({e})",
-            inside.display()
-        ))
-    })?;
-    runseal_spec::read_opened_runtime_yml(std::fs::File::from(file), &inside)
-        .map_err(|e| Error::Invalid(e.to_string()))
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK;
+    let file = beneath::open(&root, Path::new(below_root(&inside)), flags, Links::Refuse).map_err(
+        |e| BuildProblem::NoRuntimeYml {
+            path: inside.clone(),
+            source: e.into(),
+        },
+    )?;
+    Ok(runseal_spec::read_opened_runtime_yml(
+        std::fs::File::from(file),
+        &inside,
+    )?)
 }
 
 /// The overlay of `/` with the builder's root on it ([`builder_steps`]). Returns the merged
@@ -346,7 +343,7 @@ fn run_script(spec: &BuildSpec, merged: &Path, output: OwnedFd, filters: &[BpfPr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recorder::Recorder;
+    use crate::recorder::{refused_symlink_at, Recorder};
 
     /// A stand-in for the overlay of `/`, holding a host secret and the host dirs the
     /// builder hides.
@@ -411,7 +408,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), root.path().join("home")).unwrap();
         let (outcome, recorder) = build_root(&spec, root.path());
         let err = outcome.unwrap_err();
-        assert!(err.to_string().contains("/home is a symlink"), "{err}");
+        assert!(refused_symlink_at(&err, "/home"), "{err}");
         assert!(!recorder.log.iter().any(|l| l.ends_with(" at /home")));
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }

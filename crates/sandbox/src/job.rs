@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runseal_spec::{Mount, RuntimeConfig, ISOLATED_DIR};
-use rustix::fs::{flock, openat2, FileType, FlockOperation, Mode, OFlags, ResolveFlags, CWD};
+use rustix::fs::FileType;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::sys::{file_type, open_beneath, open_dir};
+use crate::error::{Error, PlaceProblem, Result, TreeProblem, WorkdirProblem};
+use crate::sys;
 
 /// `PATH` for a runtime whose environment sets none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -142,38 +142,33 @@ impl Job {
 /// A re-seal may swap the tree between the open and the lock; then the locked tree is no
 /// longer the runtime's, and it starts over.
 fn open_sources(dir: &Path, mounts: &[Mount]) -> Result<(Arc<OwnedFd>, Vec<Arc<OwnedFd>>)> {
-    let base = open_dir(dir)?;
+    let base = sys::open_dir(dir)?;
     let relative: Vec<&Path> = mounts
         .iter()
         .map(|m| {
             Path::new(&m.source)
                 .strip_prefix(ISOLATED_DIR)
-                .map_err(|_| {
-                    Error::Invalid(format!(
-                        "mount source `{}` is not in {ISOLATED_DIR}/ of {}",
-                        m.source,
-                        dir.display()
-                    ))
-                })
+                .map_err(|_| Error::place(dir.join(&m.source), PlaceProblem::Unsealed))
         })
         .collect::<Result<_>>()?;
     let tree_label = dir.join(ISOLATED_DIR);
     for _ in 0..GENERATION_ATTEMPTS {
-        let tree = open_tree_dir(&base, &tree_label)?;
+        let open_tree =
+            || sys::open_dir_beneath(base.as_fd(), Path::new(ISOLATED_DIR), &tree_label);
+        let tree = open_tree()?;
         lock_shared(&tree, &tree_label)?;
-        let now = open_tree_dir(&base, &tree_label)?;
-        if same_file(&tree, &now)? {
+        if sys::same_file(tree.as_fd(), open_tree()?.as_fd())? {
             let sources = relative
                 .iter()
-                .map(|rel| open_beneath(tree.as_fd(), rel, false, &tree_label).map(Arc::new))
+                .map(|rel| sys::open_beneath(tree.as_fd(), rel, &tree_label).map(Arc::new))
                 .collect::<Result<_>>()?;
             return Ok((Arc::new(tree), sources));
         }
     }
-    Err(Error::Invalid(format!(
-        "{} was replaced {GENERATION_ATTEMPTS} times while the job started",
-        tree_label.display()
-    )))
+    Err(Error::Tree {
+        tree: tree_label,
+        problem: TreeProblem::Replaced(GENERATION_ATTEMPTS),
+    })
 }
 
 /// How long a job start waits for its tree's shared lock. Only a removal holds it
@@ -183,97 +178,48 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 fn lock_shared(tree: &OwnedFd, label: &Path) -> Result<()> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
-    loop {
-        match flock(tree, FlockOperation::NonBlockingLockShared) {
-            Ok(()) => return Ok(()),
-            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                return Err(Error::Invalid(format!(
-                    "{} stayed locked by another process for {}s",
-                    label.display(),
-                    LOCK_WAIT.as_secs()
-                )))
-            }
-            Err(e) => {
-                return Err(Error::sys(
-                    format!("flock({}, LOCK_SH)", label.display()),
-                    e,
-                ))
-            }
+    while !sys::try_lock_shared(tree.as_fd(), label)? {
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Tree {
+                tree: label.to_path_buf(),
+                problem: TreeProblem::Locked(LOCK_WAIT),
+            });
         }
+        std::thread::sleep(Duration::from_millis(10))
     }
-}
-
-fn open_tree_dir(base: &OwnedFd, label: &Path) -> Result<OwnedFd> {
-    openat2(
-        base,
-        ISOLATED_DIR,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-    )
-    .map_err(|e| {
-        Error::sys(
-            format!("openat2({}, RESOLVE_NO_SYMLINKS)", label.display()),
-            e,
-        )
-    })
-}
-
-fn same_file(a: &OwnedFd, b: &OwnedFd) -> Result<bool> {
-    let stat = |fd: &OwnedFd| rustix::fs::fstat(fd).map_err(|e| Error::sys("fstat", e));
-    let (a, b) = (stat(a)?, stat(b)?);
-    Ok((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
+    Ok(())
 }
 
 /// Opens the work dir once; that fd is what the job gets, so a rename or a symlink swapped
 /// in afterwards changes nothing. No symlink is followed on the way: a work dir inside an
 /// earlier job's work dir could otherwise be redirected by a link that job planted.
 fn open_workdir(path: &Path, user: User) -> Result<OwnedFd> {
-    let fd = openat2(
-        CWD,
-        path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::NO_SYMLINKS,
-    )
-    .map_err(|e| {
-        let why = match e {
-            rustix::io::Errno::LOOP => {
-                "its path crosses a symlink; name the real directory".to_string()
-            }
-            rustix::io::Errno::NOTDIR => "not a directory".to_string(),
-            e => std::io::Error::from(e).to_string(),
-        };
-        Error::Invalid(format!("work dir {}: {why}", path.display()))
+    let refused = |problem| Error::Workdir {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let fd = sys::open_dir_through_no_symlink(path).map_err(|e| {
+        refused(match e.raw_os_error() {
+            Some(libc::ELOOP) => WorkdirProblem::Symlink,
+            Some(libc::ENOTDIR) => WorkdirProblem::NotDirectory,
+            _ => WorkdirProblem::Open(e),
+        })
     })?;
-    if file_type(fd.as_fd())? != FileType::Directory {
-        return Err(Error::Invalid(format!(
-            "work dir {}: not a directory",
-            path.display()
-        )));
+    if sys::file_type(fd.as_fd())? != FileType::Directory {
+        return Err(refused(WorkdirProblem::NotDirectory));
     }
-    let root = rustix::fs::stat("/").map_err(|e| Error::sys("stat(/)", e))?;
-    let stat = rustix::fs::fstat(&fd).map_err(|e| Error::sys("fstat(work dir)", e))?;
-    if (stat.st_dev, stat.st_ino) == (root.st_dev, root.st_ino) {
-        return Err(Error::Invalid(format!(
-            "work dir {}: is the host's root directory",
-            path.display()
-        )));
+    if sys::is_host_root(fd.as_fd())? {
+        return Err(refused(WorkdirProblem::HostRoot));
     }
+    let stat = sys::stat(fd.as_fd())?;
     if !may_enter(&stat, user) {
-        return Err(Error::Invalid(format!(
-            "work dir {}: the job's user {}:{} cannot enter it (owner {}:{}, mode {:o}); \
-             chown it to that user or pick one with --user",
-            path.display(),
-            user.uid,
-            user.gid,
-            stat.st_uid,
-            stat.st_gid,
-            stat.st_mode & 0o7777
-        )));
+        return Err(refused(WorkdirProblem::Closed {
+            uid: user.uid,
+            gid: user.gid,
+            owner: stat.st_uid,
+            group: stat.st_gid,
+            mode: stat.st_mode & 0o7777,
+        }));
     }
     Ok(fd)
 }

@@ -46,7 +46,7 @@ enum Purpose {
 /// Runs `job` to completion.
 pub fn run(job: &Job) -> Result<Outcome> {
     if job.command.is_empty() {
-        return Err(Error::Invalid("no command to run".into()));
+        return Err(Error::NoCommand);
     }
     match start(job, Purpose::Run)? {
         Started::Finished(outcome) => Ok(outcome),
@@ -59,9 +59,10 @@ pub fn run(job: &Job) -> Result<Outcome> {
 pub fn mount_table(job: &Job) -> Result<String> {
     match start(job, Purpose::ShowMounts)? {
         Started::Mounts(table) => Ok(table),
-        Started::Finished(outcome) => Err(Error::Invalid(format!(
-            "the mount probe ended without a report ({outcome:?})"
-        ))),
+        Started::Finished(outcome) => Err(Error::Setup {
+            message: format!("the mount probe ended without a report ({outcome:?})"),
+            exit_code: SETUP_FAILED,
+        }),
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, PlaceProblem, Result};
 use crate::sys::{MountAttr, MountOps};
 
 /// Records the mount calls; the "mounts" it makes are fresh temp dirs, so that the real
@@ -91,4 +91,12 @@ impl MountOps for Recorder {
         self.log.push(line);
         Ok(())
     }
+}
+
+/// Whether `err` is the refusal of a symlink at `path` in a root being built.
+pub fn refused_symlink_at(err: &Error, path: &str) -> bool {
+    matches!(
+        err,
+        Error::Place { path: at, problem: PlaceProblem::Symlink } if at == Path::new(path)
+    )
 }

@@ -13,10 +13,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use runseal_spec::paths::ancestors;
-use runseal_spec::ISOLATED_DIR;
 use rustix::fs::FileType;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PlaceProblem, Result};
 use crate::job::Job;
 use crate::sys::{file_type, read_link, Dirs, Leaf, MountAttr, MountOps};
 
@@ -111,11 +110,7 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
             FileType::RegularFile => Leaf::File,
             FileType::Symlink => {
                 if mount.sealed_name().is_none() {
-                    return Err(Error::Invalid(format!(
-                        "mount source {} is a symlink; only a top-level dir of {ISOLATED_DIR}/ \
-                         may be one (it becomes the same symlink in the job)",
-                        label.display()
-                    )));
+                    return Err(Error::place(label, PlaceProblem::SymlinkSource));
                 }
                 steps.push(Step::Symlink {
                     path: target,
@@ -124,10 +119,8 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
                 continue;
             }
             other => {
-                return Err(Error::Invalid(format!(
-                    "mount source {} is a {other:?}, not a directory or file",
-                    label.display()
-                )))
+                let kind = format!("{other:?}");
+                return Err(Error::place(label, PlaceProblem::SpecialSource(kind)));
             }
         };
         steps.push(Step::Bind {
@@ -204,7 +197,7 @@ impl HostFds {
         let devices = DEVICES
             .iter()
             .map(|&name| {
-                crate::sys::open_beneath(dev.as_fd(), Path::new(name), false, Path::new("/dev"))
+                crate::sys::open_beneath(dev.as_fd(), Path::new(name), Path::new("/dev"))
                     .map(|fd| (name, fd))
             })
             .collect::<Result<_>>()?;
@@ -216,7 +209,7 @@ impl HostFds {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, fd)| fd.as_fd())
-            .ok_or_else(|| Error::Invalid(format!("/dev/{name} was not opened")))
+            .ok_or_else(|| Error::unprepared(Path::new("/dev").join(name), "was not opened"))
     }
 }
 
@@ -252,7 +245,7 @@ pub fn detach_trees(
                     (Source::Work, Some(job)) => {
                         let fd = job
                             .workdir_fd()
-                            .ok_or_else(|| Error::Invalid("no work dir was opened".into()))?;
+                            .ok_or_else(|| Error::unprepared(target, "no work dir was opened"))?;
                         ops.clone_tree(fd, target)?
                     }
                     (Source::Host(path), _) => {
@@ -260,14 +253,15 @@ pub fn detach_trees(
                         ops.clone_tree(fd.as_fd(), path)?
                     }
                     (_, None) => {
-                        return Err(Error::Invalid(format!(
-                            "{}: a build has no job to bind from",
-                            target.display()
-                        )))
+                        return Err(Error::unprepared(target, "a build has no job to bind from"))
                     }
                 };
                 (tree, *attr, target.clone())
             }
+            // The job's /proc shows the same kernel as the caller's, so a file the kernel
+            // lacks here needs no mask there; one that appears anyway finds no tree in
+            // `populate` and fails the job rather than stay unmasked.
+            Step::Mask { target } if std::fs::symlink_metadata(target).is_err() => continue,
             Step::Mask { target } => {
                 let null = Path::new("/dev/null");
                 let tree = ops.clone_tree(host.device("null")?, null)?;
@@ -320,13 +314,13 @@ pub fn populate(
     let held_at = |held: &HashMap<&Path, OwnedFd>, target: &Path| -> Result<OwnedFd> {
         held.get(target)
             .and_then(|fd| fd.try_clone().ok())
-            .ok_or_else(|| Error::Invalid(format!("{} was not prepared", target.display())))
+            .ok_or_else(|| Error::unprepared(target, "was not prepared"))
     };
     let mut tree_for = |index: usize, target: &Path| {
         trees
             .0
             .remove(&index)
-            .ok_or_else(|| Error::Invalid(format!("no tree was made for {}", target.display())))
+            .ok_or_else(|| Error::unprepared(target, "no tree was made for it"))
     };
     for (index, step) in steps.iter().enumerate() {
         match step {
@@ -380,7 +374,7 @@ pub fn populate(
 mod tests {
     use super::*;
     use crate::job::{JobRequest, User};
-    use crate::recorder::Recorder;
+    use crate::recorder::{refused_symlink_at, Recorder};
     use runseal_spec::{Mount, RuntimeConfig};
 
     fn runtime_dir() -> tempfile::TempDir {
@@ -460,7 +454,16 @@ mod tests {
         let mounts = vec![Mount::readonly("isolated/lib", "/opt/lib")];
         let job = job_with(t.path(), mounts, None).unwrap();
         let err = plan_root(&job).unwrap_err();
-        assert!(err.to_string().contains("is a symlink"), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::Place {
+                    problem: PlaceProblem::SymlinkSource,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     fn host_fds() -> HostFds {
@@ -505,6 +508,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_mask_the_kernel_lacks_clones_nothing_and_a_file_left_unmasked_fails_the_root() {
+        let mut steps = vec![
+            Step::SandboxDir {
+                path: "/proc".into(),
+            },
+            Step::Proc {
+                target: "/proc".into(),
+            },
+        ];
+        let unmasked = detach_trees(&mut Recorder::new(), None, &host_fds(), &steps).unwrap();
+        for name in ["keys", "runseal-no-such-file"] {
+            steps.push(Step::Mask {
+                target: Path::new("/proc").join(name),
+            });
+        }
+        let mut recorder = Recorder::new();
+        let trees = detach_trees(&mut recorder, None, &host_fds(), &steps).unwrap();
+        assert_eq!(recorder.log, ["rw /proc/keys (tree null)"]);
+        let mountpoint = tempfile::tempdir().unwrap();
+        let at = crate::sys::open_dir(mountpoint.path()).unwrap();
+        apply(&mut recorder, trees, at.as_fd(), &steps).unwrap();
+        assert!(recorder
+            .log
+            .contains(&"attach tree null at /proc/keys".to_string()));
+        // The job's /proc shows `keys` but no tree was detached for it: no job starts.
+        let mountpoint = tempfile::tempdir().unwrap();
+        let at = crate::sys::open_dir(mountpoint.path()).unwrap();
+        let err = apply(&mut Recorder::new(), unmasked, at.as_fd(), &steps).unwrap_err();
+        assert!(
+            matches!(&err, Error::Unprepared { target, .. } if target == Path::new("/proc/keys")),
+            "{err}"
+        );
+    }
+
     /// The attack: a runtime tree holding `s/evil -> /` and a mount on `/s/evil/dev`. By
     /// path, the bind landed on the host's /dev; walked by fd, it stops at the symlink.
     #[test]
@@ -518,12 +556,12 @@ mod tests {
             let err = Dirs::new(root.as_fd())
                 .make(Path::new("/s/evil/dev/null"), leaf)
                 .unwrap_err();
-            assert!(err.to_string().contains("/s/evil is a symlink"), "{err}");
+            assert!(refused_symlink_at(&err, "/s/evil"), "{err}");
         }
         let err = Dirs::new(root.as_fd())
             .symlink(Path::new("/s/evil/x"), Path::new("/"))
             .unwrap_err();
-        assert!(err.to_string().contains("/s/evil is a symlink"), "{err}");
+        assert!(refused_symlink_at(&err, "/s/evil"), "{err}");
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
@@ -535,10 +573,10 @@ mod tests {
         let err = Dirs::new(root.as_fd())
             .make(Path::new("/etc/passwd"), Leaf::File)
             .unwrap_err();
-        assert!(err.to_string().contains("/etc is a symlink"), "{err}");
+        assert!(refused_symlink_at(&err, "/etc"), "{err}");
         let err = Dirs::new(root.as_fd())
             .make(Path::new("/etc"), Leaf::Dir)
             .unwrap_err();
-        assert!(err.to_string().contains("/etc is a symlink"), "{err}");
+        assert!(refused_symlink_at(&err, "/etc"), "{err}");
     }
 }

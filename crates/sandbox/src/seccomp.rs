@@ -407,14 +407,12 @@ fn arch() -> Result<TargetArch> {
         "x86_64" => Ok(TargetArch::x86_64),
         "aarch64" => Ok(TargetArch::aarch64),
         "riscv64" => Ok(TargetArch::riscv64),
-        other => Err(Error::Invalid(format!(
-            "no seccomp filter for architecture {other}"
-        ))),
+        other => Err(Error::Architecture(other.to_string())),
     }
 }
 
-fn seccomp_error(e: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!("seccomp: {e}"))
+fn seccomp_error(e: impl Into<seccompiler::Error>) -> Error {
+    Error::Seccomp(e.into())
 }
 
 /// `(arg & mask) == mask`: every bit of `mask` is set in argument `arg`.
@@ -449,10 +447,11 @@ fn compile(rules: Rules, on_match: SeccompAction, otherwise: SeccompAction) -> R
 /// which the kernel translates and JITs at every job start and then walks on every call.
 /// Anything outside the ranges fails with ENOSYS, numbers of another ABI (x32) included.
 fn allowlist(calls: &[i64]) -> Result<BpfProgram> {
+    // The numbers are the kernel's and never negative; one that were would stay refused.
     let mut numbers: Vec<u32> = calls
         .iter()
-        .map(|&n| u32::try_from(n).map_err(|_| seccomp_error(format!("syscall number {n}"))))
-        .collect::<Result<_>>()?;
+        .filter_map(|&n| u32::try_from(n).ok())
+        .collect();
     numbers.sort_unstable();
     numbers.dedup();
     let mut ranges: Vec<(u32, u32)> = Vec::new();
@@ -631,8 +630,7 @@ pub fn builder_filters() -> Result<Vec<BpfProgram>> {
 /// Loads the filters into the calling thread (needs no_new_privs or CAP_SYS_ADMIN).
 pub fn load(filters: &[BpfProgram]) -> Result<()> {
     for filter in filters {
-        seccompiler::apply_filter(filter)
-            .map_err(|e| Error::Invalid(format!("seccomp(SECCOMP_SET_MODE_FILTER): {e}")))?;
+        seccompiler::apply_filter(filter).map_err(Error::Seccomp)?;
     }
     Ok(())
 }

@@ -12,7 +12,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags};
+use runseal_spec::beneath::{self, Links};
+use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags, CWD};
 use rustix::mount::{
     fsconfig_create, fsconfig_set_string, fsmount, fsopen, mount_change, move_mount, open_tree,
     unmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MountPropagationFlags, MoveMountFlags,
@@ -20,7 +21,7 @@ use rustix::mount::{
 };
 use rustix::process::{Pid, Signal};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PlaceProblem, Result};
 
 /// Mount operations on handles, the only privileged part of building a root. Where a mount
 /// goes is always an fd (see [`Dirs`]), never a path the kernel would resolve again, so no
@@ -226,38 +227,64 @@ pub fn open_path(path: &Path) -> Result<OwnedFd> {
         .map_err(call_error(format!("open({}, O_PATH)", path.display())))
 }
 
-/// Opens `relative` under the directory `base` without leaving it (`RESOLVE_BENEATH`), for
-/// binding the very object that was checked, whatever is renamed afterwards. `follow: false`
-/// opens a symlink in the last component as itself.
-pub fn open_beneath(
-    base: BorrowedFd<'_>,
-    relative: &Path,
-    follow: bool,
-    label: &Path,
-) -> Result<OwnedFd> {
-    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
-    if !follow {
-        flags |= OFlags::NOFOLLOW;
-    }
-    openat2(
-        base,
-        relative,
-        flags,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(call_error(format!(
+/// Opens `relative` under the directory `base` without leaving it, for binding the very
+/// object that was checked, whatever is renamed afterwards. Symlinks on the way may not
+/// leave `base`; one in the last component is opened as itself.
+pub fn open_beneath(base: BorrowedFd<'_>, relative: &Path, label: &Path) -> Result<OwnedFd> {
+    let flags = OFlags::PATH | OFlags::NOFOLLOW;
+    beneath::open(base, relative, flags, Links::StayBeneath).map_err(call_error(format!(
         "openat2({}, {}, RESOLVE_BENEATH)",
         label.display(),
         relative.display()
     )))
 }
 
+/// Opens the directory `relative` under `base` for reading (a lock needs more than
+/// `O_PATH`), through no symlink.
+pub fn open_dir_beneath(base: BorrowedFd<'_>, relative: &Path, label: &Path) -> Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY;
+    beneath::open(base, relative, flags, Links::Refuse).map_err(call_error(format!(
+        "openat2({}, RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)",
+        label.display()
+    )))
+}
+
+/// Opens the directory `path` (`O_PATH`) through no symlink on the way.
+pub fn open_dir_through_no_symlink(path: &Path) -> std::io::Result<OwnedFd> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    openat2(CWD, path, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS).map_err(Into::into)
+}
+
+/// Takes a shared lock on `dir` unless someone holds an exclusive one: `false` then.
+pub fn try_lock_shared(dir: BorrowedFd<'_>, label: &Path) -> Result<bool> {
+    match rustix::fs::flock(dir, rustix::fs::FlockOperation::NonBlockingLockShared) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(Error::sys(
+            format!("flock({}, LOCK_SH|LOCK_NB)", label.display()),
+            e,
+        )),
+    }
+}
+
 /// What an fd refers to, without following it.
 pub fn file_type(fd: BorrowedFd<'_>) -> Result<FileType> {
-    rustix::fs::fstat(fd)
-        .map(|stat| FileType::from_raw_mode(stat.st_mode))
-        .map_err(call_error("fstat".into()))
+    beneath::file_type(fd).map_err(call_error("fstat".into()))
+}
+
+pub fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> Result<bool> {
+    beneath::same_file(a, b).map_err(call_error("fstat".into()))
+}
+
+pub fn stat(fd: BorrowedFd<'_>) -> Result<rustix::fs::Stat> {
+    rustix::fs::fstat(fd).map_err(call_error("fstat".into()))
+}
+
+/// Whether `dir` is the host's root directory.
+pub fn is_host_root(dir: BorrowedFd<'_>) -> Result<bool> {
+    let root = rustix::fs::stat("/").map_err(call_error("stat(/)".into()))?;
+    let dir = stat(dir)?;
+    Ok((dir.st_dev, dir.st_ino) == (root.st_dev, root.st_ino))
 }
 
 /// The target of the symlink an `O_PATH|O_NOFOLLOW` fd refers to.
@@ -298,7 +325,7 @@ impl<'a> Dirs<'a> {
                 _ => Some(Err(())),
             })
             .collect::<std::result::Result<_, _>>()
-            .map_err(|()| Error::Invalid(format!("{}: not a normalized path", path.display())))?;
+            .map_err(|()| Error::place(path, PlaceProblem::NotNormalized))?;
         let mut dir = rustix::io::fcntl_dupfd_cloexec(self.root, 3)
             .map_err(call_error("fcntl(F_DUPFD_CLOEXEC)".into()))?;
         let mut so_far = PathBuf::from("/");
@@ -344,10 +371,7 @@ impl<'a> Dirs<'a> {
 fn split_parent(path: &Path) -> Result<(&Path, &OsStr)> {
     match (path.parent(), path.file_name()) {
         (Some(parent), Some(name)) => Ok((parent, name)),
-        _ => Err(Error::Invalid(format!(
-            "{}: has no parent directory",
-            path.display()
-        ))),
+        _ => Err(Error::place(path, PlaceProblem::NoParent)),
     }
 }
 
@@ -383,20 +407,14 @@ fn make_one(dir: &OwnedFd, name: &OsStr, kind: Leaf, path: &Path) -> Result<Owne
         other => other,
     };
     let fd = opened.map_err(|e| match e {
-        rustix::io::Errno::LOOP => Error::Invalid(format!(
-            "{} is a symlink: the sandbox creates and mounts nothing through one",
-            path.display()
-        )),
+        rustix::io::Errno::LOOP => Error::place(path, PlaceProblem::Symlink),
         e => Error::sys(
             format!("openat2({}, RESOLVE_NO_SYMLINKS)", path.display()),
             e,
         ),
     })?;
     if kind == Leaf::File && file_type(fd.as_fd())? == FileType::Directory {
-        return Err(Error::Invalid(format!(
-            "{} is a directory where a file is mounted",
-            path.display()
-        )));
+        return Err(Error::place(path, PlaceProblem::DirectoryForFile));
     }
     Ok(fd)
 }
@@ -459,9 +477,7 @@ fn ensure_single_threaded() -> Result<()> {
     if threads == 1 {
         Ok(())
     } else {
-        Err(Error::Invalid(format!(
-            "cannot create the sandbox from a process with {threads} threads"
-        )))
+        Err(Error::Threads(threads))
     }
 }
 

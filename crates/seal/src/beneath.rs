@@ -1,24 +1,24 @@
 //! Whether a mount source stays inside the runtime dir when the kernel resolves it: the
-//! lexical rules cannot see symlinks planted in `isolated/`, `openat2(RESOLVE_BENEATH)` can.
+//! lexical rules cannot see symlinks planted in `isolated/`, a lookup below the runtime dir's
+//! fd ([`runseal_spec::beneath`]) can.
 
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
 
 use runseal_spec::RuntimeConfig;
 
-use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags, CWD};
+use runseal_spec::beneath::{self, Links};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 
 /// The runtime dir, opened once for checking all its sources.
 pub fn open_runtime_dir(dir: &Path) -> Result<OwnedFd> {
-    openat2(
-        CWD,
+    rustix::fs::open(
         dir,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-        ResolveFlags::empty(),
     )
     .map_err(|e| Error::io(dir, e.into()))
 }
@@ -26,13 +26,7 @@ pub fn open_runtime_dir(dir: &Path) -> Result<OwnedFd> {
 /// Why `source` (relative to the runtime dir `base`) does not resolve to something inside
 /// it, if it does not.
 pub fn escape_problem(base: &OwnedFd, source: &str) -> Option<String> {
-    match openat2(
-        base,
-        source,
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-    ) {
+    match beneath::open(base, Path::new(source), OFlags::PATH, Links::StayBeneath) {
         Ok(_) => None,
         Err(Errno::XDEV) => Some(format!(
             "`{source}` leaves the runtime dir through a symlink (refused by RESOLVE_BENEATH)"
@@ -65,14 +59,9 @@ pub fn crossing_problem(base: &OwnedFd, config: &RuntimeConfig, index: usize) ->
             if let Some(component) = component {
                 path.push(component);
             }
-            match openat2(
-                base,
-                &path,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-            ) {
-                Ok(fd) if is_symlink(&fd) => {
+            let flags = OFlags::PATH | OFlags::NOFOLLOW;
+            match beneath::open(base, &path, flags, Links::StayBeneath) {
+                Ok(fd) if is_a(&fd, FileType::Symlink) => {
                     return Some(format!(
                         "runs through `{}` of mounts[{other}], a symlink: nothing is mounted \
                          through one",
@@ -89,20 +78,10 @@ pub fn crossing_problem(base: &OwnedFd, config: &RuntimeConfig, index: usize) ->
 
 /// Whether `relative` under `base` is a regular file, reached through no symlink.
 pub fn is_file_beneath(base: &OwnedFd, relative: &Path) -> bool {
-    openat2(
-        base,
-        relative,
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-    )
-    .is_ok_and(|fd| is_a(&fd, FileType::RegularFile))
-}
-
-fn is_symlink(fd: &OwnedFd) -> bool {
-    is_a(fd, FileType::Symlink)
+    beneath::open(base, relative, OFlags::PATH, Links::Refuse)
+        .is_ok_and(|fd| is_a(&fd, FileType::RegularFile))
 }
 
 fn is_a(fd: &OwnedFd, kind: FileType) -> bool {
-    rustix::fs::fstat(fd).is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == kind)
+    beneath::file_type(fd).is_ok_and(|found| found == kind)
 }

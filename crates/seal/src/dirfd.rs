@@ -10,9 +10,10 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use runseal_spec::beneath::{self, Links};
 use rustix::fs::{
-    flock, mkdirat, openat, openat2, renameat, renameat_with, syncfs, unlinkat, AtFlags, Dir,
-    FlockOperation, Mode, OFlags, RenameFlags, ResolveFlags, CWD,
+    flock, mkdirat, openat, renameat, renameat_with, syncfs, unlinkat, AtFlags, Dir,
+    FlockOperation, Mode, OFlags, RenameFlags, CWD,
 };
 use rustix::io::Errno;
 
@@ -24,9 +25,6 @@ pub struct DirFd {
     fd: OwnedFd,
     path: PathBuf,
 }
-
-/// Lookups below a [`DirFd`]: inside it, through no symlink at all.
-const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS);
 
 impl DirFd {
     /// Opens the directory at `path`, a path the operator gave (symlinks in it are followed;
@@ -56,19 +54,19 @@ impl DirFd {
 
     /// The directory at `rel` (any number of components) below this one.
     pub fn open_dir(&self, rel: impl AsRef<Path>) -> Result<DirFd> {
+        // Inside it, through no symlink at all: the tree is the runtime author's.
         let rel = rel.as_ref();
-        let rel = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        openat2(&self.fd, rel, flags, Mode::empty(), BENEATH)
-            .map(|fd| DirFd {
-                fd,
-                path: self.path.join(rel),
-            })
-            .map_err(|e| Error::io(self.join(rel), e.into()))
+        beneath::open(
+            &self.fd,
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Links::Refuse,
+        )
+        .map(|fd| DirFd {
+            fd,
+            path: self.path.join(rel),
+        })
+        .map_err(|e| Error::io(self.join(rel), e.into()))
     }
 
     /// The directory holding `rel` and the last name of `rel`.
@@ -127,8 +125,8 @@ impl DirFd {
     /// block the open.
     pub fn open_file(&self, rel: impl AsRef<Path>) -> Result<Option<File>> {
         let rel = rel.as_ref();
-        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-        let file = match openat2(&self.fd, rel, flags, Mode::empty(), BENEATH) {
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let file = match beneath::open(&self.fd, rel, flags, Links::Refuse) {
             Ok(fd) => File::from(fd),
             Err(Errno::NOENT) => return Ok(None),
             Err(Errno::LOOP | Errno::XDEV) => return Err(self.not_a_file(rel, "a symlink")),

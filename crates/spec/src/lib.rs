@@ -1,9 +1,11 @@
 //! The `runtime.yml` model, its validation rules and runtime spec resolution.
 //!
-//! Nothing here performs syscalls beyond reading files and directories; the checks that need the
-//! filesystem (a source resolving beneath the runtime dir) live in `runseal-seal`.
+//! Nothing here performs syscalls beyond reading files and directories; [`beneath`] is the
+//! one lookup below a directory fd that every crate uses, and the checks built on it (a
+//! source resolving beneath the runtime dir) live in `runseal-seal`.
 #![forbid(unsafe_code)]
 
+pub mod beneath;
 mod config;
 mod error;
 pub mod paths;
