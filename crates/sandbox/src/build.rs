@@ -87,7 +87,7 @@ fn builder(
 ) -> Result<PathBuf> {
     sys::die_with_parent()?;
     let host = HostFds::open()?;
-    let merged = prepare_overlay(spec, &host)?;
+    let merged = builder_root(&mut RealMounts, Path::new(BUILD_MOUNTPOINT), spec, &host)?;
     let filters = seccomp::builder_filters()?;
     let (output_read, output_write) =
         pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
@@ -214,24 +214,28 @@ fn read_runtime_yml(merged: &Path, dir: &Path) -> Result<String> {
     )?)
 }
 
-/// The overlay of `/` with the builder's root on it ([`builder_steps`]). Returns the merged
-/// root.
-fn prepare_overlay(spec: &BuildSpec, host: &HostFds) -> Result<PathBuf> {
-    let mut ops = RealMounts;
+/// The builder's root: a private tmpfs on `base` holds an overlay of `/` (every write of
+/// the script lands in its upper dir, on the tmpfs), populated with [`builder_steps`].
+/// Returns where the overlay is attached.
+fn builder_root(
+    ops: &mut dyn MountOps,
+    base: &Path,
+    spec: &BuildSpec,
+    host: &HostFds,
+) -> Result<PathBuf> {
     ops.make_mounts_private()?;
-    let base = Path::new(BUILD_MOUNTPOINT);
     let scratch = ops.tmpfs(0o700, None)?;
     ops.attach(scratch.as_fd(), sys::open_dir(base)?.as_fd(), base)?;
     let scratch_dirs = Dirs::new(scratch.as_fd());
-    for dir in ["/upper", "/work", "/merged"] {
-        scratch_dirs.make(Path::new(dir), Leaf::Dir)?;
-    }
+    scratch_dirs.make(Path::new("/upper"), Leaf::Dir)?;
+    scratch_dirs.make(Path::new("/work"), Leaf::Dir)?;
+    let merged_at = scratch_dirs.make(Path::new("/merged"), Leaf::Dir)?;
     let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
-    let overlay = sys::overlay(Path::new("/"), &upper, &work)?;
-    ops.attach(overlay.as_fd(), sys::open_dir(&merged)?.as_fd(), &merged)?;
+    let overlay = ops.overlay(Path::new("/"), &upper, &work)?;
+    ops.attach(overlay.as_fd(), merged_at.as_fd(), &merged)?;
     let steps = builder_steps(spec);
-    let trees = detach_trees(&mut ops, None, host, &steps)?;
-    populate(&mut ops, overlay.as_fd(), trees, &steps)?;
+    let trees = detach_trees(ops, None, host, &steps)?;
+    populate(ops, overlay.as_fd(), trees, &steps)?;
     Ok(merged)
 }
 
@@ -364,13 +368,14 @@ mod tests {
         }
     }
 
-    fn build_root(spec: &BuildSpec, root: &Path) -> (Result<()>, Recorder) {
-        let steps = builder_steps(spec);
+    /// The builder's root made with `root` standing in for the overlay of `/`.
+    fn build_root(spec: &BuildSpec, root: &Path) -> (Result<PathBuf>, Recorder) {
         let mut recorder = Recorder::new();
+        recorder.overlay_shows = Some(root.to_path_buf());
         let host = HostFds::open().unwrap();
-        let trees = detach_trees(&mut recorder, None, &host, &steps).unwrap();
-        let at = sys::open_dir(root).unwrap();
-        let outcome = populate(&mut recorder, at.as_fd(), trees, &steps);
+        let base = recorder.scratch.path().join("base");
+        std::fs::create_dir(&base).unwrap();
+        let outcome = builder_root(&mut recorder, &base, spec, &host);
         (outcome, recorder)
     }
 
@@ -380,7 +385,24 @@ mod tests {
         let spec = spec(scripts.path(), runtimes.path());
         let root = host_like();
         let (outcome, recorder) = build_root(&spec, root.path());
-        outcome.unwrap();
+        let base = recorder.scratch.path().join("base");
+        assert_eq!(outcome.unwrap(), base.join("merged"));
+        let b = base.display();
+        // The scratch tmpfs is attached before anything else, the overlay on it, and only
+        // then is the builder's root populated inside the overlay.
+        assert_eq!(
+            recorder.log[..4],
+            [
+                "private /".to_string(),
+                format!("attach tmpfs 700 None at {b}"),
+                format!("overlay / {b}/upper {b}/work"),
+                format!("attach overlay at {b}/merged"),
+            ]
+        );
+        assert!(
+            base.read_dir().unwrap().next().is_none(),
+            "nothing made on the host"
+        );
         let log = recorder.log.join("\n");
         let runtimes = runtimes.path().display();
         for expected in [

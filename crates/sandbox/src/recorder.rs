@@ -18,6 +18,8 @@ pub struct Recorder {
     made: usize,
     /// Each "mount" made, by name, and the dir standing in for it.
     pub dirs: Vec<(String, PathBuf)>,
+    /// The dir an "overlay" shows (a fresh empty one if unset).
+    pub overlay_shows: Option<PathBuf>,
 }
 
 impl Recorder {
@@ -28,6 +30,7 @@ impl Recorder {
             names: HashMap::new(),
             made: 0,
             dirs: Vec::new(),
+            overlay_shows: None,
         }
     }
 
@@ -90,6 +93,21 @@ impl MountOps for Recorder {
         let line = format!("pivot {}", self.name(root));
         self.log.push(line);
         Ok(())
+    }
+    fn overlay(&mut self, lower: &Path, upper: &Path, work: &Path) -> Result<OwnedFd> {
+        let line = format!(
+            "overlay {} {} {}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        self.log.push(line);
+        let Some(shows) = &self.overlay_shows else {
+            return Ok(self.fresh("overlay".into()));
+        };
+        let fd = crate::sys::open_dir(shows).unwrap();
+        self.names.insert(fd.as_raw_fd(), "overlay".into());
+        Ok(fd)
     }
 }
 

@@ -41,6 +41,9 @@ pub trait MountOps {
     fn attach(&mut self, tree: BorrowedFd<'_>, at: BorrowedFd<'_>, label: &Path) -> Result<()>;
     /// Makes the directory `root` the root and detaches the old one.
     fn pivot(&mut self, root: BorrowedFd<'_>) -> Result<()>;
+    /// A new overlay showing `lower` with writes going to `upper` (`work` is the overlay's
+    /// scratch dir, on the same filesystem), not yet attached.
+    fn overlay(&mut self, lower: &Path, upper: &Path, work: &Path) -> Result<OwnedFd>;
 }
 
 /// What a mount may do; every mount of the sandbox is at least nosuid.
@@ -171,6 +174,16 @@ impl MountOps for RealMounts {
         unmount(".", UnmountFlags::DETACH)
             .map_err(call_error("umount2(old root, MNT_DETACH)".into()))?;
         rustix::process::chdir("/").map_err(call_error("chdir(/)".into()))
+    }
+
+    fn overlay(&mut self, lower: &Path, upper: &Path, work: &Path) -> Result<OwnedFd> {
+        let text = |path: &Path| path.display().to_string();
+        let options = [
+            ("lowerdir", text(lower)),
+            ("upperdir", text(upper)),
+            ("workdir", text(work)),
+        ];
+        new_filesystem("overlay", &options, MountAttrFlags::empty())
     }
 }
 
@@ -654,19 +667,6 @@ pub fn restore_default_sigpipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-}
-
-/// A new overlay of `lower` (read-only) and `upper` (where every change lands), not yet
-/// attached; `work` is overlayfs's scratch dir on the same filesystem as `upper`. The
-/// paths are the builder's own.
-pub fn overlay(lower: &Path, upper: &Path, work: &Path) -> Result<OwnedFd> {
-    let text = |path: &Path| path.display().to_string();
-    let options = [
-        ("lowerdir", text(lower)),
-        ("upperdir", text(upper)),
-        ("workdir", text(work)),
-    ];
-    new_filesystem("overlay", &options, MountAttrFlags::empty())
 }
 
 pub fn chroot_into(dir: &Path) -> Result<()> {
