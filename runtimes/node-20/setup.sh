@@ -47,7 +47,6 @@ mounts:
 environment:
   PATH: $prefix/bin:/usr/bin:/bin
   NODE_PATH: $prefix/lib/node_modules
-  HOME: /tmp
 packages:
   - nodejs
   - typescript@5.6.3

@@ -8,6 +8,7 @@ mod util;
 mod bad_input;
 mod build;
 mod crash;
+mod job_env;
 mod limits;
 mod run;
 mod runtimes;

@@ -57,7 +57,8 @@ pub struct ProfilePath {
     pub optional: bool,
 }
 
-const BUILTIN: [(&str, &str); 7] = [
+const BUILTIN: [(&str, &str); 8] = [
+    ("base", include_str!("../../../profiles/base.yml")),
     ("busybox", include_str!("../../../profiles/busybox.yml")),
     ("certs", include_str!("../../../profiles/certs.yml")),
     ("generic", include_str!("../../../profiles/generic.yml")),

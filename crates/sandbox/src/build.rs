@@ -231,7 +231,7 @@ fn builder_root(
     scratch_dirs.make(Path::new("/work"), Leaf::Dir)?;
     let merged_at = scratch_dirs.make(Path::new("/merged"), Leaf::Dir)?;
     let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
-    let overlay = ops.overlay(Path::new("/"), &upper, &work)?;
+    let overlay = ops.overlay(&["/".into()], Some((upper, work)))?;
     ops.attach(overlay.as_fd(), merged_at.as_fd(), &merged)?;
     let steps = builder_steps(spec);
     let trees = detach_trees(ops, None, host, &steps)?;
@@ -395,7 +395,7 @@ mod tests {
             [
                 "private /".to_string(),
                 format!("attach tmpfs 700 None at {b}"),
-                format!("overlay / {b}/upper {b}/work"),
+                format!("overlay / upper {b}/upper work {b}/work"),
                 format!("attach overlay at {b}/merged"),
             ]
         );

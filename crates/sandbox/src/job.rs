@@ -10,6 +10,7 @@ use rustix::fs::FileType;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, PlaceProblem, Result, TreeProblem, WorkdirProblem};
+use crate::identity::{self, EtcFiles};
 use crate::sys;
 
 /// `PATH` for a runtime whose environment sets none.
@@ -50,6 +51,8 @@ pub struct Job {
     pub limits: Limits,
     pub network: Network,
     pub user: User,
+    /// The files of the sandbox's own in the job's `/etc` ([`crate::identity`]).
+    pub etc_files: EtcFiles,
 }
 
 /// A uid and gid of the host.
@@ -107,8 +110,14 @@ impl Job {
                 None => environment.push((key, value)),
             }
         }
-        let (generation, sources) = open_sources(dir, &config.mounts)?;
         let user = request.user.unwrap_or(DEFAULT_USER);
+        let has_workdir = request.workdir.is_some();
+        for (key, value) in identity::environment(user, has_workdir) {
+            if !environment.iter().any(|(k, _)| k == key) {
+                environment.push((key.to_string(), value));
+            }
+        }
+        let (generation, sources) = open_sources(dir, &config.mounts)?;
         let workdir_fd = match &request.workdir {
             Some(path) => Some(Arc::new(open_workdir(path, user)?)),
             None => None,
@@ -125,6 +134,11 @@ impl Job {
             limits: request.limits,
             network: request.network,
             user,
+            etc_files: identity::etc_files(
+                user,
+                has_workdir,
+                identity::host_resolv_conf(request.network),
+            ),
         })
     }
 

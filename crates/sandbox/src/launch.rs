@@ -27,7 +27,6 @@ use crate::sys::{self, Forked, RealMounts};
 /// Where each job's root is assembled, inside the job's own mount namespace; on the host it
 /// stays an empty directory.
 const ROOT_MOUNTPOINT: &str = "/run/runseal/root";
-const HOSTNAME: &str = "runseal";
 /// Exit code when the sandbox itself fails (like container runtimes' 125).
 pub const SETUP_FAILED: i32 = 125;
 const NOT_EXECUTABLE: i32 = 126;
@@ -189,7 +188,7 @@ fn prepare(job: &Job, root: Root, ready: OwnedFd) -> Result<()> {
         .read_exact(&mut go)
         .map_err(|e| Error::sys("read(ready pipe)", e))?;
     sys::unshare_cgroup_namespace()?;
-    sys::set_hostname(HOSTNAME)?;
+    sys::set_hostname(crate::identity::HOSTNAME)?;
     if job.network == Network::None {
         sys::loopback_up()?;
     }

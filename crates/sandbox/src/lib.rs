@@ -14,6 +14,7 @@ mod build;
 mod cgroup;
 pub mod config;
 mod error;
+mod identity;
 mod isolation;
 mod job;
 mod launch;

@@ -49,6 +49,38 @@ impl Recorder {
         &self.dirs.iter().find(|(n, _)| n == name).unwrap().1
     }
 
+    /// `paths` with each `/proc/self/fd/N` (how an overlay's layers are given) named by
+    /// what the fd is: a "mount", or a dir in one as `mount:/path`.
+    fn names_of(&self, paths: &[PathBuf]) -> Vec<String> {
+        paths
+            .iter()
+            .map(|path| {
+                let fd = path
+                    .strip_prefix("/proc/self/fd")
+                    .ok()
+                    .and_then(|n| n.to_str()?.parse::<i32>().ok());
+                match fd {
+                    Some(fd) => self.fd_name(fd),
+                    None => path.display().to_string(),
+                }
+            })
+            .collect()
+    }
+
+    fn fd_name(&self, fd: i32) -> String {
+        if let Some(name) = self.names.get(&fd) {
+            return name.clone();
+        }
+        let real = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+        self.dirs
+            .iter()
+            .find_map(|(name, dir)| {
+                let rest = real.strip_prefix(dir).ok()?;
+                Some(format!("{name}:/{}", rest.display()))
+            })
+            .unwrap_or_else(|| real.display().to_string())
+    }
+
     fn name(&self, fd: BorrowedFd<'_>) -> String {
         self.names
             .get(&fd.as_raw_fd())
@@ -94,13 +126,11 @@ impl MountOps for Recorder {
         self.log.push(line);
         Ok(())
     }
-    fn overlay(&mut self, lower: &Path, upper: &Path, work: &Path) -> Result<OwnedFd> {
-        let line = format!(
-            "overlay {} {} {}",
-            lower.display(),
-            upper.display(),
-            work.display()
-        );
+    fn overlay(&mut self, lower: &[PathBuf], upper: Option<(PathBuf, PathBuf)>) -> Result<OwnedFd> {
+        let mut line = format!("overlay {}", self.names_of(lower).join(":"));
+        if let Some((upper, work)) = upper {
+            line += &format!(" upper {}", self.names_of(&[upper, work]).join(" work "));
+        }
         self.log.push(line);
         let Some(shows) = &self.overlay_shows else {
             return Ok(self.fresh("overlay".into()));

@@ -16,7 +16,9 @@ use runseal_spec::paths::ancestors;
 use rustix::fs::FileType;
 
 use crate::error::{Error, PlaceProblem, Result};
+use crate::identity::EtcFiles;
 use crate::job::Job;
+use crate::sys;
 use crate::sys::{file_type, read_link, Dirs, Leaf, MountAttr, MountOps};
 
 /// Host device nodes a job may use; nothing else of the host's /dev.
@@ -27,6 +29,8 @@ pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tt
 /// sysrq-trigger and irq out of reach in one mount flag instead of a bind per path;
 /// /proc/kcore needs CAP_SYS_RAWIO, which no job has.
 pub const PROC_MASKED: [&str; 3] = ["keys", "timer_list", "sched_debug"];
+
+const ETC: &str = "/etc";
 
 /// The directories of the root that belong to the sandbox, never to a runtime.
 const SANDBOX_DIRS: [&str; 4] = ["/proc", "/dev", "/tmp", "/work"];
@@ -52,6 +56,22 @@ pub enum Step {
         target: PathBuf,
         leaf: Leaf,
         attr: MountAttr,
+    },
+    /// The runtime tree `mounts[source]` on `target` through an overlay: `files` of the
+    /// sandbox's own over it, and with `copy_on_write`, writes going to a tmpfs of `size`
+    /// that vanishes with the job (the runtime's tree never changes).
+    Overlay {
+        source: usize,
+        target: PathBuf,
+        files: EtcFiles,
+        copy_on_write: bool,
+        size: Option<u64>,
+    },
+    /// A file of the sandbox's own, written into the root's tmpfs where no runtime tree
+    /// covers it.
+    File {
+        target: PathBuf,
+        content: Vec<u8>,
     },
     Proc {
         target: PathBuf,
@@ -95,6 +115,7 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
         .filter(|dir| **dir != "/work" || job.workdir.is_some())
         .map(|dir| Step::SandboxDir { path: dir.into() })
         .collect();
+    let mut etc_laid = false;
     let mut order: Vec<usize> = (0..job.mounts.len()).collect();
     order.sort_by_key(|&i| Path::new(&job.mounts[i].target).components().count());
     for i in order {
@@ -123,12 +144,43 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
                 return Err(Error::place(label, PlaceProblem::SpecialSource(kind)));
             }
         };
-        steps.push(Step::Bind {
-            source: Source::Runtime(i),
-            target,
-            leaf,
-            attr: MountAttr::READ_ONLY,
-        });
+        let files = if target == Path::new(ETC) && leaf == Leaf::Dir {
+            etc_laid = true;
+            etc_files(job)
+        } else {
+            Vec::new()
+        };
+        let copy_on_write = mount.readonly == Some(false);
+        if files.is_empty() && !copy_on_write {
+            steps.push(Step::Bind {
+                source: Source::Runtime(i),
+                target,
+                leaf,
+                attr: MountAttr::READ_ONLY,
+            });
+        } else {
+            steps.push(Step::Overlay {
+                source: i,
+                target,
+                files,
+                copy_on_write,
+                size: job.limits.tmp_size,
+            });
+        }
+    }
+    // No runtime tree is /etc (nor a symlink there): the files go into the root's own.
+    if !etc_laid
+        && !job
+            .mounts
+            .iter()
+            .any(|m| Path::new(&m.target) == Path::new(ETC))
+    {
+        for (name, content) in etc_files(job) {
+            steps.push(Step::File {
+                target: Path::new(ETC).join(name),
+                content,
+            });
+        }
     }
 
     steps.extend(proc_and_dev());
@@ -146,6 +198,19 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
         });
     }
     Ok(steps)
+}
+
+/// The job's `/etc` files that no runtime mount targets itself (a runtime's own file there
+/// is the runtime's choice).
+fn etc_files(job: &Job) -> EtcFiles {
+    job.etc_files
+        .iter()
+        .filter(|(name, _)| {
+            let target = Path::new(ETC).join(name);
+            !job.mounts.iter().any(|m| Path::new(&m.target) == target)
+        })
+        .cloned()
+        .collect()
 }
 
 /// A fresh read-only /proc with host-wide files masked, and a read-only /dev of the
@@ -182,6 +247,48 @@ pub fn proc_and_dev() -> Vec<Step> {
         target: "/dev".into(),
     });
     steps
+}
+
+/// Where an overlay's layers are attached while it is made: overlayfs takes its layers by
+/// path and only from attached mounts, so they are attached in the root's `/proc` dir,
+/// which the job's proc covers before the job runs. The fds keep them reachable.
+struct Layers<'a> {
+    staging: Dirs<'a>,
+    name: PathBuf,
+}
+
+impl Layers<'_> {
+    fn overlay(
+        &self,
+        ops: &mut dyn MountOps,
+        tree: OwnedFd,
+        files: &EtcFiles,
+        copy_on_write: bool,
+        size: Option<u64>,
+        target: &Path,
+    ) -> Result<OwnedFd> {
+        let dir = |part: &str| self.staging.make(&self.name.join(part), Leaf::Dir);
+        ops.attach(tree.as_fd(), dir("lower")?.as_fd(), target)?;
+        let mut lower = Vec::new();
+        let files_dir = dir("files")?;
+        for (name, content) in files {
+            sys::write_new_file(files_dir.as_fd(), name, content)?;
+        }
+        if !files.is_empty() {
+            lower.push(sys::fd_path(files_dir.as_fd()));
+        }
+        lower.push(sys::fd_path(tree.as_fd()));
+        if !copy_on_write {
+            return ops.overlay(&lower, None);
+        }
+        let scratch = ops.tmpfs(0o755, size)?;
+        ops.attach(scratch.as_fd(), dir("scratch")?.as_fd(), target)?;
+        let scratch_dirs = Dirs::new(scratch.as_fd());
+        let upper = scratch_dirs.make(Path::new("/upper"), Leaf::Dir)?;
+        let work = scratch_dirs.make(Path::new("/work"), Leaf::Dir)?;
+        let upper = Some((sys::fd_path(upper.as_fd()), sys::fd_path(work.as_fd())));
+        ops.overlay(&lower, upper)
+    }
 }
 
 /// The fds a root is built from that do not come from the runtime: opened before anything
@@ -238,10 +345,7 @@ pub fn detach_trees(
                 ..
             } => {
                 let tree = match (source, job) {
-                    (Source::Runtime(i), Some(job)) => {
-                        let label = job.runtime_dir.join(&job.mounts[*i].source);
-                        ops.clone_tree(job.source(*i), &label)?
-                    }
+                    (Source::Runtime(i), Some(job)) => clone_runtime_tree(ops, job, *i)?,
                     (Source::Work, Some(job)) => {
                         let fd = job
                             .workdir_fd()
@@ -257,6 +361,11 @@ pub fn detach_trees(
                     }
                 };
                 (tree, *attr, target.clone())
+            }
+            Step::Overlay { source, target, .. } => {
+                let job = job.ok_or_else(|| Error::unprepared(target, "a build has no job"))?;
+                let tree = clone_runtime_tree(ops, job, *source)?;
+                (tree, MountAttr::READ_ONLY, target.clone())
             }
             // The job's /proc shows the same kernel as the caller's, so a file the kernel
             // lacks here needs no mask there; one that appears anyway finds no tree in
@@ -277,6 +386,11 @@ pub fn detach_trees(
         trees.insert(index, tree);
     }
     Ok(Trees(trees))
+}
+
+fn clone_runtime_tree(ops: &mut dyn MountOps, job: &Job, index: usize) -> Result<OwnedFd> {
+    let label = job.runtime_dir.join(&job.mounts[index].source);
+    ops.clone_tree(job.source(index), &label)
 }
 
 /// How the host's device nodes are bound: writable and usable as devices.
@@ -335,6 +449,38 @@ pub fn populate(
                     None => dirs.make(target, *leaf)?,
                 };
                 ops.attach(tree_for(index, target)?.as_fd(), at.as_fd(), target)?;
+            }
+            Step::Overlay {
+                target,
+                files,
+                copy_on_write,
+                size,
+                ..
+            } => {
+                let proc_dir = held_at(&held, Path::new("/proc"))?;
+                let tree = tree_for(index, target)?;
+                let layers = Layers {
+                    staging: Dirs::new(proc_dir.as_fd()),
+                    name: PathBuf::from(format!("/.layers-{index}")),
+                };
+                let overlay = layers.overlay(ops, tree, files, *copy_on_write, *size, target)?;
+                let attr = MountAttr {
+                    writable: *copy_on_write,
+                    devices: false,
+                };
+                ops.set_attr(overlay.as_fd(), attr, target)?;
+                ops.attach(
+                    overlay.as_fd(),
+                    dirs.make(target, Leaf::Dir)?.as_fd(),
+                    target,
+                )?;
+            }
+            Step::File { target, content } => {
+                let (parent, name) = (target.parent(), target.file_name());
+                let (Some(parent), Some(name)) = (parent, name.and_then(|n| n.to_str())) else {
+                    return Err(Error::place(target, PlaceProblem::NoParent));
+                };
+                sys::write_new_file(dirs.make(parent, Leaf::Dir)?.as_fd(), name, content)?;
             }
             Step::Proc { target } => {
                 let proc = ops.proc()?;

@@ -41,9 +41,10 @@ pub trait MountOps {
     fn attach(&mut self, tree: BorrowedFd<'_>, at: BorrowedFd<'_>, label: &Path) -> Result<()>;
     /// Makes the directory `root` the root and detaches the old one.
     fn pivot(&mut self, root: BorrowedFd<'_>) -> Result<()>;
-    /// A new overlay showing `lower` with writes going to `upper` (`work` is the overlay's
-    /// scratch dir, on the same filesystem), not yet attached.
-    fn overlay(&mut self, lower: &Path, upper: &Path, work: &Path) -> Result<OwnedFd>;
+    /// A new overlay of the `lower` dirs (the first on top), not yet attached: read-only
+    /// without `upper`, else writes go to `upper.0` (`upper.1` is the overlay's scratch dir,
+    /// on the same filesystem).
+    fn overlay(&mut self, lower: &[PathBuf], upper: Option<(PathBuf, PathBuf)>) -> Result<OwnedFd>;
 }
 
 /// What a mount may do; every mount of the sandbox is at least nosuid.
@@ -176,13 +177,14 @@ impl MountOps for RealMounts {
         rustix::process::chdir("/").map_err(call_error("chdir(/)".into()))
     }
 
-    fn overlay(&mut self, lower: &Path, upper: &Path, work: &Path) -> Result<OwnedFd> {
+    fn overlay(&mut self, lower: &[PathBuf], upper: Option<(PathBuf, PathBuf)>) -> Result<OwnedFd> {
         let text = |path: &Path| path.display().to_string();
-        let options = [
-            ("lowerdir", text(lower)),
-            ("upperdir", text(upper)),
-            ("workdir", text(work)),
-        ];
+        let lower: Vec<String> = lower.iter().map(|path| text(path)).collect();
+        let mut options = vec![("lowerdir", lower.join(":"))];
+        if let Some((upper, work)) = upper {
+            options.push(("upperdir", text(&upper)));
+            options.push(("workdir", text(&work)));
+        }
         new_filesystem("overlay", &options, MountAttrFlags::empty())
     }
 }
@@ -266,6 +268,22 @@ pub fn open_dir_beneath(base: BorrowedFd<'_>, relative: &Path, label: &Path) -> 
 pub fn open_dir_through_no_symlink(path: &Path) -> std::io::Result<OwnedFd> {
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
     openat2(CWD, path, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS).map_err(Into::into)
+}
+
+/// The path that names what `fd` refers to for a call that takes only paths (an
+/// overlay's layers), as long as `fd` stays open in this process.
+pub fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Creates the file `name` in `dir` (it must not exist; no symlink is followed), mode 0644,
+/// holding `content`.
+pub fn write_new_file(dir: BorrowedFd<'_>, name: &str, content: &[u8]) -> Result<()> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o644))
+        .map_err(call_error(format!("openat({name}, O_CREAT|O_EXCL)")))?;
+    std::io::Write::write_all(&mut std::fs::File::from(fd), content)
+        .map_err(|e| Error::sys(format!("write({name})"), e))
 }
 
 /// Takes a shared lock on `dir` unless someone holds an exclusive one: `false` then.

@@ -251,9 +251,12 @@ fn build(
     Ok(done)
 }
 
+/// The profile every runtime is sealed with (a UTF-8 locale).
+const BASE_PROFILE: &str = "base";
+
 /// The profiles a runtime is sealed and verified with: those `names` lists, else the one its
 /// `language` selects, else the one whose interpreter is among `paths` (generic when none),
-/// then the base userland it asks for.
+/// then the base userland it asks for, then [`BASE_PROFILE`].
 pub fn profiles_for<'a>(
     config: &RuntimeConfig,
     names: &[String],
@@ -274,6 +277,9 @@ pub fn profiles_for<'a>(
     };
     if let Some(base) = config.base.as_deref() {
         profiles.push(set.get(base)?);
+    }
+    if !profiles.iter().any(|p| p.name == BASE_PROFILE) {
+        profiles.push(set.get(BASE_PROFILE)?);
     }
     Ok(profiles)
 }
