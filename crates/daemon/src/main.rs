@@ -7,7 +7,11 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod body;
+mod errors;
 mod helper;
+mod run;
+mod runtimes;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,16 +20,8 @@ use clap::Parser;
 
 /// The runseal service API on a Unix socket.
 ///
-/// Endpoints (JSON): GET /v1/runtimes; GET /v1/runtimes/{spec}; POST
-/// /v1/runtimes/{spec}/validate; POST /v1/runtimes/{spec}/seal; DELETE /v1/runtimes/{spec};
-/// POST /v1/build {"script", "name"?}; POST /v1/run {"runtime", "command", "env"?,
-/// "workdir"?, "memory"?, "tmp_size"?, "cpus"?, "pids"?, "timeout_secs"?, "network"?},
-/// answering {"exit_code", "oom", "stdout", "stderr", "stdout_truncated",
-/// "stderr_truncated"} (4 MiB a stream at most). A spec is a runtime name under --root,
-/// never a path. Unknown fields are refused. Errors are {"error": {"code", "message"}}: 404
-/// (unknown runtime or endpoint), 409 (a seal or jobs hold it), 422 (invalid runtime or
-/// request), 429 (--max-jobs reached), 400/405/413/415 (malformed requests) or 500. A job whose client disconnects is killed; on SIGTERM, jobs get 10 s,
-/// then are killed.
+/// The API is described by its OpenAPI 3.1 document: `GET /v1/openapi.json`, `runseald
+/// --openapi`, or docs/openapi.json in the source tree.
 #[derive(Debug, Parser)]
 #[command(name = "runseald", version, term_width = 100)]
 pub struct Args {
@@ -49,6 +45,9 @@ pub struct Args {
     /// How many jobs and builds may run at once; requests beyond it get 429.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     max_jobs: u16,
+    /// Print the API's OpenAPI document and exit.
+    #[arg(long)]
+    openapi: bool,
     #[arg(long, hide = true, value_parser = ["run", "build"])]
     helper: Option<String>,
 }
@@ -58,6 +57,7 @@ fn main() -> ExitCode {
     match args.helper.as_deref() {
         Some("run") => helper::run(),
         Some(_) => helper::build(),
+        None if args.openapi => print_openapi(),
         None => match serve(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -65,6 +65,19 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+fn print_openapi() -> ExitCode {
+    match api::document().to_pretty_json() {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("runseald: error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -99,6 +99,10 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
     );
     assert_eq!(mode & 0o777, 0o600, "the socket must be root's only");
 
+    let (status, doc) = daemon.call("GET", "/v1/openapi.json", None);
+    assert_eq!((status, doc["openapi"].as_str()), (200, Some("3.1.0")));
+    assert!(doc["paths"]["/v1/runtimes/{spec}"]["delete"].is_object());
+
     let (status, list) = daemon.call("GET", "/v1/runtimes", None);
     assert_eq!(status, 200);
     assert_eq!(list[0]["name"], "openjdk-17");
@@ -285,4 +289,24 @@ fn job_running(command: &str) -> bool {
                 .join(&b' ')
                 == command.as_bytes()
         })
+}
+
+/// docs/openapi.json is what the code generates. After an API change, regenerate it:
+/// `cargo run --release -p runseal-daemon -- --openapi > docs/openapi.json`.
+#[test]
+fn the_committed_openapi_document_is_the_generated_one() {
+    let out = Command::new(env!("CARGO_BIN_EXE_runseald"))
+        .arg("--openapi")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json"),
+    )
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "docs/openapi.json differs from the code's; regenerate it with \
+         `cargo run --release -p runseal-daemon -- --openapi > docs/openapi.json`"
+    );
 }
