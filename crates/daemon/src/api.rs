@@ -11,18 +11,18 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::errors::{no_such_endpoint, no_such_method};
+use crate::tasks::Registry;
 
-#[derive(Debug, Clone)]
 pub struct State {
     pub root: PathBuf,
     pub profile_dir: PathBuf,
-    /// This binary, started as `--helper run|build`.
-    pub helper: PathBuf,
     /// Limits for run requests that set none.
     pub defaults: Limits,
-    /// How many jobs and builds may run at once, and the permits for them.
-    pub max_jobs: usize,
-    pub slots: Arc<tokio::sync::Semaphore>,
+    pub tasks: Arc<Registry>,
+    /// Where build scripts may lie (canonical).
+    pub script_dirs: Vec<PathBuf>,
+    /// Where work dirs may lie (canonical).
+    pub workdir_roots: Vec<PathBuf>,
 }
 
 #[derive(OpenApi)]
@@ -43,7 +43,8 @@ struct ApiDoc;
 fn routes() -> OpenApiRouter<Arc<State>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::runtimes::routes())
-        .merge(crate::run::routes())
+        .merge(crate::jobs::routes())
+        .merge(crate::builds::routes())
 }
 
 /// The OpenAPI 3.1 document of this API, as served at `GET /v1/openapi.json`.
@@ -51,11 +52,14 @@ pub fn document() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
-pub fn router(state: State) -> Router {
+/// The API's router; request bodies of at most `max_body` bytes.
+pub fn router(state: Arc<State>, max_body: usize) -> Router {
     let (router, doc) = routes().split_for_parts();
     router
         .route("/v1/openapi.json", get(move || async move { Json(doc) }))
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(no_such_method)
-        .with_state(Arc::new(state))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(crate::server::log_request))
+        .with_state(state)
 }

@@ -60,3 +60,21 @@ impl<S: Send + Sync, T: DeserializeOwned> OptionalFromRequest<S> for Body<T> {
         Ok(body.map(|Json(body)| Body(body)))
     }
 }
+
+/// Query parameters whose rejections (an unknown or malformed parameter) are [`ApiError`]s.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let axum::extract::Query(params) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
+        Ok(Params(params))
+    }
+}
