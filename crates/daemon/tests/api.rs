@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::Value;
 
 struct Daemon {
@@ -20,14 +21,17 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
-    fn start(root: &Path, socket: PathBuf) -> Daemon {
+    /// A daemon whose socket, state dir and root are in `scratch`, with `args`.
+    fn start(scratch: &Path, args: &[&str]) -> Daemon {
+        let socket = scratch.join("runseald.sock");
         let child = Command::new(env!("CARGO_BIN_EXE_runseald"))
             .arg("--socket")
             .arg(&socket)
             .arg("--root")
-            .arg(root)
-            // One job at a time, so that the test can see the next one turned away.
-            .args(["--max-jobs", "1"])
+            .arg(scratch.join("runtimes"))
+            .arg("--state-dir")
+            .arg(scratch.join("state"))
+            .args(args)
             .env_remove("RUNSEAL_PROFILE_DIR")
             .spawn()
             .unwrap();
@@ -37,6 +41,27 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         Daemon { child, socket }
+    }
+
+    /// `curl --no-buffer` on `path`, its output piped.
+    fn curl(&self, path: &str) -> Child {
+        Command::new("curl")
+            .args(["-s", "--no-buffer", "--unix-socket"])
+            .arg(&self.socket)
+            .arg(format!("http://runseald{path}"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The NDJSON lines of `path`.
+    fn output(&self, path: &str) -> Vec<Value> {
+        let out = self.curl(path).wait_with_output().unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
     }
 
     /// `curl` over the socket: (HTTP status, JSON body or Null).
@@ -93,11 +118,31 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
         .unwrap()
         .status
         .success());
-    let daemon = Daemon::start(&root, scratch.path().join("runseald.sock"));
+    let scripts = scratch.path().join("scripts");
+    let work = scratch.path().join("work");
+    std::fs::create_dir_all(work.join("job")).unwrap();
+    std::fs::create_dir(&scripts).unwrap();
+    let daemon = Daemon::start(
+        scratch.path(),
+        &[
+            // One job at a time and no queue, so that the test can see the next one
+            // turned away.
+            "--max-jobs=1",
+            "--max-queue=0",
+            "--output-cap=8M",
+            "--stop-grace=2",
+            &format!("--script-dir={}", scripts.display()),
+            &format!("--workdir-root={}", work.display()),
+        ],
+    );
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&daemon.socket).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600, "the socket must be root's only");
+
+    let (status, doc) = daemon.call("GET", "/v1/openapi.json", None);
+    assert_eq!((status, doc["openapi"].as_str()), (200, Some("3.1.0")));
+    assert!(doc["paths"]["/v1/runtimes/{spec}"]["delete"].is_object());
 
     let (status, list) = daemon.call("GET", "/v1/runtimes", None);
     assert_eq!(status, 200);
@@ -224,7 +269,24 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
         assert!(!error["error"]["message"].as_str().unwrap().is_empty());
     }
 
-    let script = scratch.path().join("setup.sh");
+    jobs_stream_binary_output_and_are_cancelled(&daemon, &work);
+
+    // Build scripts come only from --script-dir, and no refusal shows a file's contents.
+    std::os::unix::fs::symlink("/etc/shadow", scripts.join("shadow.sh")).unwrap();
+    for script in [
+        "/etc/shadow".into(),
+        scripts.join("shadow.sh"),
+        scripts.join("../work"),
+    ] {
+        let (status, error) = daemon.call(
+            "POST",
+            "/v1/builds",
+            Some(serde_json::json!({"script": script})),
+        );
+        assert_eq!(status, 422, "{error}");
+        assert!(!error.to_string().contains("root:"), "{error}");
+    }
+    let script = scripts.join("setup.sh");
     std::fs::write(
         &script,
         "#!/bin/sh\nset -e\nmkdir -p /usr/local/lib/built && echo made-in-builder > /usr/local/lib/built/note\n\
@@ -232,12 +294,22 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
          echo \"$1/built\"\n",
     )
     .unwrap();
-    let (status, built) = daemon.call(
+    let (status, build) = daemon.call(
         "POST",
-        "/v1/build",
+        "/v1/builds",
         Some(serde_json::json!({"script": script})),
     );
-    assert_eq!(status, 200, "{built}");
+    assert_eq!(status, 201, "{build}");
+    let log = daemon.output(&format!(
+        "/v1/builds/{}/log?follow=true",
+        build["id"].as_str().unwrap()
+    ));
+    let built = &log.last().unwrap()["end"];
+    assert_eq!(built["exit_code"], 0, "{log:?}");
+    assert_eq!(built["verify"]["ok"], true, "{built}");
+    assert!(built["seal"]["files"].as_u64().unwrap() >= 1, "{built}");
+    let (_, builds) = daemon.call("GET", "/v1/builds", None);
+    assert_eq!(builds[0]["runtime"], built["runtime"]);
     assert!(
         !Path::new("/usr/local/lib/built").exists(),
         "the build reached the host"
@@ -265,12 +337,131 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(!job_running("sleep 37"), "the job outlived its client");
 
-    // SIGTERM: the daemon ends and takes its socket with it.
+    // SIGTERM: the daemon ends within its grace period, killing a job that ignores the
+    // signal, and takes its socket with it.
+    let job = serde_json::json!({"runtime": "openjdk-17", "command": ["sh", "-c", "trap '' TERM; sleep 38"]});
+    let (status, _) = daemon.call("POST", "/v1/jobs", Some(job));
+    assert_eq!(status, 201);
+    std::thread::sleep(Duration::from_millis(500));
     let mut daemon = daemon;
     let pid = rustix::process::Pid::from_child(&daemon.child);
+    let stopping = Instant::now();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     assert!(daemon.child.wait().unwrap().success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        stopping.elapsed()
+    );
     assert!(!daemon.socket.exists(), "the socket was left behind");
+    assert!(!job_running("sleep 38"), "the job outlived the daemon");
+}
+
+/// Jobs as resources: output streamed while the job runs, binary stdin and output round
+/// trips, the output cap, work dirs confined to --workdir-root, cancellation.
+fn jobs_stream_binary_output_and_are_cancelled(daemon: &Daemon, work: &Path) {
+    let job = |body: Value| {
+        let (status, job) = daemon.call("POST", "/v1/jobs", Some(body));
+        assert_eq!(status, 201, "{job}");
+        job["id"].as_str().unwrap().to_string()
+    };
+    // The first frame comes while the job still sleeps.
+    let id = job(serde_json::json!({"runtime": "openjdk-17",
+        "command": ["sh", "-c", "echo first; sleep 2; echo second >&2"]}));
+    let mut follower = daemon.curl(&format!("/v1/jobs/{id}/output?follow=true"));
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(follower.stdout.take().unwrap()));
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        serde_json::json!({"stream": "stdout", "offset": 0, "data": "first\n"})
+    );
+    let (_, status) = daemon.call("GET", &format!("/v1/jobs/{id}"), None);
+    assert_eq!(status["state"], "running", "{status}");
+    let rest: Vec<Value> = lines
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert_eq!(rest[0]["stream"], "stderr");
+    assert_eq!(rest[0]["data"], "second\n");
+    assert_eq!(rest[1]["end"]["exit_code"], 0, "{rest:?}");
+    assert!(rest[1]["end"]["ended"].as_str().unwrap().ends_with('Z'));
+    follower.wait().unwrap();
+
+    // Every byte value survives, as base64 frames; stdin given as base64 too.
+    let bytes: Vec<u8> = (0..=255).collect();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let id = job(
+        serde_json::json!({"runtime": "openjdk-17", "command": ["cat"],
+        "stdin_b64": b64.encode(&bytes)}),
+    );
+    let frames = daemon.output(&format!("/v1/jobs/{id}/output?follow=true"));
+    let mut out = Vec::new();
+    for frame in frames.iter().filter(|f| f["stream"] == "stdout") {
+        let data = frame["data_b64"].as_str().expect("binary output as base64");
+        out.extend(b64.decode(data).unwrap());
+    }
+    assert_eq!(out, bytes);
+    let id =
+        job(serde_json::json!({"runtime": "openjdk-17", "command": ["cat"], "stdin": "text in"}));
+    let frames = daemon.output(&format!("/v1/jobs/{id}/output?follow=true"));
+    assert_eq!(frames[0]["data"], "text in");
+
+    // Output past --output-cap (8M) is dropped and said so.
+    let id = job(
+        serde_json::json!({"runtime": "openjdk-17", "command": ["head", "-c", "10000000", "/dev/zero"]}),
+    );
+    let frames = daemon.output(&format!("/v1/jobs/{id}/output?follow=true"));
+    let end = &frames.last().unwrap()["end"];
+    assert_eq!(
+        (end["exit_code"].as_i64(), end["truncated"].as_bool()),
+        (Some(0), Some(true))
+    );
+    let (status, _) = daemon.call("DELETE", &format!("/v1/jobs/{id}"), None);
+    assert_eq!(status, 204, "an ended job is forgotten");
+    let (status, _) = daemon.call("GET", &format!("/v1/jobs/{id}"), None);
+    assert_eq!(status, 404);
+
+    // Work dirs only beneath --workdir-root, reached through no symlink.
+    std::os::unix::fs::symlink("/", work.join("host")).unwrap();
+    std::fs::set_permissions(
+        work.join("job"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    for workdir in [
+        "/".into(),
+        "/srv".into(),
+        work.join("host"),
+        work.join("job/../host"),
+    ] {
+        let run =
+            serde_json::json!({"runtime": "openjdk-17", "command": ["true"], "workdir": workdir});
+        let (status, error) = daemon.call("POST", "/v1/jobs", Some(run));
+        assert_eq!(status, 422, "{workdir:?}: {error}");
+    }
+    let run = serde_json::json!({"runtime": "openjdk-17", "command": ["sh", "-c", "echo hi > /work/note"], "workdir": work.join("job")});
+    let (_, ran) = daemon.call("POST", "/v1/run", Some(run));
+    assert_eq!(ran["exit_code"], 0, "{ran}");
+    assert!(work.join("job/note").is_file());
+
+    // DELETE of a running job: SIGTERM, and it ends as signalled.
+    let id = job(serde_json::json!({"runtime": "openjdk-17", "command": ["sleep", "39"]}));
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, cancelled) = daemon.call("DELETE", &format!("/v1/jobs/{id}"), None);
+    assert_eq!(status, 202, "{cancelled}");
+    let frames = daemon.output(&format!("/v1/jobs/{id}/output?follow=true"));
+    let end = &frames.last().unwrap()["end"];
+    assert_eq!(
+        (end["exit_code"].as_i64(), end["cancelled"].as_bool()),
+        (Some(143), Some(true)),
+        "{end}"
+    );
+    let (_, jobs) = daemon.call("GET", "/v1/jobs", None);
+    assert!(jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|j| j["id"] == id.as_str()));
 }
 
 /// Whether a process of this exact command line runs on the host.
@@ -285,4 +476,57 @@ fn job_running(command: &str) -> bool {
                 .join(&b' ')
                 == command.as_bytes()
         })
+}
+
+/// docs/openapi.json is what the code generates. After an API change, regenerate it:
+/// `cargo run --release -p runseal-daemon -- --openapi > docs/openapi.json`.
+#[test]
+fn the_committed_openapi_document_is_the_generated_one() {
+    let out = Command::new(env!("CARGO_BIN_EXE_runseald"))
+        .arg("--openapi")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json"),
+    )
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "docs/openapi.json differs from the code's; regenerate it with \
+         `cargo run --release -p runseal-daemon -- --openapi > docs/openapi.json`"
+    );
+}
+
+/// Hundreds of idle, half-sent requests beyond --max-connections do not starve a normal
+/// one: each has --header-timeout to send its head. And a restart removes what an earlier
+/// daemon left in its state dir.
+#[test]
+fn idle_connections_do_not_starve_a_request_and_orphans_are_reaped() {
+    let scratch = tempfile::tempdir().unwrap();
+    let orphan = scratch.path().join("state/jobs/0123/output");
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, "left by a killed daemon").unwrap();
+    let daemon = Daemon::start(
+        scratch.path(),
+        &["--max-connections=16", "--header-timeout=1"],
+    );
+    assert!(!orphan.exists(), "the orphaned spool was kept");
+    let idle: Vec<_> = (0..300)
+        .map(|_| {
+            let mut stream = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+            std::io::Write::write_all(&mut stream, b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    let asked = Instant::now();
+    let (status, jobs) = daemon.call("GET", "/v1/jobs", None);
+    assert_eq!((status, jobs), (200, serde_json::json!([])));
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        asked.elapsed()
+    );
+    drop(idle);
 }

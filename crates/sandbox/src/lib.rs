@@ -38,4 +38,4 @@ pub use job::{
 pub use launch::{mount_table, run, SETUP_FAILED, STOP_GRACE};
 pub use rootfs::{plan_root, Source, Step};
 pub use seccomp::builder_filters;
-pub use sys::restore_default_sigpipe;
+pub use sys::{die_with_parent, restore_default_sigpipe};

@@ -1,0 +1,329 @@
+//! `/v1/jobs` and `POST /v1/run`: commands run in a sealed runtime, as resources to create,
+//! watch, stream and cancel, or synchronously, answered when they end.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, State as Shared};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use runseal_sandbox::{JobRequest, Limits, Network};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::State;
+use crate::body::{Body, Params};
+use crate::confine::{beneath, Kind};
+use crate::errors::{internal, unprocessable, ApiError, ErrorBody};
+use crate::helper::{RunReport, RunWork};
+use crate::runtimes::{blocking, locate};
+use crate::spool::Stream;
+use crate::tasks::{About, Status, Stop, Task};
+
+type Ctx = Shared<Arc<State>>;
+
+pub fn routes() -> OpenApiRouter<Arc<State>> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, delete))
+        .routes(routes!(output))
+        .routes(routes!(run))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    /// A runtime name under the daemon's root (`openjdk-17`, `java:17`), never a path.
+    runtime: String,
+    command: Vec<String>,
+    /// `K=V` strings, like `runseal run --env`.
+    #[serde(default)]
+    env: Vec<String>,
+    /// Bound at /work; must lie under one of the daemon's `--workdir-root`s.
+    #[schema(value_type = Option<String>)]
+    workdir: Option<PathBuf>,
+    /// Like `runseal run --memory`: `512M`, `2G`.
+    memory: Option<String>,
+    /// Size of the job's /tmp, like `runseal run --tmp-size`.
+    tmp_size: Option<String>,
+    cpus: Option<f64>,
+    pids: Option<u64>,
+    timeout_secs: Option<f64>,
+    /// `none` (loopback only, the default) or `host`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    network: Network,
+    /// The job's stdin as text; else it reads end-of-file.
+    stdin: Option<String>,
+    /// The job's stdin as base64, for bytes that are not text.
+    stdin_b64: Option<String>,
+}
+
+/// What a job was asked to run, with the limits it runs under.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobAbout {
+    runtime: String,
+    command: Vec<String>,
+    #[schema(value_type = Option<String>)]
+    workdir: Option<PathBuf>,
+    limits: LimitsView,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+struct LimitsView {
+    memory_bytes: Option<u64>,
+    cpus: Option<f64>,
+    pids: Option<u64>,
+    tmp_size_bytes: Option<u64>,
+    timeout_secs: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    id: String,
+    #[serde(flatten)]
+    about: JobAbout,
+    #[serde(flatten)]
+    status: Status,
+    /// Killed for reaching its memory limit (exit code 137).
+    oom: bool,
+}
+
+/// The job's view; `None` for a build.
+fn view(task: &Task) -> Option<JobView> {
+    let About::Job(about) = &task.about else {
+        return None;
+    };
+    Some(JobView {
+        id: task.id.clone(),
+        about: about.clone(),
+        status: task.status(),
+        oom: task.report::<RunReport>().oom,
+    })
+}
+
+fn view_json(task: &Task) -> serde_json::Value {
+    serde_json::to_value(view(task)).unwrap_or_default()
+}
+
+fn job(state: &State, id: &str) -> Result<(Arc<Task>, JobView), ApiError> {
+    state.tasks.find(id, "job", view)
+}
+
+/// Checks the request and starts its job.
+async fn start(state: &Arc<State>, body: RunBody, ephemeral: bool) -> Result<Arc<Task>, ApiError> {
+    let stdin = match (body.stdin.as_deref(), body.stdin_b64.as_deref()) {
+        (Some(_), Some(_)) => return Err(unprocessable("give stdin or stdin_b64, not both")),
+        (Some(text), None) => Some(text.as_bytes().to_vec()),
+        (None, Some(b64)) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| unprocessable(format!("stdin_b64: {e}")))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(workdir) = &body.workdir {
+        beneath(
+            workdir,
+            &state.workdir_roots,
+            "workdir",
+            "--workdir-root",
+            Kind::Dir,
+        )?;
+    }
+    let runtime = body.runtime.clone();
+    let runtime_dir = {
+        let state = Arc::clone(state);
+        let runtime = runtime.clone();
+        blocking(move || {
+            let dir = locate(&state, &runtime)?;
+            runseal_seal::runnable_config(&dir)?;
+            Ok(dir)
+        })
+        .await?
+    };
+    let request = job_request(body, &state.defaults)?;
+    let limits = request.limits;
+    let about = JobAbout {
+        runtime,
+        command: request.command.clone(),
+        workdir: request.workdir.clone(),
+        limits: LimitsView {
+            memory_bytes: limits.memory_bytes,
+            cpus: limits.cpus,
+            pids: limits.pids,
+            tmp_size_bytes: limits.tmp_size,
+            timeout_secs: limits.timeout.map(|t| t.as_secs_f64()),
+        },
+    };
+    let work = RunWork {
+        runtime_dir,
+        request,
+    };
+    state
+        .tasks
+        .start("run", &work, stdin.as_deref(), About::Job(about), ephemeral)
+}
+
+fn job_request(body: RunBody, defaults: &Limits) -> Result<JobRequest, ApiError> {
+    if body.command.is_empty() {
+        return Err(unprocessable("command is empty"));
+    }
+    let positive = |name: &str, value: Option<f64>| match value {
+        Some(v) if !(v.is_finite() && v > 0.0 && v < 1e9) => {
+            Err(unprocessable(format!("{name} must be a number above zero")))
+        }
+        other => Ok(other),
+    };
+    let env =
+        runseal_sandbox::parse_env(&body.env).map_err(|e| unprocessable(format!("env {e}")))?;
+    let size = |name: &str, value: Option<&str>| {
+        value
+            .map(runseal_sandbox::parse_size)
+            .transpose()
+            .map_err(|e| unprocessable(format!("{name}: {e}")))
+    };
+    let limits = Limits {
+        memory_bytes: size("memory", body.memory.as_deref())?,
+        tmp_size: size("tmp_size", body.tmp_size.as_deref())?,
+        cpus: positive("cpus", body.cpus)?,
+        pids: body.pids.filter(|&p| p > 0),
+        timeout: positive("timeout_secs", body.timeout_secs)?
+            .map(std::time::Duration::from_secs_f64),
+    }
+    .or(defaults);
+    Ok(JobRequest {
+        command: body.command,
+        env,
+        workdir: body.workdir,
+        limits,
+        network: body.network,
+        user: None,
+    })
+}
+
+/// Starts a job; it is queued while `--max-jobs` others run.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = RunBody,
+    responses((status = 201, body = JobView), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn create(Shared(state): Ctx, Body(body): Body<RunBody>) -> Result<Response, ApiError> {
+    let task = start(&state, body, false).await?;
+    Ok((StatusCode::CREATED, Json(view(&task))).into_response())
+}
+
+/// The jobs the daemon knows: queued, running, and ended ones for `--keep-finished`.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, body = Vec<JobView>)))]
+async fn list(Shared(state): Ctx) -> Json<Vec<JobView>> {
+    Json(state.tasks.list().iter().filter_map(|t| view(t)).collect())
+}
+
+/// One job's state, times, exit status and limits.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
+async fn get(Shared(state): Ctx, UrlPath(id): UrlPath<String>) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(job(&state, &id)?.1))
+}
+
+/// Cancels a queued or running job (SIGTERM, then SIGKILL after the grace period): 202;
+/// forgets an ended one and its output: 204.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 202, body = JobView), (status = 204), (status = 404, body = ErrorBody)))]
+async fn delete(Shared(state): Ctx, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+    let (task, _) = job(&state, &id)?;
+    Ok(if state.tasks.delete(&task) {
+        (StatusCode::ACCEPTED, Json(view(&task))).into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OutputQuery {
+    /// Keep streaming as the output is written, until the job ends.
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// The job's stdout and stderr as NDJSON, one frame a chunk:
+/// `{"stream": "stdout"|"stderr", "offset", "data"}` (UTF-8) or `"data_b64"` (other bytes),
+/// then `{"end": JOB}` once the job has ended.
+#[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs",
+    params(("id" = String, Path), OutputQuery),
+    responses((status = 200, content_type = "application/x-ndjson", body = crate::spool::Frame),
+        (status = 404, body = ErrorBody)))]
+async fn output(
+    Shared(state): Ctx,
+    UrlPath(id): UrlPath<String>,
+    Params(query): Params<OutputQuery>,
+) -> Result<Response, ApiError> {
+    let (task, _) = job(&state, &id)?;
+    crate::tasks::ndjson(task, query.follow, view_json).await
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct Ran {
+    exit_code: i32,
+    /// The signal that ended the job, if one did.
+    signal: Option<i32>,
+    /// Killed for reaching its memory limit (exit code 137).
+    oom: bool,
+    stdout: String,
+    stderr: String,
+    /// The job printed more than the answer holds (4 MiB a stream); the rest is not in it.
+    stdout_truncated: bool,
+    stderr_truncated: bool,
+}
+
+/// How much of each stream a synchronous answer holds.
+const MAX_ANSWER: usize = 4 << 20;
+
+/// Stops its job when dropped before the job ended: the client went away.
+struct StopOnDrop(Arc<Task>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop(Stop::Kill);
+    }
+}
+
+/// Runs a command in a sealed runtime and answers when it ends, with the job's output (4
+/// MiB a stream at most); a client that goes away takes its job with it.
+#[utoipa::path(post, path = "/v1/run", tag = "jobs", request_body = RunBody,
+    responses((status = 200, body = Ran), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn run(Shared(state): Ctx, Body(body): Body<RunBody>) -> Result<Json<Ran>, ApiError> {
+    let task = start(&state, body, true).await?;
+    // Opened now: the job is forgotten, its spool removed, as soon as it ends.
+    let mut reader = task.output().await.map_err(internal)?;
+    let guard = StopOnDrop(Arc::clone(&task));
+    task.ended().await;
+    drop(guard);
+    let mut streams = [Vec::new(), Vec::new()];
+    let mut truncated = [false, false];
+    while let Some((stream, _, data)) = reader.next(false).await.map_err(internal)? {
+        let kept = &mut streams[stream as usize];
+        let room = MAX_ANSWER - kept.len();
+        truncated[stream as usize] |= data.len() > room;
+        kept.extend_from_slice(&data[..data.len().min(room)]);
+    }
+    let progress = reader.progress();
+    let job = view(&task).ok_or_else(|| internal("a job without its view"))?;
+    let [stdout, stderr] = streams.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    Ok(Json(Ran {
+        exit_code: job
+            .status
+            .exit_code
+            .unwrap_or(runseal_sandbox::SETUP_FAILED),
+        signal: job.status.signal,
+        oom: job.oom,
+        stdout,
+        stderr,
+        stdout_truncated: truncated[0] || progress.dropped(Stream::Stdout),
+        stderr_truncated: truncated[1] || progress.dropped(Stream::Stderr),
+    }))
+}

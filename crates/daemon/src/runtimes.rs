@@ -1,0 +1,141 @@
+//! `/v1/runtimes`: list, info, validate, seal and remove, resolving a runtime like the CLI
+//! does and calling the same library functions, off the async threads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, State as Shared};
+use axum::http::StatusCode;
+use axum::Json;
+use runseal_seal::SealOptions;
+use runseal_spec::RuleOptions;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::State;
+use crate::body::Body;
+use crate::errors::{internal, unprocessable, ApiError, ErrorBody};
+
+type Ctx = Shared<Arc<State>>;
+/// The library's own JSON (inventory, reports), documented as objects.
+type Answer = Json<serde_json::Value>;
+
+pub fn routes() -> OpenApiRouter<Arc<State>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(info, remove))
+        .routes(routes!(validate))
+        .routes(routes!(seal))
+}
+
+/// Runs blocking library work off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(internal)?
+}
+
+fn json(value: impl serde::Serialize) -> Result<Answer, ApiError> {
+    Ok(Json(serde_json::to_value(value).map_err(internal)?))
+}
+
+/// The runtime `spec` names under the daemon's root. A path (anything with a `/`) is not a
+/// spec here: a caller names runtimes, never places on the host.
+pub fn locate(state: &State, spec: &str) -> Result<PathBuf, ApiError> {
+    if let runseal_spec::RuntimeSpec::Path(_) = runseal_spec::RuntimeSpec::parse(spec) {
+        return Err(unprocessable(format!(
+            "`{spec}` is a path; runseald takes runtime names under {}",
+            state.root.display()
+        )));
+    }
+    Ok(runseal_spec::resolve(&state.root, spec)?)
+}
+
+/// The runtimes under the root, each with its version, language and whether it is sealed.
+#[utoipa::path(get, path = "/v1/runtimes", tag = "runtimes",
+    responses((status = 200, body = Vec<Object>), (status = "5XX", body = ErrorBody)))]
+async fn list(Shared(state): Ctx) -> Result<Answer, ApiError> {
+    blocking(move || json(runseal_seal::inventory::list(&state.root)?)).await
+}
+
+/// What a sealed runtime holds: size, files, mounts, and why each path is in.
+#[utoipa::path(get, path = "/v1/runtimes/{spec}", tag = "runtimes",
+    params(("spec" = String, Path, description = "`name`, `name@version`, `lang:version`; never a path")),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn info(Shared(state): Ctx, UrlPath(spec): UrlPath<String>) -> Result<Answer, ApiError> {
+    blocking(move || json(runseal_seal::inventory::info(&locate(&state, &spec)?)?)).await
+}
+
+/// Checks every runtime.yml rule.
+#[utoipa::path(post, path = "/v1/runtimes/{spec}/validate", tag = "runtimes",
+    params(("spec" = String, Path, description = "a runtime name, never a path")),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn validate(Shared(state): Ctx, UrlPath(spec): UrlPath<String>) -> Result<Answer, ApiError> {
+    blocking(move || {
+        let dir = locate(&state, &spec)?;
+        json(runseal_seal::validate_runtime(
+            &dir,
+            RuleOptions::default(),
+        )?)
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SealBody {
+    /// Profiles to apply beside the one the runtime's language picks.
+    #[serde(default)]
+    profiles: Vec<String>,
+    /// Plan only; write nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Seals a runtime: its closure copied into `isolated/`, runtime.yml rewritten.
+#[utoipa::path(post, path = "/v1/runtimes/{spec}/seal", tag = "runtimes",
+    params(("spec" = String, Path, description = "a runtime name, never a path")),
+    request_body(content = Option<SealBody>),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn seal(
+    Shared(state): Ctx,
+    UrlPath(spec): UrlPath<String>,
+    body: Option<Body<SealBody>>,
+) -> Result<Answer, ApiError> {
+    let body = body.map(|Body(b)| b).unwrap_or_default();
+    blocking(move || {
+        let dir = locate(&state, &spec)?;
+        let options = SealOptions {
+            dry_run: body.dry_run,
+            profiles: body.profiles,
+            profile_dirs: vec![state.profile_dir.clone()],
+            ..SealOptions::default()
+        };
+        json(runseal_seal::seal(
+            &dir,
+            &options,
+            &runseal_seal::NoProgress,
+        )?)
+    })
+    .await
+}
+
+/// Deletes a runtime; refused (409) while a seal of it or a job on it runs.
+#[utoipa::path(delete, path = "/v1/runtimes/{spec}", tag = "runtimes",
+    params(("spec" = String, Path, description = "a runtime name, never a path")),
+    responses((status = 204), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn remove(
+    Shared(state): Ctx,
+    UrlPath(spec): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || {
+        let dir = locate(&state, &spec)?;
+        runseal_seal::remove_runtime(&dir)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}

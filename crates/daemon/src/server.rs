@@ -1,0 +1,102 @@
+//! The accept loop: at most `--max-connections` connections at once (the next waits in the
+//! listen backlog, costing the daemon no fd), each given `--header-timeout` to send its
+//! request head, so idle or half-sent requests cannot hold the daemon for long. Every
+//! request carries its peer's credentials (`SO_PEERCRED`) for the log.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+/// Who sent a request, as the kernel saw the connecting process.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    uid: u32,
+    gid: u32,
+    pid: Option<i32>,
+}
+
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `stop` completes; then accepts no more.
+pub async fn serve(listener: UnixListener, router: Router, limits: Limits, stop: impl Future) {
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => permit,
+            _ = &mut stop => return,
+        };
+        let Ok(permit) = permit else { return };
+        let stream = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut stop => return,
+        };
+        let stream = match stream {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of fds, most likely: wait for some to be freed rather than spin.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let peer = stream.peer_cred().ok().map(|cred| Peer {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+        });
+        let router = router.clone();
+        let header_timeout = limits.header_timeout;
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |mut request: Request<_>| {
+                request.extensions_mut().insert(peer);
+                router.clone().oneshot(request)
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!("connection: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Logs each request with its peer, status and duration.
+pub async fn log_request(request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<Option<Peer>>()
+        .copied()
+        .flatten();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        peer_uid = peer.map(|p| p.uid),
+        peer_gid = peer.map(|p| p.gid),
+        peer_pid = peer.and_then(|p| p.pid),
+        %method,
+        path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}

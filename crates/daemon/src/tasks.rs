@@ -1,0 +1,484 @@
+//! Jobs and builds as resources: each runs in a helper process of its own, its output
+//! spooled to disk under the state dir, its status kept until it has been finished for
+//! `--keep-finished`. At most `--max-jobs` run at once and `--max-queue` wait; past that a
+//! request is refused with 429.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use utoipa::ToSchema;
+
+use crate::errors::{internal, not_found, ApiError};
+use crate::spool::{self, Progress};
+
+pub struct Settings {
+    /// The daemon's own dir: jobs' spools live in `jobs/` below it.
+    pub state_dir: PathBuf,
+    /// This binary, started as `--helper run|build`.
+    pub helper: PathBuf,
+    pub max_jobs: usize,
+    pub max_queue: usize,
+    /// The most output one job keeps.
+    pub output_cap: u64,
+    pub keep_finished: Duration,
+    /// How long a job has after SIGTERM before it is killed.
+    pub stop_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Queued,
+    Running,
+    Exited,
+}
+
+/// How to stop a task: SIGTERM with a grace period, or at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Term,
+    Kill,
+}
+
+/// What a task was asked to do; the kind of resource it is follows from it.
+#[derive(Debug, Clone)]
+pub enum About {
+    Job(crate::jobs::JobAbout),
+    Build(crate::builds::BuildAbout),
+}
+
+/// Where a task stands, as every view of it shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Status {
+    pub state: State,
+    /// The exit code, the CLI's: 124 timeout, 125 setup failed, 126/127 cannot run / not
+    /// found, 128+N killed by signal N.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
+    /// Output past the cap was dropped.
+    pub truncated: bool,
+    /// Stopped by a DELETE, a client gone, or the daemon's shutdown.
+    pub cancelled: bool,
+    /// RFC 3339.
+    pub created: String,
+    pub started: Option<String>,
+    pub ended: Option<String>,
+    /// What the helper reported when it ended, read by the resource's view.
+    #[serde(skip)]
+    pub report: Option<serde_json::Value>,
+}
+
+pub struct Task {
+    pub id: String,
+    pub about: About,
+    dir: PathBuf,
+    status: watch::Sender<Status>,
+    progress: watch::Receiver<Progress>,
+    stop: watch::Sender<Option<Stop>>,
+    /// Forgotten as soon as it ends: a synchronous run's client has had its answer.
+    ephemeral: bool,
+}
+
+/// What the daemon hands a helper, in a 0600 file of the task's dir.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// The daemon's pid: a helper whose parent is already another has lost its daemon.
+    pub parent: u32,
+    /// Where the helper writes its report: its stdout and stderr are the job's, so
+    /// anything said there could be the job's own words.
+    pub report: PathBuf,
+    pub work: T,
+}
+
+pub struct Registry {
+    settings: Settings,
+    jobs_dir: PathBuf,
+    tasks: Mutex<HashMap<String, Arc<Task>>>,
+    running: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// Creates `path` as a dir only root may enter; an existing one is made so.
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+}
+
+fn private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
+}
+
+/// A fresh, unguessable-enough id: 64 bits from the std hasher's random keys.
+fn new_id() -> String {
+    use std::hash::BuildHasher;
+    format!(
+        "{:016x}",
+        std::collections::hash_map::RandomState::new().hash_one(SystemTime::now())
+    )
+}
+
+impl Registry {
+    /// Opens the state dir. What an earlier daemon left in it is removed: its helpers died
+    /// with it, so its jobs' spools and dirs are orphans.
+    pub fn open(settings: Settings) -> std::io::Result<Arc<Registry>> {
+        private_dir(&settings.state_dir)?;
+        let jobs_dir = settings.state_dir.join("jobs");
+        match std::fs::remove_dir_all(&jobs_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        private_dir(&jobs_dir)?;
+        Ok(Arc::new(Registry {
+            running: Arc::new(Semaphore::new(settings.max_jobs)),
+            admitted: Arc::new(Semaphore::new(settings.max_jobs + settings.max_queue)),
+            tasks: Mutex::default(),
+            jobs_dir,
+            settings,
+        }))
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Task>>> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues a task: `--helper MODE` with `work`, its stdin `stdin` or nothing.
+    pub fn start(
+        self: &Arc<Self>,
+        mode: &'static str,
+        work: &impl Serialize,
+        stdin: Option<&[u8]>,
+        about: About,
+        ephemeral: bool,
+    ) -> Result<Arc<Task>, ApiError> {
+        let admitted = Arc::clone(&self.admitted).try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "runseald already runs {} jobs and builds and queues {}; try again when one has ended",
+                    self.settings.max_jobs, self.settings.max_queue
+                ),
+            )
+        })?;
+        let id = new_id();
+        let dir = self.jobs_dir.join(&id);
+        let prepare = || -> std::io::Result<spool::Writer> {
+            private_dir(&dir)?;
+            let envelope = Envelope {
+                parent: std::process::id(),
+                report: dir.join("report.json"),
+                work,
+            };
+            private_file(&dir.join("input.json"), &serde_json::to_vec(&envelope)?)?;
+            if let Some(stdin) = stdin {
+                private_file(&dir.join("stdin"), stdin)?;
+            }
+            let (progress, _) = watch::channel(Progress::default());
+            spool::create(&dir.join("output"), self.settings.output_cap, progress)
+        };
+        let writer = prepare().map_err(|e| internal(format!("{}: {e}", dir.display())))?;
+        let task = Arc::new(Task {
+            id: id.clone(),
+            about,
+            status: watch::Sender::new(Status {
+                state: State::Queued,
+                exit_code: None,
+                signal: None,
+                truncated: false,
+                cancelled: false,
+                created: now(),
+                started: None,
+                ended: None,
+                report: None,
+            }),
+            progress: writer.progress(),
+            stop: watch::Sender::new(None),
+            dir,
+            ephemeral,
+        });
+        self.tasks().insert(id, Arc::clone(&task));
+        tokio::spawn(Arc::clone(self).drive(Arc::clone(&task), mode, writer, admitted));
+        Ok(task)
+    }
+
+    /// Waits for a slot, runs the task, records how it ended, and forgets it when its time
+    /// is up.
+    async fn drive(
+        self: Arc<Self>,
+        task: Arc<Task>,
+        mode: &'static str,
+        writer: spool::Writer,
+        admitted: OwnedSemaphorePermit,
+    ) {
+        let mut stop = task.stop.subscribe();
+        let slot = tokio::select! {
+            slot = Arc::clone(&self.running).acquire_owned() => slot.ok(),
+            _ = stop.wait_for(Option::is_some) => None,
+        };
+        let ended = match slot {
+            Some(_slot) => self.execute(&task, mode, writer, stop).await,
+            None => Ok((None, None)),
+        };
+        let report = std::fs::read(task.dir.join("report.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+        let truncated = task.progress.borrow().truncated();
+        task.status.send_modify(|s| {
+            s.state = State::Exited;
+            s.ended = Some(now());
+            s.truncated = truncated;
+            s.cancelled = task.stop.borrow().is_some();
+            match ended {
+                Ok((code, signal)) => {
+                    let reported = report.as_ref().and_then(|r| r["signal"].as_i64());
+                    s.signal = reported.and_then(|n| i32::try_from(n).ok()).or(signal);
+                    s.exit_code = code.or(signal.map(|n| 128 + n));
+                }
+                Err(e) => {
+                    tracing::error!(task = %task.id, "helper failed: {e}");
+                    s.exit_code = Some(runseal_sandbox::SETUP_FAILED);
+                }
+            }
+            s.report = report;
+        });
+        drop(admitted);
+        if !task.ephemeral {
+            tokio::time::sleep(self.settings.keep_finished).await;
+        }
+        self.forget(&task.id);
+    }
+
+    /// Runs the helper until it ends: its exit code and the signal that ended it.
+    async fn execute(
+        &self,
+        task: &Task,
+        mode: &str,
+        writer: spool::Writer,
+        mut stop: watch::Receiver<Option<Stop>>,
+    ) -> std::io::Result<(Option<i32>, Option<i32>)> {
+        let stdin = match std::fs::File::open(task.dir.join("stdin")) {
+            Ok(file) => Stdio::from(file),
+            Err(_) => Stdio::null(),
+        };
+        let mut child = tokio::process::Command::new(&self.settings.helper)
+            .args(["--helper", mode, "--input"])
+            .arg(task.dir.join("input.json"))
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        task.status.send_modify(|s| {
+            s.state = State::Running;
+            s.started = Some(now());
+        });
+        let pipes = child.stdout.take().zip(child.stderr.take());
+        let pid = child
+            .id()
+            .and_then(|pid| rustix::process::Pid::from_raw(pid as i32));
+        let grace = self.settings.stop_grace;
+        let wait = async {
+            let mut deadline = None;
+            loop {
+                match *stop.borrow_and_update() {
+                    Some(Stop::Kill) => break,
+                    // Like `docker stop`; the helper passes the signal on to the job.
+                    Some(Stop::Term) if deadline.is_none() => {
+                        if let Some(pid) = pid {
+                            let _ =
+                                rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                        }
+                        deadline = Some(Instant::now() + grace);
+                    }
+                    _ => {}
+                }
+                tokio::select! {
+                    status = child.wait() => return status,
+                    _ = stop.changed() => {}
+                    () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
+                }
+            }
+            child.start_kill()?;
+            child.wait().await
+        };
+        let pump = async {
+            match pipes {
+                Some((stdout, stderr)) => writer.pump(stdout, stderr).await,
+                None => Ok(()),
+            }
+        };
+        let (pumped, status) = tokio::join!(pump, wait);
+        let status = status?;
+        pumped?;
+        Ok((status.code(), status.signal()))
+    }
+
+    /// The task `id` and its `view`, which is `None` for another kind of task (a `what`).
+    pub fn find<V>(
+        &self,
+        id: &str,
+        what: &str,
+        view: fn(&Task) -> Option<V>,
+    ) -> Result<(Arc<Task>, V), ApiError> {
+        let task = self.tasks().get(id).cloned();
+        let found = task.and_then(|task| Some((view(&task)?, task)));
+        let (view, task) = found.ok_or_else(|| not_found(format!("no {what} `{id}`")))?;
+        Ok((task, view))
+    }
+
+    /// Every task, oldest first.
+    pub fn list(&self) -> Vec<Arc<Task>> {
+        let mut tasks: Vec<_> = self.tasks().values().cloned().collect();
+        tasks.sort_by(|a, b| a.status.borrow().created.cmp(&b.status.borrow().created));
+        tasks
+    }
+
+    /// Forgets a task and removes its dir; a reader that has its spool open keeps reading.
+    pub fn forget(&self, id: &str) {
+        if let Some(task) = self.tasks().remove(id) {
+            if let Err(e) = std::fs::remove_dir_all(&task.dir) {
+                tracing::warn!("{}: {e}", task.dir.display());
+            }
+        }
+    }
+
+    /// Stops a task that has not ended; forgets one that has. Whether it was running.
+    pub fn delete(&self, task: &Task) -> bool {
+        if task.status.borrow().state == State::Exited {
+            self.forget(&task.id);
+            false
+        } else {
+            task.stop(Stop::Term);
+            true
+        }
+    }
+
+    /// SIGTERM to every task, the grace period, then SIGKILL to what remains.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<_> = self.tasks().values().cloned().collect();
+        for task in &tasks {
+            task.stop(Stop::Term);
+        }
+        let all_ended = async {
+            for task in &tasks {
+                task.ended().await;
+            }
+        };
+        if tokio::time::timeout(self.settings.stop_grace, all_ended)
+            .await
+            .is_err()
+        {
+            tracing::warn!("jobs still running after the grace period are killed");
+            for task in &tasks {
+                task.stop(Stop::Kill);
+            }
+            for task in &tasks {
+                task.ended().await;
+            }
+        }
+    }
+}
+
+impl Task {
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// What the helper reported, once the task has ended.
+    pub fn report<T: serde::de::DeserializeOwned + Default>(&self) -> T {
+        let report = self.status.borrow().report.clone();
+        report
+            .and_then(|r| serde_json::from_value(r).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn stop(&self, how: Stop) {
+        // Never from Kill back to Term.
+        self.stop.send_if_modified(|stop| {
+            let changed = *stop != Some(Stop::Kill) && *stop != Some(how);
+            if changed {
+                *stop = Some(how);
+            }
+            changed
+        });
+    }
+
+    pub async fn ended(&self) {
+        let _ = self
+            .status
+            .subscribe()
+            .wait_for(|s| s.state == State::Exited)
+            .await;
+    }
+
+    /// A reader of the task's output from its start.
+    pub async fn output(&self) -> std::io::Result<spool::Reader> {
+        spool::open(self.dir.join("output"), self.progress.clone()).await
+    }
+}
+
+/// A task's output as NDJSON: a frame a record, then, once the task has ended, one line
+/// `{"end": VIEW}`. With `follow`, frames come as they are written until the task ends.
+pub async fn ndjson(
+    task: Arc<Task>,
+    follow: bool,
+    view: fn(&Task) -> serde_json::Value,
+) -> Result<Response, ApiError> {
+    let reader = task
+        .output()
+        .await
+        .map_err(|_| not_found(format!("`{}` is gone", task.id)))?;
+    let lines = futures_util::stream::unfold(Some(reader), move |reader| {
+        let task = Arc::clone(&task);
+        async move {
+            let mut reader = reader?;
+            match reader.next_line(follow).await {
+                Ok(Some(line)) => Some((Ok(line), Some(reader))),
+                Ok(None) => {
+                    if follow {
+                        task.ended().await;
+                    }
+                    if task.status.borrow().state != State::Exited {
+                        return None;
+                    }
+                    let end = serde_json::json!({ "end": view(&task) });
+                    let mut line = serde_json::to_vec(&end).ok()?;
+                    line.push(b'\n');
+                    Some((Ok(line), None))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    });
+    Ok((
+        [(CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response())
+}
