@@ -27,7 +27,7 @@ fn python_with_a_pypi_venv_runs_numpy_sqlite_and_tls() {
     let t = sealtest!();
     t.setup("python-3.11");
     let sealed = seal_and_verify(&t, "python-3.11", &[]);
-    assert_eq!(sealed["profile"], "python");
+    assert_eq!(sealed["profile"], "python+base");
     let count = |dir: &Path| {
         walkdir::WalkDir::new(dir)
             .into_iter()
@@ -106,12 +106,15 @@ fn a_python_built_from_source_under_its_own_prefix_seals_the_same_way() {
     let prefix = copy;
     let version = prefix.file_name().unwrap().to_str().unwrap();
     let minor = version.rsplit_once('.').unwrap().0.to_string();
-    let interpreter = prefix.join(format!("bin/python{minor}"));
+    // The whole prefix, as an operator would mount it: its man pages (`python3.9.1`) must
+    // not pass for the interpreter.
+    let man_page = prefix.join(format!("share/man/man1/python{minor}.1"));
+    assert!(man_page.is_file(), "{}", man_page.display());
     let yaml = format!(
         "name: pyenv\nlanguage: python\nversion: \"{minor}\"\nmounts:\n\
-         - {{source: {i}, target: {i}, readonly: true}}\n\
+         - {{source: {p}, target: {p}, readonly: true}}\n\
          environment:\n  PATH: {bin}:/usr/bin:/bin\n  LD_LIBRARY_PATH: {lib}\n",
-        i = interpreter.display(),
+        p = prefix.display(),
         bin = prefix.join("bin").display(),
         lib = prefix.join("lib").display()
     );
@@ -136,7 +139,7 @@ fn node_with_a_global_npm_package_runs_tsc_crypto_intl_https_and_npm() {
     let t = sealtest!();
     t.setup("node-20");
     let sealed = seal_and_verify(&t, "node-20", &[]);
-    assert_eq!(sealed["profile"], "node");
+    assert_eq!(sealed["profile"], "node+base");
     let work = t.workdir("ts");
     std::fs::write(
         work.join("hello.ts"),
@@ -197,7 +200,7 @@ fn generic_programs_seal_from_elf_headers_links_and_shebangs_alone() {
                 environment:\n  PATH: /usr/bin\n";
     let dir = t.runtime("tools", yaml);
     let sealed = seal_and_verify(&t, "tools", &[]);
-    assert_eq!(sealed["profile"], "generic");
+    assert_eq!(sealed["profile"], "generic+base");
     assert!(!dir
         .join("isolated/etc/ssl/certs/ca-certificates.crt")
         .exists());
@@ -222,7 +225,7 @@ fn generic_programs_seal_from_elf_headers_links_and_shebangs_alone() {
             "nss",
         ],
     );
-    assert_eq!(sealed["profile"], "generic+certs+nss");
+    assert_eq!(sealed["profile"], "generic+certs+nss+base");
     assert!(dir
         .join("isolated/etc/ssl/certs/ca-certificates.crt")
         .is_file());
@@ -267,7 +270,7 @@ fn a_profile_file_added_at_test_time_changes_what_is_sealed() {
         "cobol",
     ]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    assert_eq!(json(&out)["profile"], "cobol");
+    assert_eq!(json(&out)["profile"], "cobol+base");
     assert!(dir.join(licence).is_file());
     let out = t.run(&["info", "cobol"]);
     assert!(

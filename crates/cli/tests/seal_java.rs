@@ -20,7 +20,7 @@ fn openjdk_sealed_end_to_end_runs_java_and_tls_in_an_independent_sandbox() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let report = json(&out);
     assert_eq!(report["outcome"], "sealed");
-    assert_eq!(report["profile"], "java+busybox");
+    assert_eq!(report["profile"], "java+busybox+base");
 
     assert_eq!(
         std::fs::read_to_string(dir.join("runtime.yml.original")).unwrap(),

@@ -249,6 +249,16 @@ pub fn proc_and_dev() -> Vec<Step> {
     steps
 }
 
+/// Where the layers of the overlay made by step `index` are attached: in the root's `/proc`
+/// dir, hidden once the job's proc is attached over it.
+pub(crate) fn layers_dir(index: usize) -> PathBuf {
+    Path::new("/proc").join(layers_name(index))
+}
+
+fn layers_name(index: usize) -> String {
+    format!(".layers-{index}")
+}
+
 /// Where an overlay's layers are attached while it is made: overlayfs takes its layers by
 /// path and only from attached mounts, so they are attached in the root's `/proc` dir,
 /// which the job's proc covers before the job runs. The fds keep them reachable.
@@ -461,7 +471,7 @@ pub fn populate(
                 let tree = tree_for(index, target)?;
                 let layers = Layers {
                     staging: Dirs::new(proc_dir.as_fd()),
-                    name: PathBuf::from(format!("/.layers-{index}")),
+                    name: Path::new("/").join(layers_name(index)),
                 };
                 let overlay = layers.overlay(ops, tree, files, *copy_on_write, *size, target)?;
                 let attr = MountAttr {

@@ -43,15 +43,20 @@ pub(super) type LookupKey = (String, PathBuf, Vec<String>, Vec<String>, Target);
 impl Builder {
     pub(super) fn scan_files(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.to_scan);
-        let scanned: Vec<(PathBuf, FileKind)> = batch
+        let scanned: Vec<(&PathBuf, PathBuf, FileKind)> = batch
             .par_iter()
             .map(|job| {
                 let entry = &self.plan.entries[job];
                 let executable = entry.mode & 0o111 != 0;
-                scan(&self.root, &entry.source, executable).map(|kind| (entry.source.clone(), kind))
+                scan(&self.root, &entry.source, executable)
+                    .map(|kind| (job, entry.source.clone(), kind))
             })
             .collect::<Result<_>>()?;
-        for (source, kind) in scanned {
+        for (job, source, kind) in scanned {
+            let executable = self.plan.entries[job].mode & 0o111 != 0;
+            if executable && matches!(kind, FileKind::Elf(_) | FileKind::Script { .. }) {
+                self.programs.insert(job.clone());
+            }
             match kind {
                 FileKind::Elf(info) => {
                     if let Some(interpreter) = &info.interpreter {

@@ -37,8 +37,9 @@ impl Builder {
         loop {
             let mut found = Vec::new();
             for profile in profiles.iter().filter(|p| !p.anchors.is_empty()) {
-                for (path, entry) in &self.plan.entries {
-                    if entry.kind == EntryKind::File && !anchored.contains(path) {
+                // An anchor is a program: a man page named `python3.12.1` is not one.
+                for path in &self.programs {
+                    if !anchored.contains(path) {
                         if let Some(anchor) = profile.anchor_of(path) {
                             found.push((profile, anchor));
                         }

@@ -256,6 +256,9 @@ struct Builder {
     allow_untrusted: bool,
     /// Files added but not yet read for ELF headers or `#!` lines.
     to_scan: Vec<PathBuf>,
+    /// The executable files read so far that are programs (ELF or `#!`), by job path: only
+    /// these can be a profile's anchor. Ordered, so the plan is the same every time.
+    programs: std::collections::BTreeSet<PathBuf>,
     /// Symlinks added whose targets are not yet followed, by job path.
     links: Vec<PathBuf>,
     /// Paths already passed to `include`: including is idempotent, so repeats are skipped.
@@ -306,6 +309,7 @@ impl Builder {
             allow: input.allow.to_vec(),
             allow_untrusted: input.allow_untrusted,
             to_scan: Vec::new(),
+            programs: std::collections::BTreeSet::new(),
             links: Vec::new(),
             included: HashSet::new(),
             file_names: HashSet::new(),
