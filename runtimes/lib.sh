@@ -1,7 +1,10 @@
 # Shared by the runtimes' setup scripts (sourced, not run).
 
-# Installs each Debian package that is not installed yet.
+# Installs each Debian package that is not installed yet. Its loop variable is local: the
+# scripts that source this file keep their own $package (dash, bash and busybox sh all
+# have `local`).
 ensure_packages() {
+    local package
     for package in "$@"; do
         if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
             echo "setup: installing $package" >&2

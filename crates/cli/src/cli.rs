@@ -31,7 +31,8 @@ pub struct Args {
     #[arg(long, global = true, env = "RUNSEAL_PROFILE_DIR", default_value = DEFAULT_PROFILE_DIR)]
     pub profile_dir: PathBuf,
 
-    /// Job defaults (limits) for `run`; a missing default file means the built-in defaults.
+    /// Job defaults (limits) for `run`, the same file runseald reads [default:
+    /// /etc/runseal/config.toml; without it, the built-in defaults].
     #[arg(long, global = true, env = "RUNSEAL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -221,6 +222,24 @@ pub enum Command {
         #[arg(long)]
         profile: Vec<String>,
     },
+    /// Print a shell's completion script, or write the man pages, both generated from this
+    /// interface.
+    ///
+    /// `runseal generate completions bash > /usr/share/bash-completion/completions/runseal`
+    /// (also zsh, fish, elvish, powershell); `runseal generate man /usr/local/share/man/man1`
+    /// writes runseal.1 and a runseal-COMMAND.1 for each command. scripts/setup installs both.
+    Generate {
+        #[command(subcommand)]
+        what: Generated,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generated {
+    /// Print the completion script for SHELL on stdout.
+    Completions { shell: clap_complete::Shell },
+    /// Write runseal.1 and runseal-COMMAND.1 for each command into DIR (made if missing).
+    Man { dir: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

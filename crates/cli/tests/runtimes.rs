@@ -279,3 +279,17 @@ fn a_profile_file_added_at_test_time_changes_what_is_sealed() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn a_setup_script_records_its_own_package_not_the_last_one_it_ensured() {
+    let t = sealtest!();
+    // openjdk-17 ensures busybox-static after its JDK; lib.sh once leaked that name into
+    // the script's $package.
+    let yml = std::fs::read_to_string(t.openjdk().join("runtime.yml")).unwrap();
+    assert!(
+        yml.contains("from Debian's openjdk-17-jdk-headless\n")
+            && yml.contains("packages:\n  - openjdk-17-jdk-headless\n")
+            && !yml.contains("busybox-static"),
+        "{yml}"
+    );
+}

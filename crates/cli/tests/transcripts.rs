@@ -17,7 +17,7 @@ fn transcript(t: &TestRoot, args: &[&str]) -> String {
 #[test]
 fn help_texts() {
     let t = TestRoot::new();
-    for command in ["", "seal", "validate", "run", "verify", "info"] {
+    for command in ["", "seal", "validate", "run", "verify", "info", "generate"] {
         let mut args: Vec<&str> = command.split_whitespace().collect();
         args.push("--help");
         insta::assert_snapshot!(

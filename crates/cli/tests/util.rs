@@ -79,7 +79,9 @@ impl TestRoot {
             .arg(self.path())
             .env_remove("RUNSEAL_ROOT")
             .env_remove("RUNSEAL_PROFILE_DIR")
-            .env_remove("RUNSEAL_CONFIG");
+            .env_remove("RUNSEAL_CONFIG")
+            // Tests read stderr; a developer's RUST_LOG would add log lines to it.
+            .env_remove("RUST_LOG");
         cmd
     }
 

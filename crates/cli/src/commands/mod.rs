@@ -1,6 +1,7 @@
 //! One module per subcommand; each calls the libraries and prints.
 
 mod build;
+mod generate;
 mod info;
 mod list;
 mod remove;
@@ -17,8 +18,11 @@ use crate::cli::{Args, Command};
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let root = args.root.clone();
     let profile_dir = args.profile_dir.clone();
-    let locate =
-        |runtime: &str| -> anyhow::Result<PathBuf> { Ok(runseal_spec::resolve(&root, runtime)?) };
+    let locate = |runtime: &str| -> anyhow::Result<PathBuf> {
+        let dir = runseal_spec::resolve(&root, runtime)?;
+        tracing::debug!(spec = runtime, dir = %dir.display(), "runtime resolved");
+        Ok(dir)
+    };
     match args.command {
         Command::Validate {
             runtime,
@@ -89,5 +93,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             name,
             profile,
         } => build::run(&root, &script, name, profile, &profile_dir, args.json),
+        Command::Generate { what } => generate::run(what),
     }
 }

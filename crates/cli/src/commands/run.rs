@@ -30,7 +30,16 @@ pub fn run(root: &Path, runtime: &str, config: Option<&Path>, mut options: RunOp
                 print!("{}", runseal_sandbox::mount_table(&job)?);
                 return Ok(0);
             }
+            tracing::info!(
+                runtime = %job.runtime_dir.display(),
+                command = ?job.command,
+                user = ?job.user,
+                network = ?job.network,
+                limits = ?job.limits,
+                "job start"
+            );
             let outcome = runseal_sandbox::run(&job)?;
+            tracing::info!(?outcome, exit_code = outcome.exit_code(), "job exit");
             if let Some(reason) = outcome.reason() {
                 eprintln!("runseal: {reason}");
             }

@@ -8,7 +8,24 @@ use crate::output::{human_bytes, print_json, Bar};
 
 pub fn run(dir: &Path, options: &SealOptions, json: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    tracing::info!(
+        runtime = %dir.display(),
+        profiles = ?options.profiles,
+        dry_run = options.dry_run,
+        "seal start"
+    );
     let report = runseal_seal::seal(dir, options, &Bar::new(!json))?;
+    tracing::info!(
+        outcome = ?report.outcome,
+        profile = %report.profile,
+        files = report.files,
+        bytes = report.bytes,
+        copied = report.copied_files,
+        reused = report.reused_files,
+        notes = report.notes.len(),
+        secs = started.elapsed().as_secs_f64(),
+        "seal finish"
+    );
     if json {
         print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
