@@ -168,9 +168,18 @@ pub enum Command {
         /// Host directory bound read-write at /work, the job's working directory.
         #[arg(long, value_name = "DIR")]
         workdir: Option<PathBuf>,
-        /// Set an environment variable (repeatable); overrides the runtime's environment.
-        #[arg(long = "env", value_name = "K=V")]
+        /// Set an environment variable (repeatable); overrides the runtime's environment
+        /// and --env-file. A bare NAME passes this shell's value of NAME (if it has one).
+        #[arg(short = 'e', long = "env", value_name = "K=V|NAME")]
         env: Vec<String>,
+        /// Read variables from FILE: one K=V (or a bare NAME) per line; blank lines and
+        /// lines starting with # are skipped.
+        #[arg(long, value_name = "FILE")]
+        env_file: Vec<PathBuf>,
+        /// Bind a host file or directory into the job (repeatable), nosuid and nodev,
+        /// read-write unless :ro. DST may not be /, /tmp, /work nor under /proc, /dev, /sys.
+        #[arg(short = 'v', long, value_name = "SRC:DST[:ro|rw]", value_parser = runseal_sandbox::Volume::parse)]
+        volume: Vec<runseal_sandbox::Volume>,
         /// Memory limit, e.g. 512M or 2G (swap is not allowed beyond it).
         #[arg(long, value_name = "BYTES", value_parser = parse_memory)]
         memory: Option<u64>,

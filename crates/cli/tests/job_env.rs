@@ -99,3 +99,76 @@ fn only_a_job_on_the_host_network_gets_the_host_resolver() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn volumes_are_bound_as_asked_and_a_read_only_one_refuses_writes() {
+    let t = sealtest!();
+    sealed_tools(&t, false);
+    let data = t.workdir("data");
+    std::fs::write(data.join("in"), "from the host\n").unwrap();
+    let config = t.path().join("app.conf");
+    std::fs::write(&config, "key=1\n").unwrap();
+    let ro = format!("{}:/srv/data:ro", data.display());
+    let file = format!("{}:/etc/app.conf:ro", config.display());
+    assert_eq!(
+        job(
+            &t,
+            &["-v", &ro, "--volume", &file],
+            &["cat", "/srv/data/in", "/etc/app.conf"]
+        ),
+        "from the host\nkey=1\n"
+    );
+    let write = ["dash", "-c", "echo job > /srv/data/out"];
+    let out = t.run(&[&["run", "--runtime", "tools", "-v", &ro, "--"][..], &write].concat());
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Read-only file system"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!data.join("out").exists());
+
+    let rw = format!("{}:/srv/data", data.display());
+    job(&t, &["-v", &rw], &write);
+    assert_eq!(std::fs::read_to_string(data.join("out")).unwrap(), "job\n");
+
+    // What a volume may not be: the host's root, or a place the sandbox owns.
+    for (volume, reason) in [
+        ("/:/host".to_string(), "host's root directory"),
+        (format!("{}:/proc/x", data.display()), "the sandbox's own"),
+        (format!("{}:/tmp", data.display()), "the sandbox's own"),
+        (format!("{}:/a/../b", data.display()), "`..`"),
+        ("data:/srv".to_string(), "expected SRC:DST"),
+    ] {
+        let out = t.run(&["run", "--runtime", "tools", "-v", &volume, "--", "id"]);
+        assert_ne!(code(&out), 0, "{volume}");
+        assert!(
+            text(&out.stderr).contains(reason),
+            "{volume}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn env_flags_pass_values_names_and_files_in_order() {
+    let t = sealtest!();
+    sealed_tools(&t, false);
+    let file = t.path().join("job.env");
+    std::fs::write(&file, "# settings\nA=from-file\n\nB=from-file\nINHERITED\n").unwrap();
+    let out = t
+        .runseal_std()
+        .env("INHERITED", "from-the-caller")
+        .env_remove("UNSET_HERE")
+        .args(["run", "--runtime", "tools", "--env-file"])
+        .arg(&file)
+        .args(["-e", "B=from-flag", "-e", "UNSET_HERE", "--"])
+        .args(["dash", "-c", "echo $A $B $INHERITED ${UNSET_HERE-unset}"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "from-file from-flag from-the-caller unset\n"
+    );
+}

@@ -1,11 +1,11 @@
-//! Paths a request names on the host (a build script, a work dir) must lie beneath one of
+//! Paths a request names on the host (a build script, a work dir, a volume) must lie beneath one of
 //! the dirs the operator configured, reached from it through no symlink and no `..`. Only
 //! the path is ever reported back, never anything read from it.
 
-use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags, CWD};
+use runseal_spec::beneath::{self, Links};
+use rustix::fs::{FileType, Mode, OFlags};
 
 use crate::errors::{unprocessable, ApiError};
 
@@ -13,6 +13,8 @@ use crate::errors::{unprocessable, ApiError};
 pub enum Kind {
     Dir,
     File,
+    /// A directory or a regular file (a volume's source).
+    Either,
 }
 
 /// `path`, checked to be a `kind` beneath one of `roots` (absolute, canonical dirs), for
@@ -45,27 +47,12 @@ pub fn beneath(
         .iter()
         .find_map(|root| Some((root, path.strip_prefix(root).ok()?)))
         .ok_or_else(outside)?;
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    let opened = openat2(
-        CWD,
+    let opened = rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-        ResolveFlags::empty(),
     )
-    .and_then(|root| {
-        openat2(
-            root.as_fd(),
-            rel,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-        )
-    })
+    .and_then(|root| beneath::open(&root, rel, OFlags::PATH, Links::Refuse))
     .and_then(rustix::fs::fstat);
     let stat = opened.map_err(|e| {
         let why = match e {
@@ -78,9 +65,11 @@ pub fn beneath(
     })?;
     let found = FileType::from_raw_mode(stat.st_mode);
     match (kind, found) {
-        (Kind::Dir, FileType::Directory) | (Kind::File, FileType::RegularFile) => {
-            Ok(path.to_path_buf())
-        }
+        (Kind::Dir | Kind::Either, FileType::Directory)
+        | (Kind::File | Kind::Either, FileType::RegularFile) => Ok(path.to_path_buf()),
+        (Kind::Either, _) => Err(unprocessable(format!(
+            "{field} {shown}: not a directory or regular file"
+        ))),
         (Kind::Dir, _) => Err(unprocessable(format!("{field} {shown}: not a directory"))),
         (Kind::File, _) => Err(unprocessable(format!(
             "{field} {shown}: not a regular file"

@@ -57,10 +57,27 @@ pub struct RunBody {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     network: Network,
+    /// The user to run as, `UID` or `UID:GID` (default 65534:65534), like `runseal run --user`.
+    user: Option<String>,
+    /// Host files or dirs bound into the job, like `runseal run --volume`; each source must
+    /// lie under one of the daemon's `--workdir-root`s.
+    #[serde(default)]
+    volumes: Vec<VolumeBody>,
     /// The job's stdin as text; else it reads end-of-file.
     stdin: Option<String>,
     /// The job's stdin as base64, for bytes that are not text.
     stdin_b64: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeBody {
+    #[schema(value_type = String)]
+    source: PathBuf,
+    #[schema(value_type = String)]
+    target: PathBuf,
+    #[serde(default)]
+    readonly: bool,
 }
 
 /// What a job was asked to run, with the limits it runs under.
@@ -135,6 +152,16 @@ async fn start(state: &Arc<State>, body: RunBody, ephemeral: bool) -> Result<Arc
             Kind::Dir,
         )?;
     }
+    for volume in &body.volumes {
+        let roots = &state.workdir_roots;
+        beneath(
+            &volume.source,
+            roots,
+            "volume",
+            "--workdir-root",
+            Kind::Either,
+        )?;
+    }
     let runtime = body.runtime.clone();
     let runtime_dir = {
         let state = Arc::clone(state);
@@ -179,8 +206,8 @@ fn job_request(body: RunBody, defaults: &Limits) -> Result<JobRequest, ApiError>
         }
         other => Ok(other),
     };
-    let env =
-        runseal_sandbox::parse_env(&body.env).map_err(|e| unprocessable(format!("env {e}")))?;
+    let env = runseal_sandbox::parse_env(&body.env, None)
+        .map_err(|e| unprocessable(format!("env {e}")))?;
     let size = |name: &str, value: Option<&str>| {
         value
             .map(runseal_sandbox::parse_size)
@@ -202,7 +229,21 @@ fn job_request(body: RunBody, defaults: &Limits) -> Result<JobRequest, ApiError>
         workdir: body.workdir,
         limits,
         network: body.network,
-        user: None,
+        user: body
+            .user
+            .as_deref()
+            .map(runseal_sandbox::User::parse)
+            .transpose()
+            .map_err(|e| unprocessable(format!("user {e}")))?,
+        volumes: body
+            .volumes
+            .into_iter()
+            .map(|v| runseal_sandbox::Volume {
+                source: v.source,
+                target: v.target,
+                readonly: v.readonly,
+            })
+            .collect(),
     })
 }
 

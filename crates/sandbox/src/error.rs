@@ -49,6 +49,12 @@ pub enum Error {
         path: PathBuf,
         problem: WorkdirProblem,
     },
+    /// A volume the job was given cannot be bound.
+    #[error("volume {volume}: {problem}")]
+    Volume {
+        volume: String,
+        problem: VolumeProblem,
+    },
     /// A runtime's tree could not be held for the job: it kept being replaced, or someone
     /// else kept it locked.
     #[error("{}: {problem}", tree.display())]
@@ -121,6 +127,24 @@ pub enum WorkdirProblem {
         group: u32,
         mode: u32,
     },
+    #[error("{0}")]
+    Open(#[source] std::io::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeProblem {
+    #[error("expected SRC:DST[:ro|rw] with absolute paths")]
+    Syntax,
+    #[error("the target {0}")]
+    Target(String),
+    #[error("the target is taken by another volume")]
+    Duplicate,
+    #[error("its source path crosses a symlink; name the real file or directory")]
+    Symlink,
+    #[error("its source is the host's root directory")]
+    HostRoot,
+    #[error("its source is not a directory or regular file")]
+    Special,
     #[error("{0}")]
     Open(#[source] std::io::Error),
 }

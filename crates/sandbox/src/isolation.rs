@@ -55,6 +55,10 @@ enum Expect {
         writable: bool,
     },
     Scratch,
+    /// A volume of the caller's: any source, nosuid and nodev, read-only if asked.
+    Volume {
+        readonly: bool,
+    },
     Root,
     Proc,
     Masked,
@@ -81,6 +85,14 @@ pub fn check_mount_table(job: &Job, table: &str) -> Vec<String> {
                 ..
             } => {
                 allowed.insert(text(target), Expect::Sealed(*i));
+            }
+            Step::Bind {
+                source: Source::Volume(i),
+                target,
+                ..
+            } => {
+                let readonly = job.volumes[*i].readonly;
+                allowed.insert(text(target), Expect::Volume { readonly });
             }
             Step::Overlay {
                 source,
@@ -158,6 +170,11 @@ pub fn check_mount_table(job: &Job, table: &str) -> Vec<String> {
                         )
                     },
                 )
+            }
+            Expect::Volume { readonly } => {
+                let options = has("nosuid") && has("nodev") && (!readonly || has("ro"));
+                (!options)
+                    .then(|| format!("is {}, not nosuid,nodev as asked", line.options.join(",")))
             }
             Expect::Root => (line.fstype != "tmpfs" || !has("ro")).then(|| {
                 format!(

@@ -9,7 +9,7 @@ use runseal_spec::{Mount, RuntimeConfig, ISOLATED_DIR};
 use rustix::fs::FileType;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, PlaceProblem, Result, TreeProblem, WorkdirProblem};
+use crate::error::{Error, PlaceProblem, Result, TreeProblem, VolumeProblem, WorkdirProblem};
 use crate::identity::{self, EtcFiles};
 use crate::sys;
 
@@ -53,6 +53,9 @@ pub struct Job {
     pub user: User,
     /// The files of the sandbox's own in the job's `/etc` ([`crate::identity`]).
     pub etc_files: EtcFiles,
+    pub volumes: Vec<Volume>,
+    /// `volumes[i]`'s source, opened when the job was made.
+    volume_fds: Vec<Arc<OwnedFd>>,
 }
 
 /// A uid and gid of the host.
@@ -77,6 +80,93 @@ impl User {
     }
 }
 
+/// A host file or directory the caller binds into the job (`--volume SRC:DST[:ro|rw]`),
+/// nosuid and nodev, writable unless `readonly`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+/// Where no volume may go, nor under: what the sandbox makes of /proc and /dev, and /sys.
+const VOLUME_FORBIDDEN: [&str; 3] = ["/proc", "/dev", "/sys"];
+
+impl Volume {
+    /// Parses `SRC:DST`, `SRC:DST:ro` or `SRC:DST:rw`, docker's `-v` syntax.
+    pub fn parse(text: &str) -> std::result::Result<Volume, String> {
+        let refused = || VolumeProblem::Syntax.to_string();
+        let parts: Vec<&str> = text.split(':').collect();
+        let (source, target, readonly) = match parts[..] {
+            [source, target] => (source, target, false),
+            [source, target, "ro"] => (source, target, true),
+            [source, target, "rw"] => (source, target, false),
+            _ => return Err(format!("`{text}`: {}", refused())),
+        };
+        if !(source.starts_with('/') && target.starts_with('/')) {
+            return Err(format!("`{text}`: {}", refused()));
+        }
+        Ok(Volume {
+            source: source.into(),
+            target: target.into(),
+            readonly,
+        })
+    }
+
+    fn refused(&self, problem: VolumeProblem) -> Error {
+        let mode = if self.readonly { "ro" } else { "rw" };
+        Error::Volume {
+            volume: format!("{}:{}:{mode}", self.source.display(), self.target.display()),
+            problem,
+        }
+    }
+
+    /// Why the target cannot take a volume, if it cannot.
+    fn target_problem(&self) -> Option<String> {
+        let Some(target) = self.target.to_str().filter(|t| t.starts_with('/')) else {
+            return Some("must be an absolute path".into());
+        };
+        if let Some(problem) = runseal_spec::paths::lexical_problem(target) {
+            return Some(problem.to_string());
+        }
+        let sandbox_own = ["/", "/tmp", "/work"].contains(&target)
+            || VOLUME_FORBIDDEN
+                .iter()
+                .any(|dir| runseal_spec::paths::is_within(target, dir));
+        if sandbox_own {
+            return Some(
+                "is /, /tmp, /work or under /proc, /dev or /sys: the sandbox's own".into(),
+            );
+        }
+        None
+    }
+
+    /// Opens the source once, as the work dir is; checks the target.
+    fn open(&self, others: &[Volume]) -> Result<OwnedFd> {
+        if let Some(problem) = self.target_problem() {
+            return Err(self.refused(VolumeProblem::Target(problem)));
+        }
+        if others.iter().filter(|v| v.target == self.target).count() > 1 {
+            return Err(self.refused(VolumeProblem::Duplicate));
+        }
+        let fd = sys::open_through_no_symlink(&self.source, false).map_err(|e| {
+            self.refused(match e.raw_os_error() {
+                Some(libc::ELOOP) => VolumeProblem::Symlink,
+                _ => VolumeProblem::Open(e),
+            })
+        })?;
+        match sys::file_type(fd.as_fd())? {
+            FileType::Directory if sys::is_host_root(fd.as_fd())? => {
+                Err(self.refused(VolumeProblem::HostRoot))
+            }
+            FileType::Directory | FileType::RegularFile => Ok(fd),
+            _ => Err(self.refused(VolumeProblem::Special)),
+        }
+    }
+}
+
 /// What a caller asks of a job, beyond the runtime: plain data, also the daemon's request.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct JobRequest {
@@ -93,6 +183,8 @@ pub struct JobRequest {
     /// The user to run as; [`DEFAULT_USER`] when absent.
     #[serde(default)]
     pub user: Option<User>,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
 }
 
 impl Job {
@@ -118,6 +210,11 @@ impl Job {
             }
         }
         let (generation, sources) = open_sources(dir, &config.mounts)?;
+        let volume_fds = request
+            .volumes
+            .iter()
+            .map(|volume| volume.open(&request.volumes).map(Arc::new))
+            .collect::<Result<_>>()?;
         let workdir_fd = match &request.workdir {
             Some(path) => Some(Arc::new(open_workdir(path, user)?)),
             None => None,
@@ -139,12 +236,19 @@ impl Job {
                 has_workdir,
                 identity::host_resolv_conf(request.network),
             ),
+            volumes: request.volumes,
+            volume_fds,
         })
     }
 
     /// The opened source of `mounts[index]`.
     pub(crate) fn source(&self, index: usize) -> BorrowedFd<'_> {
         self.sources[index].as_fd()
+    }
+
+    /// The opened source of `volumes[index]`.
+    pub(crate) fn volume_fd(&self, index: usize) -> BorrowedFd<'_> {
+        self.volume_fds[index].as_fd()
     }
 
     pub(crate) fn workdir_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -212,7 +316,7 @@ fn open_workdir(path: &Path, user: User) -> Result<OwnedFd> {
         path: path.to_path_buf(),
         problem,
     };
-    let fd = sys::open_dir_through_no_symlink(path).map_err(|e| {
+    let fd = sys::open_through_no_symlink(path, true).map_err(|e| {
         refused(match e.raw_os_error() {
             Some(libc::ELOOP) => WorkdirProblem::Symlink,
             Some(libc::ENOTDIR) => WorkdirProblem::NotDirectory,
@@ -334,17 +438,31 @@ impl Outcome {
     }
 }
 
-/// Parses `K=V` pairs (as `--env` takes them) into variables, in order.
-pub fn parse_env(pairs: &[String]) -> std::result::Result<Vec<(String, String)>, String> {
-    pairs
-        .iter()
-        .map(|pair| {
-            pair.split_once('=')
-                .filter(|(key, _)| !key.is_empty())
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| format!("`{pair}`: expected K=V"))
-        })
-        .collect()
+/// The caller's own value of a variable, for a bare name in [`parse_env`].
+pub type Inherit<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Parses `K=V` pairs (as `--env` takes them) into variables, in order. A bare `K` takes
+/// `inherit(K)`, the caller's own value (none: the variable is left out), where the caller
+/// has an environment to pass on; elsewhere it is an error.
+pub fn parse_env(
+    pairs: &[String],
+    inherit: Option<Inherit<'_>>,
+) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut env = Vec::new();
+    for pair in pairs {
+        match (pair.split_once('='), inherit) {
+            (Some((key, value)), _) if !key.is_empty() => {
+                env.push((key.to_string(), value.to_string()))
+            }
+            (None, Some(inherit)) if !pair.is_empty() => {
+                if let Some(value) = inherit(pair) {
+                    env.push((pair.clone(), value));
+                }
+            }
+            _ => return Err(format!("`{pair}`: expected K=V")),
+        }
+    }
+    Ok(env)
 }
 
 /// Parses `512M`, `2G`, `1.5G`, `100k` or plain bytes (powers of 1024).

@@ -32,7 +32,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use isolation::{check_mount_table, parse_mountinfo, MountLine};
 pub use job::{
-    format_size, parse_env, parse_size, Job, JobRequest, Limits, Network, Outcome, User,
+    format_size, parse_env, parse_size, Job, JobRequest, Limits, Network, Outcome, User, Volume,
     DEFAULT_USER,
 };
 pub use launch::{mount_table, run, SETUP_FAILED, STOP_GRACE};

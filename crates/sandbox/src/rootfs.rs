@@ -103,6 +103,8 @@ pub enum Source {
     Runtime(usize),
     /// The job's work dir, opened when the job was made.
     Work,
+    /// The job's `volumes[i]` source, opened when the job was made.
+    Volume(usize),
     /// A host path of the operator's (the builder's script dir and runtimes root).
     Host(PathBuf),
 }
@@ -195,6 +197,27 @@ pub fn plan_root(job: &Job) -> Result<Vec<Step>> {
             target: "/work".into(),
             leaf: Leaf::Dir,
             attr: MountAttr::WRITABLE,
+        });
+    }
+    // Last, so that a volume may go inside /tmp or /work.
+    for (i, volume) in job.volumes.iter().enumerate() {
+        for parent in ancestors(&volume.target) {
+            steps.push(Step::Dir { path: parent });
+        }
+        let leaf = match file_type(job.volume_fd(i))? {
+            FileType::Directory => Leaf::Dir,
+            _ => Leaf::File,
+        };
+        let attr = if volume.readonly {
+            MountAttr::READ_ONLY
+        } else {
+            MountAttr::WRITABLE
+        };
+        steps.push(Step::Bind {
+            source: Source::Volume(i),
+            target: volume.target.clone(),
+            leaf,
+            attr,
         });
     }
     Ok(steps)
@@ -362,6 +385,7 @@ pub fn detach_trees(
                             .ok_or_else(|| Error::unprepared(target, "no work dir was opened"))?;
                         ops.clone_tree(fd, target)?
                     }
+                    (Source::Volume(i), Some(job)) => ops.clone_tree(job.volume_fd(*i), target)?,
                     (Source::Host(path), _) => {
                         let fd = crate::sys::open_path(path)?;
                         ops.clone_tree(fd.as_fd(), path)?

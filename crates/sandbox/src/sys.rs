@@ -264,9 +264,12 @@ pub fn open_dir_beneath(base: BorrowedFd<'_>, relative: &Path, label: &Path) -> 
     )))
 }
 
-/// Opens the directory `path` (`O_PATH`) through no symlink on the way.
-pub fn open_dir_through_no_symlink(path: &Path) -> std::io::Result<OwnedFd> {
-    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+/// Opens `path` (`O_PATH`; only a directory with `dir`) through no symlink on the way.
+pub fn open_through_no_symlink(path: &Path, dir: bool) -> std::io::Result<OwnedFd> {
+    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+    if dir {
+        flags |= OFlags::DIRECTORY;
+    }
     openat2(CWD, path, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS).map_err(Into::into)
 }
 

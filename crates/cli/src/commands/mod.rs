@@ -52,6 +52,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             runtime,
             workdir,
             env,
+            env_file,
+            volume,
             memory,
             tmp_size,
             cpus,
@@ -65,6 +67,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let options = run::RunOptions {
                 workdir,
                 env,
+                env_files: env_file,
+                volumes: volume,
                 limits: runseal_sandbox::Limits {
                     memory_bytes: memory,
                     cpus,

@@ -1,11 +1,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use runseal_sandbox::{Config, Job, JobRequest, Limits, Network, User};
+use runseal_sandbox::{Config, Job, JobRequest, Limits, Network, User, Volume};
 
 pub struct RunOptions {
     pub workdir: Option<PathBuf>,
     pub env: Vec<String>,
+    pub env_files: Vec<PathBuf>,
+    pub volumes: Vec<Volume>,
     pub limits: Limits,
     pub network: Network,
     pub user: Option<User>,
@@ -82,7 +84,18 @@ pub fn job_for(dir: &Path, options: RunOptions) -> anyhow::Result<Job> {
         }
         other => other?,
     };
-    let env = runseal_sandbox::parse_env(&options.env).map_err(|e| anyhow::anyhow!("--env {e}"))?;
+    let inherit = |name: &str| std::env::var(name).ok();
+    let mut env = Vec::new();
+    for file in &options.env_files {
+        let lines = env_file_lines(file)?;
+        let parsed = runseal_sandbox::parse_env(&lines, Some(&inherit))
+            .map_err(|e| anyhow::anyhow!("--env-file {}: {e}", file.display()))?;
+        env.extend(parsed);
+    }
+    env.extend(
+        runseal_sandbox::parse_env(&options.env, Some(&inherit))
+            .map_err(|e| anyhow::anyhow!("--env {e}"))?,
+    );
     let request = JobRequest {
         command: options.command,
         env,
@@ -90,6 +103,20 @@ pub fn job_for(dir: &Path, options: RunOptions) -> anyhow::Result<Job> {
         limits: options.limits,
         network: options.network,
         user: options.user,
+        volumes: options.volumes,
     };
     Ok(Job::for_runtime(dir, config, request)?)
+}
+
+/// The variables of an env file, docker's format: `K=V` or a bare `K` a line, with blank
+/// lines and `#` comments skipped.
+fn env_file_lines(file: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("--env-file {}: {e}", file.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(String::from)
+        .collect())
 }

@@ -144,6 +144,8 @@ fn isolation_problems(dir: &Path) -> anyhow::Result<Vec<String>> {
     let options = RunOptions {
         workdir: None,
         env: Vec::new(),
+        env_files: Vec::new(),
+        volumes: Vec::new(),
         limits: Default::default(),
         network: Default::default(),
         user: None,
