@@ -8,6 +8,7 @@ mod util;
 mod bad_input;
 mod build;
 mod crash;
+mod joblet_forms;
 mod limits;
 mod run;
 mod runtimes;
