@@ -11,6 +11,7 @@ mod crash;
 mod docs;
 mod generate;
 mod job_env;
+mod joblet_forms;
 mod limits;
 mod logging;
 mod run;

@@ -71,9 +71,9 @@ pub fn info(dir: &Path) -> Result<Info> {
         .unwrap_or_default();
     Ok(Info {
         runtime: dir.to_path_buf(),
+        version: config.effective_version(),
         name: config.name,
         language: config.language,
-        version: config.version,
         state,
         profiles: manifest
             .as_ref()

@@ -2,6 +2,7 @@
 //! runtime.yml whose mounts all point inside it, with no state in between visible after a crash.
 #![forbid(unsafe_code)]
 
+mod adopt;
 mod beneath;
 mod copy;
 mod dirfd;

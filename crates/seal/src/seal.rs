@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use runseal_closure::{plan, EntryKind, Plan, PlanInput, PlanMount, Profile, ProfileSet, Root};
 use runseal_spec::{
-    validate, Mount, MountKind, RuleOptions, RuntimeConfig, ISOLATED_DIR, RUNTIME_YML,
+    validate, Mount, MountKind, RuleOptions, RuntimeConfig, Violation, ISOLATED_DIR, RUNTIME_YML,
 };
 use serde::Serialize;
 
+use crate::adopt::{complete_from_host, copy_on_write_mounts, lenient, plan_mounts};
 use crate::copy::{materialize, stamp, Materialized, Previous};
 use crate::dirfd::{temp_name, DirFd};
 use crate::error::{Error, Result};
@@ -20,6 +21,7 @@ use crate::layout::{Layout, MANIFEST_NAME, ORIGINAL_YML, PREVIOUS_DIR, STAGING_D
 use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::trust::untrusted_because;
+use crate::validate::architecture_violation;
 
 #[derive(Debug, Clone, Default)]
 pub struct SealOptions {
@@ -103,16 +105,37 @@ pub fn seal_from(
         .read_to_string(RUNTIME_YML)?
         .ok_or_else(|| Error::io(layout.runtime_yml(), std::io::ErrorKind::NotFound.into()))?;
     let current = RuntimeConfig::parse(&current_text, &layout.runtime_yml())?;
-    let (input, input_file) = sealing_input(&runtime, &layout, &current)?;
+    let (input, input_file, adopting) = sealing_input(&runtime, &layout, &current)?;
     let rules = RuleOptions {
         allow_writable: options.allow_writable,
         allow_host_sources: true,
     };
-    let violations = validate(&input, rules);
+    let mut notes = Vec::new();
+    let dir_abs = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
+    let planned = plan_mounts(root, &dir_abs, &input, &mut notes);
+    // The sandbox's own places were dropped with a note; the rest must pass every rule.
+    let kept = RuntimeConfig {
+        mounts: planned
+            .iter()
+            .map(|(i, _)| input.mounts[*i].clone())
+            .collect(),
+        ..input.clone()
+    };
+    let mut violations: Vec<Violation> = validate(&kept, rules)
+        .into_iter()
+        .map(|v| renumber(v, &planned))
+        .collect();
+    violations.extend(architecture_violation(&current));
     if !violations.is_empty() {
         return Err(Error::Invalid {
             file: input_file,
             violations,
+        });
+    }
+    if planned.is_empty() {
+        return Err(Error::Unsealable {
+            file: input_file,
+            message: format!("has no mount left to seal ({})", notes.join("; ")),
         });
     }
 
@@ -121,25 +144,26 @@ pub fn seal_from(
         base: current.base.clone(),
         ..input.clone()
     };
-    let mounts: Vec<PlanMount> = input
-        .mounts
-        .iter()
-        .map(|m| PlanMount {
-            source: Path::new("/").join(&m.source),
-            target: PathBuf::from(&m.target),
-        })
-        .collect();
+    let mounts: Vec<PlanMount> = planned.iter().map(|(_, m)| m.clone()).collect();
     let plan_with = |profiles: &[Profile]| {
-        plan(
-            root,
-            &PlanInput {
-                mounts: mounts.clone(),
-                environment: &current.environment,
-                profiles,
-                allow: &options.allow_paths,
-                allow_untrusted: options.allow_untrusted_dir,
+        let lenient_profiles = lenient(profiles);
+        let input = PlanInput {
+            mounts: mounts.clone(),
+            environment: &current.environment,
+            profiles: if adopting {
+                &lenient_profiles
+            } else {
+                profiles
             },
-        )
+            allow: &options.allow_paths,
+            allow_untrusted: options.allow_untrusted_dir,
+        };
+        let planned = plan(root, &input)?;
+        Ok::<_, Error>(if adopting {
+            complete_from_host(root, planned, profiles, &input)
+        } else {
+            planned
+        })
     };
     let mut profiles = profiles_for(&config, &options.profiles, &set, std::iter::empty())?;
     let mut plan = plan_with(&profiles)?;
@@ -153,11 +177,16 @@ pub fn seal_from(
             plan = plan_with(&profiles)?;
         }
     }
+    plan.notes.splice(0..0, notes);
+    let mut notes = Vec::new();
+    let writable = copy_on_write_mounts(&input, &planned, &plan, &mut notes);
+    plan.notes.extend(notes);
 
     let sealed_mounts: Vec<Mount> = plan
         .top_level()
         .into_iter()
         .map(|name| Mount::sealed(&name))
+        .chain(writable)
         .collect();
     let sealed = RuntimeConfig {
         mounts: sealed_mounts.clone(),
@@ -293,13 +322,15 @@ fn needs_detection(config: &RuntimeConfig, names: &[String], set: &ProfileSet) -
             .is_none()
 }
 
-/// The runtime.yml whose host mounts define the closure: the current one while it still
-/// names host paths, else the copy kept at the first seal.
+/// The runtime.yml whose mounts define the closure, its file, and whether it is Joblet's
+/// registry form to adopt: the current one while it names host or in-place sources; else
+/// the copy kept at the first seal; else (all sources in `isolated/`, none kept) the
+/// current one, adopted.
 fn sealing_input(
     runtime: &DirFd,
     layout: &Layout,
     current: &RuntimeConfig,
-) -> Result<(RuntimeConfig, PathBuf)> {
+) -> Result<(RuntimeConfig, PathBuf, bool)> {
     let file = layout.runtime_yml();
     if current.mounts.is_empty() {
         return Err(Error::Unsealable {
@@ -315,14 +346,14 @@ fn sealing_input(
         .map(|(i, _)| i)
         .collect();
     if sealed.is_empty() {
-        return Ok((current.clone(), file));
+        return Ok((current.clone(), file, false));
     }
     if sealed.len() != current.mounts.len() {
         return Err(Error::Unsealable {
             file,
             message: format!(
-                "mixes sealed mounts ({}) with host mounts; seal from a runtime.yml with host \
-                 mounts only",
+                "mixes sources in {ISOLATED_DIR}/ ({}) with host or in-place sources; seal \
+                 from a runtime.yml with one kind only",
                 sealed
                     .iter()
                     .map(|i| format!("mounts[{i}]"))
@@ -332,17 +363,34 @@ fn sealing_input(
         });
     }
     let original = layout.original_yml();
-    let Some(text) = runtime.read_to_string(ORIGINAL_YML)? else {
-        return Err(Error::Unsealable {
-            file,
-            message: format!(
-                "is already sealed and {} is missing, so its host mounts are unknown",
-                original.display()
-            ),
-        });
+    match runtime.read_to_string(ORIGINAL_YML)? {
+        Some(text) => {
+            let config = RuntimeConfig::parse(&text, &original)?;
+            let adopting = config
+                .mounts
+                .iter()
+                .any(|m| MountKind::of(&m.source) == MountKind::Sealed);
+            Ok((config, original, adopting))
+        }
+        None => Ok((current.clone(), file, true)),
+    }
+}
+
+/// A violation of the mounts kept for planning, numbered as in the runtime.yml.
+fn renumber(violation: Violation, planned: &[(usize, PlanMount)]) -> Violation {
+    let Some(rest) = violation.field.strip_prefix("mounts[") else {
+        return violation;
     };
-    let config = RuntimeConfig::parse(&text, &original)?;
-    Ok((config, original))
+    let Some((index, tail)) = rest.split_once(']') else {
+        return violation;
+    };
+    match index.parse::<usize>().ok().and_then(|k| planned.get(k)) {
+        Some((i, _)) => Violation {
+            field: format!("mounts[{i}]{tail}"),
+            ..violation
+        },
+        None => violation,
+    }
 }
 
 /// Removes the runtime in `dir`, refusing while a seal of it runs or a job runs on any of

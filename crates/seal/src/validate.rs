@@ -81,6 +81,7 @@ pub fn runnable_config(dir: &Path) -> Result<RuntimeConfig> {
         report
             .violations
             .extend(unsealed_problems(dir, &base, config));
+        report.violations.extend(architecture_violation(config));
     }
     match report.config {
         Some(config) if report.violations.is_empty() => Ok(config),
@@ -91,18 +92,27 @@ pub fn runnable_config(dir: &Path) -> Result<RuntimeConfig> {
     }
 }
 
+/// `requirements.architectures` leaving this machine out: the runtime cannot run here.
+pub(crate) fn architecture_violation(config: &RuntimeConfig) -> Option<Violation> {
+    config.architecture_problem().map(|reason| Violation {
+        field: "requirements.architectures".into(),
+        reason,
+    })
+}
+
 /// How `config` differs from a runtime.yml that `seal` wrote: one mount per top-level entry
 /// of `isolated/`, at the same path, and the manifest beside them. A runtime author who
 /// edits runtime.yml after the seal gets it refused rather than run.
 fn unsealed_problems(dir: &Path, base: &OwnedFd, config: &RuntimeConfig) -> Vec<Violation> {
     let mut problems = Vec::new();
     for (i, mount) in config.mounts.iter().enumerate() {
-        if mount.sealed_name().is_none() {
+        if mount.sealed_name().is_none() && mount.copy_on_write_path().is_none() {
             problems.push(Violation {
                 field: format!("mounts[{i}]"),
                 reason: format!(
                     "`{}` on `{}` is not as `runseal seal` writes mounts (`{ISOLATED_DIR}/NAME` \
-                     on `/NAME`)",
+                     on `/NAME` read-only, or `{ISOLATED_DIR}/PATH` on `/PATH` writable, a \
+                     per-job copy-on-write layer)",
                     mount.source, mount.target
                 ),
             });

@@ -94,6 +94,23 @@ impl Mount {
         Mount::readonly(format!("{ISOLATED_DIR}/{name}"), format!("/{name}"))
     }
 
+    /// A writable mount of the sealed tree: `isolated/PATH` on `/PATH`, `readonly: false`.
+    /// Each job sees it as its own copy-on-write layer (an overlay whose upper layer is a
+    /// tmpfs), so what a job writes there never reaches the sealed tree and ends with it.
+    pub fn copy_on_write(target: &str) -> Self {
+        Mount {
+            readonly: Some(false),
+            ..Mount::readonly(format!("{ISOLATED_DIR}{target}"), target)
+        }
+    }
+
+    /// The path of a mount in the form of [`Mount::copy_on_write`], if it has that form.
+    pub fn copy_on_write_path(&self) -> Option<&str> {
+        let path = self.target.strip_prefix('/')?;
+        let source = self.source.strip_prefix(ISOLATED_DIR)?.strip_prefix('/')?;
+        (self.readonly == Some(false) && !path.is_empty() && source == path).then_some(path)
+    }
+
     /// The top-level name this mount seals, if it has exactly the form of [`Mount::sealed`]
     /// (read-only included).
     pub fn sealed_name(&self) -> Option<&str> {
@@ -118,12 +135,64 @@ impl RuntimeConfig {
         Self::parse(&read_untrusted(path)?, path)
     }
 
+    /// The version as runseal reads it: a `${VAR:-default}` (or `${VAR-default}`) that a
+    /// setup script left unexpanded in a quoted heredoc is its default; a bare `$VAR` or
+    /// `${VAR}` says no version.
+    pub fn effective_version(&self) -> Option<String> {
+        self.version.as_deref().and_then(shell_default)
+    }
+
+    /// Why this runtime cannot run on this machine, if `requirements.architectures` leaves
+    /// it out (Joblet's names and `uname -m`'s both count: `amd64` is `x86_64`).
+    pub fn architecture_problem(&self) -> Option<String> {
+        let wanted = self.requirements.as_ref()?.architectures.as_ref()?;
+        let here = std::env::consts::ARCH;
+        if wanted.is_empty() || wanted.iter().any(|a| canonical_arch(a) == here) {
+            return None;
+        }
+        Some(format!(
+            "[{}] leaves out this machine's architecture ({here})",
+            wanted.join(", ")
+        ))
+    }
+
     /// The YAML text of this document; equal documents give equal bytes.
     pub fn to_yaml(&self, path: &Path) -> Result<String> {
         serde_saphyr::to_string(self).map_err(|e| Error::Serialize {
             path: path.to_path_buf(),
             message: e.to_string(),
         })
+    }
+}
+
+/// `text`, or the default of a shell parameter expansion `${NAME:-default}` that is all of
+/// it; `None` for an expansion with no default.
+pub fn shell_default(text: &str) -> Option<String> {
+    let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) else {
+        if text.starts_with('$') && text.len() > 1 {
+            return None;
+        }
+        return Some(text.to_string());
+    };
+    let name_end = inner
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(inner.len());
+    let rest = &inner[name_end..];
+    let default = rest.strip_prefix(":-").or_else(|| rest.strip_prefix('-'));
+    default.filter(|d| !d.is_empty()).map(str::to_string)
+}
+
+/// An architecture as Rust's `std::env::consts::ARCH` names it.
+fn canonical_arch(arch: &str) -> &str {
+    match arch {
+        "amd64" | "x86_64" | "x64" => "x86_64",
+        "arm64" | "aarch64" => "aarch64",
+        "i386" | "i686" | "386" | "x86" => "x86",
+        "armhf" | "armv7l" | "armv7" | "arm" => "arm",
+        "ppc64le" | "powerpc64le" | "powerpc64" => "powerpc64",
+        "riscv64" => "riscv64",
+        "s390x" => "s390x",
+        other => other,
     }
 }
 
@@ -266,6 +335,51 @@ custom_top: {a: 1}
         let out = c.to_yaml(Path::new("r.yml")).unwrap();
         let back = RuntimeConfig::parse(&out, Path::new("r.yml")).unwrap();
         assert_eq!(back.version.as_deref(), Some("17"));
+    }
+
+    #[test]
+    fn a_shell_default_left_in_version_is_read_as_its_default() {
+        let cases = [
+            ("${RUNTIME_VERSION:-21.0.1}", Some("21.0.1")),
+            ("${RUNTIME_VERSION-3.11}", Some("3.11")),
+            ("${RUNTIME_VERSION}", None),
+            ("${RUNTIME_VERSION:-}", None),
+            ("$RUNTIME_VERSION", None),
+            ("17.0.12", Some("17.0.12")),
+            ("$", Some("$")),
+        ];
+        for (text, want) in cases {
+            assert_eq!(shell_default(text).as_deref(), want, "{text}");
+        }
+        let c = RuntimeConfig::parse(
+            "name: openjdk-21\nversion: \"${RUNTIME_VERSION:-21.0.1}\"\n",
+            Path::new("r"),
+        )
+        .unwrap();
+        assert_eq!(c.effective_version().as_deref(), Some("21.0.1"));
+        // The document keeps what its author wrote.
+        assert!(c
+            .to_yaml(Path::new("r"))
+            .unwrap()
+            .contains("${RUNTIME_VERSION:-21.0.1}"));
+    }
+
+    #[test]
+    fn architectures_name_this_machine_in_either_spelling() {
+        let with = |archs: &str| {
+            let yaml = format!("name: x\nrequirements:\n  architectures: {archs}\n");
+            RuntimeConfig::parse(&yaml, Path::new("r"))
+                .unwrap()
+                .architecture_problem()
+        };
+        let (same, other) = match std::env::consts::ARCH {
+            "x86_64" => ("[\"amd64\"]", "[\"arm64\", \"aarch64\"]"),
+            _ => ("[\"arm64\"]", "[\"amd64\", \"x86_64\"]"),
+        };
+        assert_eq!(with(same), None);
+        assert_eq!(with("[]"), None);
+        let problem = with(other).unwrap();
+        assert!(problem.contains(std::env::consts::ARCH), "{problem}");
     }
 
     #[test]

@@ -13,9 +13,11 @@ mod resolve;
 mod rules;
 
 pub use config::{
-    read_opened_runtime_yml, BuildInfo, Mount, Requirements, RuntimeConfig, ISOLATED_DIR,
-    RUNTIME_YML,
+    read_opened_runtime_yml, shell_default, BuildInfo, Mount, Requirements, RuntimeConfig,
+    ISOLATED_DIR, RUNTIME_YML,
 };
 pub use error::{Error, IoError, Result};
-pub use resolve::{compare_versions, list_runtimes, resolve, RuntimeDir, RuntimeSpec};
-pub use rules::{validate, MountKind, RuleOptions, Violation};
+pub use resolve::{
+    canonical_language, compare_versions, list_runtimes, resolve, RuntimeDir, RuntimeSpec,
+};
+pub use rules::{reserved_target, validate, MountKind, RuleOptions, Violation, RESERVED_TARGETS};

@@ -1,5 +1,7 @@
-//! Finding a runtime dir from what a user types: a path, `name`, `name@version`,
-//! `lang:version` or `lang-version`.
+//! Finding a runtime dir from what a user types, as Joblet finds it: a path, an exact name
+//! (a dir under the root, a nested `<name>/<version>/` dir, or a declared `name`), then
+//! `name@version` (`@latest` for the highest), `lang:version` with Joblet's `+tag`s
+//! (`python:3.11+ml`), `name+tag` and `lang-version`.
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
@@ -13,8 +15,13 @@ pub struct RuntimeDir {
     pub dir: PathBuf,
     /// The top-level directory's name under the root, which names the runtime too.
     pub dir_name: String,
+    /// The nested dir's name in the `<name>/<version>/` layout (`3.11`, or Joblet's older
+    /// `java/java-17`).
+    pub leaf: Option<String>,
     pub name: String,
     pub language: Option<String>,
+    /// The version as runseal reads it (a `${VAR:-default}` left by a setup script is its
+    /// default), else the nested dir's name.
     pub version: Option<String>,
 }
 
@@ -23,9 +30,14 @@ pub struct RuntimeDir {
 pub enum RuntimeSpec {
     Path(PathBuf),
     Name(String),
+    /// `name@version`; `latest` asks for the highest.
     NameVersion(String, String),
-    LangVersion(String, String),
+    /// `lang:version`, with Joblet's `+tag`s (`python:3.11+ml+gpu`).
+    LangVersion(String, String, Vec<String>),
 }
+
+/// The version that asks for the highest one, as in Joblet's `python-3.11@latest`.
+const LATEST: &str = "latest";
 
 impl RuntimeSpec {
     pub fn parse(text: &str) -> Self {
@@ -33,11 +45,62 @@ impl RuntimeSpec {
             RuntimeSpec::Path(PathBuf::from(text))
         } else if let Some((name, version)) = text.split_once('@') {
             RuntimeSpec::NameVersion(name.into(), version.into())
-        } else if let Some((lang, version)) = text.split_once(':') {
-            RuntimeSpec::LangVersion(lang.into(), version.into())
+        } else if let Some((lang, rest)) = text.split_once(':') {
+            let mut parts = rest.split('+');
+            let version = parts.next().unwrap_or_default().to_string();
+            RuntimeSpec::LangVersion(lang.into(), version, parts.map(str::to_string).collect())
+        } else if let Some((base, tags)) = text.split_once('+') {
+            // Joblet's `python-3.11-ml+gpu`: python 3.11 with the tags ml and gpu.
+            match NameParts::of(base) {
+                Some(parts) => {
+                    let mut all = parts.tags;
+                    all.extend(tags.split('+').map(str::to_string));
+                    RuntimeSpec::LangVersion(parts.lang, parts.version, all)
+                }
+                None => RuntimeSpec::Name(text.into()),
+            }
         } else {
             RuntimeSpec::Name(text.into())
         }
+    }
+}
+
+/// A name of Joblet's shape `lang-version[-tag...]` (`python-3.11-ml`, `openjdk-21`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NameParts {
+    lang: String,
+    version: String,
+    tags: Vec<String>,
+}
+
+impl NameParts {
+    fn of(name: &str) -> Option<Self> {
+        let mut parts = name.split('-');
+        let lang = parts
+            .next()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()))?;
+        let version = parts
+            .next()
+            .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))?;
+        let tags: Vec<String> = parts.map(str::to_string).collect();
+        if tags.iter().any(String::is_empty) {
+            return None;
+        }
+        Some(NameParts {
+            lang: lang.into(),
+            version: version.into(),
+            tags,
+        })
+    }
+}
+
+/// The language Joblet's names stand for: `java:17` finds `openjdk-17`, `temurin-17`, ...
+pub fn canonical_language(lang: &str) -> &str {
+    match lang {
+        "openjdk" | "jdk" | "graalvmjdk" | "graalvm" | "temurin" | "java" => "java",
+        "nodejs" | "node" => "node",
+        "python3" | "python" => "python",
+        other => other,
     }
 }
 
@@ -51,15 +114,17 @@ pub fn list_runtimes(root: &Path) -> Result<Vec<RuntimeDir>> {
         }
         for nested in sorted_subdirs(&top)? {
             if nested.join(RUNTIME_YML).is_file() {
-                let version = file_name(&nested);
-                found.push(describe(&nested, &top_name, Some(version)));
+                let leaf = file_name(&nested);
+                found.push(describe(&nested, &top_name, Some(leaf)));
             }
         }
     }
     Ok(found)
 }
 
-/// The runtime dir `spec` names under `root`; the highest matching version wins.
+/// The runtime dir `spec` names under `root`. An exact name comes first, whatever the text
+/// looks like (`python:3.11` may be a dir's name); among several matches the highest
+/// version wins, and a tie is an error, never the first found.
 pub fn resolve(root: &Path, spec: &str) -> Result<PathBuf> {
     let parsed = RuntimeSpec::parse(spec);
     if let RuntimeSpec::Path(dir) = parsed {
@@ -70,24 +135,98 @@ pub fn resolve(root: &Path, spec: &str) -> Result<PathBuf> {
         };
     }
     let all = list_runtimes(root)?;
-    let mut matches: Vec<&RuntimeDir> = all.iter().filter(|r| r.matches(&parsed)).collect();
+    let mut matches = named(&all, spec);
     if matches.is_empty() {
-        if let RuntimeSpec::Name(text) = &parsed {
-            if let Some((lang, version)) = text.rsplit_once('-') {
-                let dashed = RuntimeSpec::LangVersion(lang.into(), version.into());
-                matches = all.iter().filter(|r| r.matches(&dashed)).collect();
+        matches = match &parsed {
+            RuntimeSpec::Path(_) => Vec::new(),
+            RuntimeSpec::Name(text) => match NameParts::of(text) {
+                Some(p) => by_language(&all, &p.lang, &p.version, &p.tags),
+                None => Vec::new(),
+            },
+            RuntimeSpec::NameVersion(name, version) => named(&all, name)
+                .into_iter()
+                .filter_map(|(r, _)| r.has_version(version).map(|v| (r, v)))
+                .collect(),
+            RuntimeSpec::LangVersion(lang, version, tags) => {
+                let mut dashed = format!("{lang}-{version}");
+                for tag in tags {
+                    dashed = format!("{dashed}-{tag}");
+                }
+                // Joblet maps `python:3.11` to the dir `python-3.11`, whose own `version`
+                // is the package's release (`1.3.4`), not the language's.
+                match named(&all, &dashed) {
+                    found if !found.is_empty() => found,
+                    _ => by_language(&all, lang, version, tags),
+                }
             }
-        }
+        };
     }
-    // The dirs under the root are the operator's; a runtime.yml's `name` is its author's.
-    // Where a dir carries the name asked for, another runtime declaring that name cannot
-    // take its place.
-    if let RuntimeSpec::Name(name) | RuntimeSpec::NameVersion(name, _) = &parsed {
-        if matches.iter().any(|r| r.dir_name == *name) {
-            matches.retain(|r| r.dir_name == *name);
-        }
-    }
-    matches.sort_by(|a, b| compare_versions(b.version_str(), a.version_str()));
+    pick(root, spec, &all, matches)
+}
+
+/// The runtimes called `name`: by the operator's dir of that name if there is one (a
+/// runtime.yml's `name` is its author's and cannot take that dir's place), else by a nested
+/// dir of that name, else by the `name` they declare. Each with its version.
+fn named<'a>(all: &'a [RuntimeDir], name: &str) -> Vec<(&'a RuntimeDir, String)> {
+    let tiers: [&dyn Fn(&RuntimeDir) -> bool; 3] = [
+        &|r| r.dir_name == name,
+        &|r| r.leaf.as_deref() == Some(name),
+        &|r| r.name == name,
+    ];
+    tiers
+        .iter()
+        .map(|tier| {
+            all.iter()
+                .filter(|r| tier(r))
+                .map(|r| (r, r.version_str().to_string()))
+                .collect::<Vec<_>>()
+        })
+        .find(|found| !found.is_empty())
+        .unwrap_or_default()
+}
+
+/// Runtimes of language `lang` (declared, else inferred from the name as Joblet does)
+/// whose version, or the version in their name, is `version` or starts with `version.`,
+/// carrying every tag asked for; those carrying exactly those tags first.
+fn by_language<'a>(
+    all: &'a [RuntimeDir],
+    lang: &str,
+    version: &str,
+    tags: &[String],
+) -> Vec<(&'a RuntimeDir, String)> {
+    let lang = canonical_language(lang);
+    let found: Vec<(&RuntimeDir, String, bool)> = all
+        .iter()
+        .filter(|r| r.language_is(lang))
+        .filter_map(|r| {
+            let have = r.tags();
+            if !tags.iter().all(|t| have.contains(t)) {
+                return None;
+            }
+            let exact = have.len() == tags.len();
+            r.language_version(version).map(|v| (r, v, exact))
+        })
+        .collect();
+    let any_exact = found.iter().any(|(_, _, exact)| *exact);
+    found
+        .into_iter()
+        .filter(|(_, _, exact)| *exact || !any_exact)
+        .map(|(r, v, _)| (r, v))
+        .collect()
+}
+
+/// The highest of `matches` by the version each matched with; a tie is ambiguous.
+fn pick(
+    root: &Path,
+    spec: &str,
+    all: &[RuntimeDir],
+    mut matches: Vec<(&RuntimeDir, String)>,
+) -> Result<PathBuf> {
+    // By the version each matched with, then by its own (a package release).
+    let order = |a: &(&RuntimeDir, String), b: &(&RuntimeDir, String)| {
+        compare_versions(&a.1, &b.1).then(compare_versions(a.0.version_str(), b.0.version_str()))
+    };
+    matches.sort_by(|a, b| order(b, a));
     match matches.as_slice() {
         [] => Err(Error::UnknownSpec {
             spec: spec.into(),
@@ -101,12 +240,12 @@ pub fn resolve(root: &Path, spec: &str) -> Result<PathBuf> {
                     .join(", ")
             },
         }),
-        [best, rest @ ..] => {
-            let tied: Vec<&&RuntimeDir> = rest
+        [first, rest @ ..] => {
+            let best = first.0;
+            let tied: Vec<&RuntimeDir> = rest
                 .iter()
-                .filter(|r| {
-                    compare_versions(r.version_str(), best.version_str()) == Ordering::Equal
-                })
+                .filter(|other| order(other, first) == Ordering::Equal)
+                .map(|(r, _)| *r)
                 .collect();
             if tied.is_empty() {
                 Ok(best.dir.clone())
@@ -138,22 +277,48 @@ impl RuntimeDir {
         }
     }
 
-    fn is_named(&self, name: &str) -> bool {
-        self.name == name || self.dir_name == name
+    /// The Joblet-shaped name this runtime carries: its declared name, its nested dir's,
+    /// or its dir's, the first of them with that shape.
+    fn name_parts(&self) -> Option<NameParts> {
+        [
+            Some(self.name.as_str()),
+            self.leaf.as_deref(),
+            Some(&self.dir_name),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(NameParts::of)
     }
 
-    fn matches(&self, spec: &RuntimeSpec) -> bool {
-        match spec {
-            RuntimeSpec::Path(_) => false,
-            RuntimeSpec::Name(name) => self.is_named(name),
-            RuntimeSpec::NameVersion(name, version) => {
-                self.is_named(name) && version_matches(self.version_str(), version)
-            }
-            RuntimeSpec::LangVersion(lang, version) => {
-                self.language.as_deref() == Some(lang.as_str())
-                    && version_matches(self.version_str(), version)
-            }
+    fn language_is(&self, lang: &str) -> bool {
+        match &self.language {
+            Some(declared) => canonical_language(declared) == lang,
+            None => self
+                .name_parts()
+                .is_some_and(|p| canonical_language(&p.lang) == lang),
         }
+    }
+
+    fn tags(&self) -> Vec<String> {
+        self.name_parts().map(|p| p.tags).unwrap_or_default()
+    }
+
+    /// `version` as asked of this runtime by name (`@latest` for any), or `None`.
+    fn has_version(&self, want: &str) -> Option<String> {
+        let have = self.version_str();
+        let leaf = self.leaf.as_deref() == Some(want);
+        (want == LATEST || leaf || version_matches(have, want)).then(|| have.to_string())
+    }
+
+    /// The language version that matches `want`: the declared version, else the one in
+    /// the name (a registry runtime's `version` is its package's release).
+    fn language_version(&self, want: &str) -> Option<String> {
+        if let Some(v) = self.has_version(want) {
+            return Some(v);
+        }
+        self.name_parts()
+            .map(|p| p.version)
+            .filter(|v| version_matches(v, want))
     }
 }
 
@@ -183,7 +348,7 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
     pa.len().cmp(&pb.len())
 }
 
-fn describe(dir: &Path, dir_name: &str, dir_version: Option<String>) -> RuntimeDir {
+fn describe(dir: &Path, dir_name: &str, leaf: Option<String>) -> RuntimeDir {
     let config = RuntimeConfig::load(&dir.join(RUNTIME_YML)).ok();
     let config = config.as_ref();
     RuntimeDir {
@@ -193,7 +358,10 @@ fn describe(dir: &Path, dir_name: &str, dir_version: Option<String>) -> RuntimeD
             .and_then(|c| c.name.clone())
             .unwrap_or_else(|| dir_name.to_string()),
         language: config.and_then(|c| c.language.clone()),
-        version: config.and_then(|c| c.version.clone()).or(dir_version),
+        version: config
+            .and_then(RuntimeConfig::effective_version)
+            .or_else(|| leaf.clone()),
+        leaf,
     }
 }
 
@@ -315,6 +483,83 @@ mod tests {
         assert_eq!(resolve("openjdk-21@21"), t.path().join("openjdk-21"));
         // A name no dir carries still finds the runtime that declares it.
         assert_eq!(resolve("aaa-squat"), t.path().join("aaa-squat"));
+    }
+
+    /// Joblet's own layouts: registry dirs named `lang-version` whose `version` is the
+    /// package's release and which declare no language, the older nested `java/java-17`
+    /// in-place dir, and a literal `python:3.11` dir.
+    fn joblet() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        runtime(
+            root,
+            "python-3.11",
+            "name: python-3.11\nversion: \"1.3.4\"\n",
+        );
+        runtime(
+            root,
+            "python-3.11-ml",
+            "name: python-3.11-ml\nversion: \"1.3.2\"\n",
+        );
+        runtime(
+            root,
+            "openjdk-21",
+            "name: openjdk-21\nversion: \"${RUNTIME_VERSION:-21.0.1}\"\n",
+        );
+        runtime(root, "java/java-17", "name: java-17\nversion: 17.0.12\n");
+        runtime(root, "node/1.0.0", "name: nodejs-20\nversion: 1.0.0\n");
+        runtime(root, "node/1.2.0", "name: nodejs-20\nversion: 1.2.0\n");
+        t
+    }
+
+    #[test]
+    fn joblet_specs_resolve_as_joblet_resolves_them() {
+        let t = joblet();
+        let root = t.path();
+        // `lang:version` with no `language`: the dir `lang-version`, whatever its version says.
+        assert_eq!(pick(root, "python:3.11"), "python-3.11");
+        assert_eq!(pick(root, "python:3.11+ml"), "python-3.11-ml");
+        assert_eq!(pick(root, "python-3.11+ml"), "python-3.11-ml");
+        // The language inferred from the name, the version from the name or the field.
+        assert_eq!(pick(root, "java:17"), "java/java-17");
+        assert_eq!(pick(root, "java:21"), "openjdk-21");
+        assert_eq!(pick(root, "openjdk:21"), "openjdk-21");
+        assert_eq!(pick(root, "java-21"), "openjdk-21");
+        assert_eq!(pick(root, "node:20"), "node/1.2.0");
+        // `@latest`, `@version`, and a nested dir by its name.
+        assert_eq!(pick(root, "nodejs-20@latest"), "node/1.2.0");
+        assert_eq!(pick(root, "node@latest"), "node/1.2.0");
+        assert_eq!(pick(root, "node@1.0.0"), "node/1.0.0");
+        assert_eq!(pick(root, "openjdk-21@21.0.1"), "openjdk-21");
+        assert_eq!(pick(root, "java-17"), "java/java-17");
+        // An exact name comes first, even one that reads as `lang:version`.
+        runtime(root, "python:3.11", "name: literal\nversion: \"0.1\"\n");
+        assert_eq!(pick(root, "python:3.11"), "python:3.11");
+        assert!(resolve(root, "java:11").is_err());
+        assert!(resolve(root, "python:3.11+gpu").is_err());
+    }
+
+    #[test]
+    fn joblet_names_split_into_language_version_and_tags() {
+        let parts = NameParts::of("python-3.11-ml").unwrap();
+        assert_eq!(
+            (parts.lang.as_str(), parts.version.as_str()),
+            ("python", "3.11")
+        );
+        assert_eq!(parts.tags, ["ml"]);
+        assert_eq!(NameParts::of("python"), None);
+        assert_eq!(NameParts::of("my-runtime"), None);
+        assert_eq!(NameParts::of("3.11-python"), None);
+        assert_eq!(canonical_language("temurin"), "java");
+        assert_eq!(canonical_language("nodejs"), "node");
+        assert_eq!(
+            RuntimeSpec::parse("python:3.11+ml+gpu"),
+            RuntimeSpec::LangVersion(
+                "python".into(),
+                "3.11".into(),
+                vec!["ml".into(), "gpu".into()]
+            )
+        );
     }
 
     #[test]

@@ -46,7 +46,15 @@ impl MountKind {
 
 /// Targets a runtime may never mount over: the sandbox owns them (/tmp and /work are the
 /// job's writable places, made fresh for every job).
-const RESERVED_TARGETS: [&str; 5] = ["/proc", "/dev", "/sys", "/tmp", "/work"];
+pub const RESERVED_TARGETS: [&str; 5] = ["/proc", "/dev", "/sys", "/tmp", "/work"];
+
+/// The sandbox's own place `target` lies in (`/proc` for `/proc/sys`), if any.
+pub fn reserved_target(target: &str) -> Option<&'static str> {
+    RESERVED_TARGETS
+        .iter()
+        .copied()
+        .find(|r| is_within(target, r))
+}
 /// Variables read as one absolute path each.
 const SINGLE_PATH_SUFFIX: &str = "_HOME";
 
@@ -74,11 +82,13 @@ pub fn validate(config: &RuntimeConfig, options: RuleOptions) -> Vec<Violation> 
                 ),
             );
         }
-        if mount.readonly != Some(true) && !options.allow_writable {
+        let copy_on_write = mount.copy_on_write_path().is_some();
+        if mount.readonly != Some(true) && !options.allow_writable && !copy_on_write {
             push(
                 field("readonly"),
-                "must be true (the job's writable places are /tmp and the work dir; \
-                 pass --allow-writable to accept a writable mount)"
+                "must be true, or false on a sealed `isolated/PATH` mounted on `/PATH` (a \
+                 per-job copy-on-write layer); pass --allow-writable to seal a writable host \
+                 mount as one"
                     .into(),
             );
         }
@@ -217,6 +227,29 @@ mod tests {
         for (got, want) in v.iter().zip(expect) {
             assert!(got.starts_with(want), "got {got:?}, want {want:?}");
         }
+    }
+
+    #[test]
+    fn a_writable_sealed_mount_at_its_own_path_is_a_copy_on_write_layer() {
+        let v = violations(
+            "mounts:\n\
+             - {source: isolated/var, target: /var, readonly: true}\n\
+             - {source: isolated/var/lib/dpkg, target: /var/lib/dpkg, readonly: false}\n\
+             - {source: isolated/var/log, target: /srv/log, readonly: false}\n\
+             - {source: var/cache, target: /var/cache, readonly: false}\n",
+        );
+        assert_eq!(v.len(), 3, "{v:#?}");
+        assert!(
+            v[0].starts_with("mounts[2].readonly: must be true"),
+            "{v:?}"
+        );
+        assert!(
+            v[2].starts_with("mounts[3].readonly: must be true"),
+            "{v:?}"
+        );
+        let m = crate::Mount::copy_on_write("/var/lib/dpkg");
+        assert_eq!(m.copy_on_write_path(), Some("var/lib/dpkg"));
+        assert_eq!(m.sealed_name(), None);
     }
 
     #[test]
