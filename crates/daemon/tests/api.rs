@@ -444,6 +444,40 @@ fn jobs_stream_binary_output_and_are_cancelled(daemon: &Daemon, work: &Path) {
     assert_eq!(ran["exit_code"], 0, "{ran}");
     assert!(work.join("job/note").is_file());
 
+    // Volumes and the user, as `runseal run` takes them; a volume's source is confined
+    // like a work dir.
+    let volume =
+        serde_json::json!({"source": work.join("job"), "target": "/data", "readonly": true});
+    let run = serde_json::json!({"runtime": "openjdk-17", "user": "1000:1000",
+        "volumes": [volume], "command": ["sh", "-c", "id -u; cat /data/note; touch /data/x"]});
+    let (_, ran) = daemon.call("POST", "/v1/run", Some(run));
+    assert_eq!(
+        (ran["exit_code"].as_i64(), ran["stdout"].as_str()),
+        (Some(1), Some("1000\nhi\n")),
+        "{ran}"
+    );
+    assert!(!work.join("job/x").exists());
+    for (field, value) in [
+        (
+            "volumes",
+            serde_json::json!([{"source": "/etc", "target": "/data"}]),
+        ),
+        (
+            "volumes",
+            serde_json::json!([{"source": work.join("host"), "target": "/data"}]),
+        ),
+        (
+            "volumes",
+            serde_json::json!([{"source": work.join("job"), "target": "/data", "mode": "rw"}]),
+        ),
+        ("user", serde_json::json!("nobody")),
+    ] {
+        let mut run = serde_json::json!({"runtime": "openjdk-17", "command": ["true"]});
+        run[field] = value.clone();
+        let (status, error) = daemon.call("POST", "/v1/run", Some(run));
+        assert_eq!(status, 422, "{field} {value}: {error}");
+    }
+
     // DELETE of a running job: SIGTERM, and it ends as signalled.
     let id = job(serde_json::json!({"runtime": "openjdk-17", "command": ["sleep", "39"]}));
     std::thread::sleep(Duration::from_millis(500));
