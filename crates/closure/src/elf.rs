@@ -44,6 +44,31 @@ pub fn target_of(header: &[u8]) -> Option<Target> {
     Some(Target { is_64, machine })
 }
 
+/// The machines this host's kernel runs (its own, and 32-bit x86 on x86-64); `None` where
+/// runseal does not know the host, which then judges no file foreign.
+fn host_machines() -> Option<&'static [u16]> {
+    match std::env::consts::ARCH {
+        "x86_64" => Some(&[elf::EM_X86_64.0, elf::EM_386.0]),
+        "x86" => Some(&[elf::EM_386.0]),
+        "aarch64" => Some(&[elf::EM_AARCH64.0]),
+        "riscv64" => Some(&[elf::EM_RISCV.0]),
+        _ => None,
+    }
+}
+
+/// Why an ELF header's file cannot run on this host, if it cannot: built for another
+/// machine or another OS (a FreeBSD binary among Go's test data). Such a file is data to
+/// the runtime; its loader and libraries are nothing a job could need.
+pub fn foreign(header: &[u8]) -> Option<String> {
+    let target = target_of(header)?;
+    let os_abi = header[7];
+    if ![elf::ELFOSABI_SYSV.0, elf::ELFOSABI_GNU.0].contains(&os_abi) {
+        return Some(format!("built for another OS (ELF OS ABI {os_abi})"));
+    }
+    let runs = host_machines().is_none_or(|machines| machines.contains(&target.machine));
+    (!runs).then(|| format!("built for another machine (ELF machine {})", target.machine))
+}
+
 /// Reads the dynamic-loading facts of an ELF image held in memory.
 pub fn parse(bytes: &[u8]) -> Result<ElfInfo, String> {
     parse_from(bytes)

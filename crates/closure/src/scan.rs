@@ -13,7 +13,8 @@ const HEADER_BYTES: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileKind {
     Elf(ElfInfo),
-    /// An ELF file the loader could not use; its dependencies are not followed.
+    /// An ELF file the loader could not use, or one for another machine or OS; its
+    /// dependencies are not followed.
     BadElf(String),
     Script {
         interpreter: String,
@@ -33,6 +34,9 @@ pub fn scan(root: &Root, path: &Path, executable: bool) -> Result<FileKind> {
         .take(HEADER_BYTES as u64)
         .read_to_end(&mut header)
         .map_err(|e| Error::io(root.real(path), e))?;
+    if let Some(why) = elf::foreign(&header) {
+        return Ok(FileKind::BadElf(why));
+    }
     if header.starts_with(elf::MAGIC) {
         return Ok(match elf::read(&file) {
             Ok(info) => FileKind::Elf(info),

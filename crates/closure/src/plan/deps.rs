@@ -172,7 +172,7 @@ impl Builder {
 }
 
 #[cfg(test)]
-mod fifo_tests {
+mod loader_tests {
     use super::*;
     use crate::plan::tests_support::plan_generic;
     use crate::plan::Plan;
@@ -197,6 +197,34 @@ mod fifo_tests {
         let mounts = [("/opt/app", "/opt/app")];
         let environment = [("LD_LIBRARY_PATH", "/opt/lib")];
         plan_generic(&Root::new(host), &mounts, &environment, &[], true)
+    }
+
+    /// Go ships a FreeBSD binary among its test data, whose loader (/libexec/ld-elf.so.1)
+    /// no Linux host has: a file for another OS or machine is noted, not followed.
+    #[test]
+    fn an_elf_for_another_os_or_machine_is_a_note_not_an_error() {
+        let t = host();
+        std::fs::remove_file(t.path().join("lib64/ld-linux-x86-64.so.2")).unwrap();
+        let app = t.path().join("opt/app/bin/true");
+        for (offset, byte, why) in [(7, 9u8, "another OS"), (18, 40u8, "another machine")] {
+            let mut bytes = std::fs::read("/bin/true").unwrap();
+            bytes[offset] = byte;
+            std::fs::write(&app, bytes).unwrap();
+            let plan = plan_of(t.path()).unwrap();
+            assert!(
+                plan.notes.iter().any(|n| n
+                    .contains("/opt/app/bin/true: not a loadable ELF file (built for")
+                    && n.contains(why)),
+                "{:?}",
+                plan.notes
+            );
+            assert!(!plan
+                .entries
+                .contains_key(Path::new("/lib64/ld-linux-x86-64.so.2")));
+        }
+        // The same file for this host needs its loader, which this host lacks.
+        std::fs::copy("/bin/true", &app).unwrap();
+        assert!(plan_of(t.path()).is_err());
     }
 
     /// The loader's search opens every candidate it meets: one that is a FIFO is skipped.
