@@ -148,6 +148,26 @@ fn volumes_are_bound_as_asked_and_a_read_only_one_refuses_writes() {
             text(&out.stderr)
         );
     }
+    // The review's finding: a target inside the work dir (or another volume) had its
+    // parents made on the host, root-owned, by the job's setup.
+    let work = t.workdir("work");
+    let in_work = format!("{}:/work/inner/x", data.display());
+    let in_volume = format!("{}:/srv/data/inner/x", data.display());
+    for options in [
+        vec!["--workdir", work.to_str().unwrap(), "-v", &in_work],
+        vec!["-v", &rw, "-v", &in_volume],
+    ] {
+        let args = [&["run", "--runtime", "tools"][..], &options, &["--", "id"]].concat();
+        let out = t.run(&args);
+        assert_eq!(code(&out), 125, "{options:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("inside the work dir or another volume"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+    assert!(!data.join("inner").exists());
 }
 
 #[test]

@@ -76,6 +76,10 @@ pub struct Args {
     /// How long an ended job or build, and its output, is kept.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     keep_finished: u64,
+    /// The most output all ended jobs and builds keep together (`1G`); past it the oldest
+    /// are forgotten early. Running ones add at most --output-cap each.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = size)]
+    kept_output: u64,
     /// How long jobs get after SIGTERM (a DELETE, or the daemon's own SIGTERM) before they
     /// are killed.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
@@ -208,6 +212,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
             max_queue: usize::from(args.max_queue),
             output_cap: args.output_cap,
             keep_finished: Duration::from_secs(args.keep_finished),
+            kept_output: args.kept_output,
             stop_grace: Duration::from_secs(args.stop_grace),
         })
         .with_context(|| format!("--state-dir {}", args.state_dir.display()))?;

@@ -34,6 +34,11 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// The bytes the spool holds.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
     pub fn truncated(&self) -> bool {
         self.dropped.contains(&true)
     }

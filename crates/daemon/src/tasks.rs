@@ -32,6 +32,9 @@ pub struct Settings {
     /// The most output one job keeps.
     pub output_cap: u64,
     pub keep_finished: Duration,
+    /// The most output all ended tasks keep together: past it, the oldest are forgotten
+    /// before their time, so that clients cannot fill the disk with kept output.
+    pub kept_output: u64,
     /// How long a job has after SIGTERM before it is killed.
     pub stop_grace: Duration,
 }
@@ -82,6 +85,8 @@ pub struct Status {
 
 pub struct Task {
     pub id: String,
+    /// The order tasks were made in (`created` has whole seconds only).
+    order: u64,
     pub about: About,
     dir: PathBuf,
     status: watch::Sender<Status>,
@@ -106,6 +111,7 @@ pub struct Registry {
     settings: Settings,
     jobs_dir: PathBuf,
     tasks: Mutex<HashMap<String, Arc<Task>>>,
+    made: std::sync::atomic::AtomicU64,
     running: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
 }
@@ -157,6 +163,7 @@ impl Registry {
             running: Arc::new(Semaphore::new(settings.max_jobs)),
             admitted: Arc::new(Semaphore::new(settings.max_jobs + settings.max_queue)),
             tasks: Mutex::default(),
+            made: Default::default(),
             jobs_dir,
             settings,
         }))
@@ -205,6 +212,7 @@ impl Registry {
         let writer = prepare().map_err(|e| internal(format!("{}: {e}", dir.display())))?;
         let task = Arc::new(Task {
             id: id.clone(),
+            order: self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             about,
             status: watch::Sender::new(Status {
                 state: State::Queued,
@@ -269,9 +277,30 @@ impl Registry {
         });
         drop(admitted);
         if !task.ephemeral {
+            self.evict_past_quota();
             tokio::time::sleep(self.settings.keep_finished).await;
         }
         self.forget(&task.id);
+    }
+
+    /// Forgets the oldest ended tasks while their output together is over
+    /// [`Settings::kept_output`].
+    fn evict_past_quota(&self) {
+        let ended: Vec<(String, u64)> = self
+            .list()
+            .into_iter()
+            .filter(|task| task.status.borrow().state == State::Exited)
+            .map(|task| (task.id.clone(), task.progress.borrow().len()))
+            .collect();
+        let mut kept: u64 = ended.iter().map(|(_, len)| len).sum();
+        for (id, len) in ended {
+            if kept <= self.settings.kept_output {
+                break;
+            }
+            tracing::info!(task = %id, "forgotten early: ended tasks keep more output than --kept-output");
+            self.forget(&id);
+            kept -= len;
+        }
     }
 
     /// Runs the helper until it ends: its exit code and the signal that ended it.
@@ -355,7 +384,7 @@ impl Registry {
     /// Every task, oldest first.
     pub fn list(&self) -> Vec<Arc<Task>> {
         let mut tasks: Vec<_> = self.tasks().values().cloned().collect();
-        tasks.sort_by(|a, b| a.status.borrow().created.cmp(&b.status.borrow().created));
+        tasks.sort_by_key(|task| task.order);
         tasks
     }
 

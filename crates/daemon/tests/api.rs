@@ -101,23 +101,71 @@ fn require_root() -> bool {
     false
 }
 
+/// A scratch dir (under /var/tmp, which the builder hides) whose `runtimes/` holds the
+/// shipped openjdk-17 runtime, not yet sealed.
+fn scratch_with_openjdk() -> tempfile::TempDir {
+    let scratch = tempfile::Builder::new()
+        .prefix("runseald-test")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runtimes/openjdk-17/setup.sh");
+    let out = Command::new(setup)
+        .arg(scratch.path().join("runtimes"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    scratch
+}
+
+/// The review's finding: ended jobs kept their output for --keep-finished whatever its
+/// total, so any client could fill the disk under --state-dir (10 jobs, 641 MB, in 5 s).
+#[test]
+fn ended_jobs_keep_no_more_output_together_than_kept_output() {
+    if !require_root() {
+        return;
+    }
+    let scratch = scratch_with_openjdk();
+    let daemon = Daemon::start(scratch.path(), &["--kept-output=3M", "--output-cap=2M"]);
+    let (status, sealed) = daemon.call("POST", "/v1/runtimes/openjdk-17/seal", None);
+    assert_eq!(status, 200, "{sealed}");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let body = serde_json::json!({"runtime": "openjdk-17",
+            "command": ["head", "-c", "1500000", "/dev/zero"]});
+        let (status, job) = daemon.call("POST", "/v1/jobs", Some(body));
+        assert_eq!(status, 201, "{job}");
+        let id = job["id"].as_str().unwrap().to_string();
+        let frames = daemon.output(&format!("/v1/jobs/{id}/output?follow=true"));
+        assert_eq!(frames.last().unwrap()["end"]["exit_code"], 0);
+        ids.push(id);
+    }
+    // 4.5 MB of ended output against 3 MB: the oldest job and its spool are gone.
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, jobs) = daemon.call("GET", "/v1/jobs", None);
+    let listed: Vec<&str> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["id"].as_str())
+        .collect();
+    assert_eq!(listed, [ids[1].as_str(), ids[2].as_str()], "{jobs}");
+    let spools = std::fs::read_dir(scratch.path().join("state/jobs"))
+        .unwrap()
+        .count();
+    assert_eq!(spools, 2);
+}
+
 #[test]
 fn the_api_lists_seals_validates_runs_builds_and_removes() {
     if !require_root() {
         return;
     }
-    let scratch = tempfile::Builder::new()
-        .prefix("runseald-test")
-        .tempdir_in("/var/tmp")
-        .unwrap();
+    let scratch = scratch_with_openjdk();
     let root = scratch.path().join("runtimes");
-    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runtimes/openjdk-17/setup.sh");
-    assert!(Command::new(setup)
-        .arg(&root)
-        .output()
-        .unwrap()
-        .status
-        .success());
     let scripts = scratch.path().join("scripts");
     let work = scratch.path().join("work");
     std::fs::create_dir_all(work.join("job")).unwrap();

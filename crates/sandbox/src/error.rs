@@ -139,6 +139,8 @@ pub enum VolumeProblem {
     Target(String),
     #[error("the target is taken by another volume")]
     Duplicate,
+    #[error("the target lies inside the work dir or another volume, on the host")]
+    Nested,
     #[error("its source path crosses a symlink; name the real file or directory")]
     Symlink,
     #[error("its source is the host's root directory")]

@@ -143,12 +143,21 @@ impl Volume {
         None
     }
 
-    /// Opens the source once, as the work dir is; checks the target.
-    fn open(&self, others: &[Volume]) -> Result<OwnedFd> {
+    /// Opens the source once, as the work dir is; checks the target. A target inside the
+    /// work dir or inside another volume would have its missing parents made there, on the
+    /// host, by the job's setup (as root): volumes go beside those, not into them.
+    fn open(&self, all: &[Volume], has_workdir: bool) -> Result<OwnedFd> {
         if let Some(problem) = self.target_problem() {
             return Err(self.refused(VolumeProblem::Target(problem)));
         }
-        if others.iter().filter(|v| v.target == self.target).count() > 1 {
+        let target = self.target.to_string_lossy();
+        let inside = |dir: &Path| {
+            dir != self.target && runseal_spec::paths::is_within(&target, &dir.to_string_lossy())
+        };
+        if has_workdir && inside(Path::new("/work")) || all.iter().any(|v| inside(&v.target)) {
+            return Err(self.refused(VolumeProblem::Nested));
+        }
+        if all.iter().filter(|v| v.target == self.target).count() > 1 {
             return Err(self.refused(VolumeProblem::Duplicate));
         }
         let fd = sys::open_through_no_symlink(&self.source, false).map_err(|e| {
@@ -213,7 +222,7 @@ impl Job {
         let volume_fds = request
             .volumes
             .iter()
-            .map(|volume| volume.open(&request.volumes).map(Arc::new))
+            .map(|volume| volume.open(&request.volumes, has_workdir).map(Arc::new))
             .collect::<Result<_>>()?;
         let workdir_fd = match &request.workdir {
             Some(path) => Some(Arc::new(open_workdir(path, user)?)),

@@ -387,7 +387,15 @@ pub fn detach_trees(
                     }
                     (Source::Volume(i), Some(job)) => ops.clone_tree(job.volume_fd(*i), target)?,
                     (Source::Host(path), _) => {
-                        let fd = crate::sys::open_path(path)?;
+                        // Through no symlink: whoever may write in the script dir could
+                        // otherwise swap in a link to any host file or dir between the
+                        // caller's check and this open.
+                        let fd = sys::open_through_no_symlink(path, false).map_err(|e| match e
+                            .raw_os_error()
+                        {
+                            Some(libc::ELOOP) => Error::place(path, PlaceProblem::Symlink),
+                            _ => Error::sys(format!("open({}, O_PATH)", path.display()), e),
+                        })?;
                         ops.clone_tree(fd.as_fd(), path)?
                     }
                     (_, None) => {
@@ -721,6 +729,54 @@ mod tests {
             matches!(&err, Error::Unprepared { target, .. } if target == Path::new("/proc/keys")),
             "{err}"
         );
+    }
+
+    /// The review's attack on runseald: a build passed the daemon's check of its script
+    /// path, waited in the queue, and meanwhile the script's dir (or the script) became a
+    /// symlink to a host dir or to /etc/shadow, which the builder bound and ran. What the
+    /// builder binds from the host is opened through no symlink.
+    #[test]
+    fn a_host_source_reached_through_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::fs::write(dir.path().join("real/setup.sh"), "echo\n").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("scripts")).unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", dir.path().join("real/shadow.sh")).unwrap();
+        for (source, link) in [
+            (dir.path().join("scripts"), dir.path().join("scripts")),
+            (
+                dir.path().join("scripts/setup.sh"),
+                dir.path().join("scripts/setup.sh"),
+            ),
+            (
+                dir.path().join("real/shadow.sh"),
+                dir.path().join("real/shadow.sh"),
+            ),
+        ] {
+            let steps = [Step::Bind {
+                source: Source::Host(source.clone()),
+                target: "/scripts".into(),
+                leaf: Leaf::Dir,
+                attr: MountAttr::READ_ONLY,
+            }];
+            let mut recorder = Recorder::new();
+            let Err(err) = detach_trees(&mut recorder, None, &host_fds(), &steps) else {
+                panic!("{} was bound", source.display());
+            };
+            assert!(
+                matches!(&err, Error::Place { path, problem: PlaceProblem::Symlink } if *path == link),
+                "{}: {err}",
+                source.display()
+            );
+            assert!(recorder.log.is_empty(), "{:?}", recorder.log);
+        }
+        let steps = [Step::Bind {
+            source: Source::Host(dir.path().join("real")),
+            target: "/scripts".into(),
+            leaf: Leaf::Dir,
+            attr: MountAttr::READ_ONLY,
+        }];
+        assert!(detach_trees(&mut Recorder::new(), None, &host_fds(), &steps).is_ok());
     }
 
     /// The attack: a runtime tree holding `s/evil -> /` and a mount on `/s/evil/dev`. By

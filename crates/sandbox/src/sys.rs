@@ -236,12 +236,6 @@ pub fn open_dir(dir: &Path) -> Result<OwnedFd> {
     )))
 }
 
-/// Opens a trusted host path (the operator's) as an `O_PATH` fd.
-pub fn open_path(path: &Path) -> Result<OwnedFd> {
-    rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .map_err(call_error(format!("open({}, O_PATH)", path.display())))
-}
-
 /// Opens `relative` under the directory `base` without leaving it, for binding the very
 /// object that was checked, whatever is renamed afterwards. Symlinks on the way may not
 /// leave `base`; one in the last component is opened as itself.
