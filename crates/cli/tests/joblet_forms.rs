@@ -76,6 +76,7 @@ fn registry_openjdk(t: &TestRoot) -> (std::path::PathBuf, String) {
              for d in bin lib conf; do cp -r {JDK}/$d $j/; done
              cp /usr/bin/java isolated/usr/bin/java
              cp /usr/bin/dash isolated/usr/bin/sh
+             mkdir -p isolated/opt/app && echo sealed > isolated/opt/app/state
              for p in 'libc.so*' 'libz.so*' 'libm.so*' 'libgcc_s.so*'; do
                find /lib/x86_64-linux-gnu -maxdepth 1 -name \"$p\" -exec cp -P {{}} isolated/lib/x86_64-linux-gnu/ \\;
              done
@@ -125,6 +126,9 @@ mounts:
     readonly: false
   - source: "isolated/var/tmp"
     target: "/var/tmp"
+    readonly: false
+  - source: "isolated/opt"
+    target: "/opt"
     readonly: false
   - source: "isolated/tmp"
     target: "/tmp"
@@ -209,6 +213,29 @@ fn a_joblet_registry_jdk_is_adopted_completed_from_the_host_verified_and_run() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "state\n");
     assert!(!isolated.join("var/lib/dpkg/cow-probe").exists());
+    // A writable top-level dir too (its read-only mount once sat beside it on /opt).
+    let top = "echo job > /opt/app/state && read x < /opt/app/state && echo $x";
+    let out = t.run(&[
+        "run",
+        "--runtime",
+        "openjdk-21",
+        "--user",
+        "0",
+        "--",
+        "/usr/bin/sh",
+        "-c",
+        top,
+    ]);
+    assert_eq!(
+        (code(&out), text(&out.stdout).as_str()),
+        (0, "job\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(isolated.join("opt/app/state")).unwrap(),
+        "sealed\n"
+    );
     let gone = "test ! -e /var/lib/dpkg/cow-probe";
     let out = t.run(&[
         "run",

@@ -182,12 +182,14 @@ pub fn seal_from(
     let writable = copy_on_write_mounts(&input, &planned, &plan, &mut notes);
     plan.notes.extend(notes);
 
-    let sealed_mounts: Vec<Mount> = plan
+    // A writable top-level dir is mounted once, as its copy-on-write layer.
+    let mut sealed_mounts: Vec<Mount> = plan
         .top_level()
         .into_iter()
         .map(|name| Mount::sealed(&name))
-        .chain(writable)
+        .filter(|sealed| !writable.iter().any(|w| w.target == sealed.target))
         .collect();
+    sealed_mounts.extend(writable);
     let sealed = RuntimeConfig {
         mounts: sealed_mounts.clone(),
         ..current.clone()
