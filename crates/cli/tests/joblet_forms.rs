@@ -55,7 +55,7 @@ fn contains_all(text: &str, wanted: &[&str]) {
 }
 
 /// runtime.yml.original is what Joblet's script wrote, to the byte.
-fn original_kept(dir: &Path, yaml: &str) {
+pub fn original_kept(dir: &Path, yaml: &str) {
     let original = std::fs::read_to_string(dir.join("runtime.yml.original")).unwrap();
     assert_eq!(original, yaml);
 }
@@ -256,13 +256,9 @@ fn a_joblet_registry_jdk_is_adopted_completed_from_the_host_verified_and_run() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
 }
 
-#[test]
-fn a_joblet_registry_python_is_adopted_and_found_as_python_3_11() {
-    let t = sealtest!();
-    let dir = t.path().join("python-3.11");
-    std::fs::create_dir_all(&dir).unwrap();
-    sh(
-        "I=isolated
+/// The registry `python-3.11` shape, run in the runtime dir: the host's Python and a few
+/// libraries by pattern copied into `isolated/` (the loader copied whole).
+pub const REGISTRY_PYTHON_COPY: &str = "I=isolated
          for d in bin usr/bin usr/lib usr/local/bin usr/local/lib lib lib64 usr/lib64 \
                   usr/local/lib/python3.11/site-packages etc tmp var/log var/cache; do
            mkdir -p $I/$d; done
@@ -276,10 +272,11 @@ fn a_joblet_registry_python_is_adopted_and_found_as_python_3_11() {
          cp /usr/bin/python3.11 $I/usr/bin/python3
          (cd $I/usr/bin && ln -sf python3.11 python)
          mkdir -p $I/usr/lib/python3.11 && cp -r /usr/lib/python3.11/* $I/usr/lib/python3.11/
-         printf 'root:x:0:0:root:/root:/bin/bash\\n' > $I/etc/passwd",
-        &dir,
-    );
-    let yaml = r#"name: python-3.11
+         printf 'root:x:0:0:root:/root:/bin/bash\\n' > $I/etc/passwd";
+
+/// The `python-3.11` runtime.yml as the registry's script writes it (its `version` the
+/// package release).
+pub const REGISTRY_PYTHON_YML: &str = r#"name: python-3.11
 version: "1.3.4"
 description: "Basic Python runtime with essential packages"
 type: "language-runtime"
@@ -322,7 +319,29 @@ environment:
   PYTHONPATH: "/usr/local/lib/python3.11/site-packages:/usr/lib/python3.11/site-packages"
   PYTHONUNBUFFERED: "1"
 "#;
-    std::fs::write(dir.join("runtime.yml"), yaml).unwrap();
+
+/// A job on the runtime `python:3.11` finds runs Python 3.11 with its stdlib and zlib.
+pub fn python_3_11_runs(t: &TestRoot) {
+    let out = t.run(&[
+        "run",
+        "--runtime",
+        "python:3.11",
+        "--",
+        "python3",
+        "-c",
+        "import json, zlib, sys; print(json.dumps([sys.version_info[:2], zlib.crc32(b'x')]))",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "[[3, 11], 2363233923]");
+}
+
+#[test]
+fn a_joblet_registry_python_is_adopted_and_found_as_python_3_11() {
+    let t = sealtest!();
+    let dir = t.path().join("python-3.11");
+    std::fs::create_dir_all(&dir).unwrap();
+    sh(REGISTRY_PYTHON_COPY, &dir);
+    std::fs::write(dir.join("runtime.yml"), REGISTRY_PYTHON_YML).unwrap();
     let report = seal_verify(&t, "python:3.11");
     assert!(
         notes(&report).contains("copy-on-write"),
@@ -335,18 +354,8 @@ environment:
         sealed.contains("target: /var/log\n  readonly: false"),
         "{sealed}"
     );
-    original_kept(&dir, yaml);
-    let out = t.run(&[
-        "run",
-        "--runtime",
-        "python:3.11",
-        "--",
-        "python3",
-        "-c",
-        "import json, zlib, sys; print(json.dumps([sys.version_info[:2], zlib.crc32(b'x')]))",
-    ]);
-    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), "[[3, 11], 2363233923]");
+    original_kept(&dir, REGISTRY_PYTHON_YML);
+    python_3_11_runs(&t);
 }
 
 #[test]

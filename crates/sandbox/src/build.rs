@@ -1,15 +1,19 @@
 //! The builder: a runtime's setup script runs against an overlay of the host's root whose
 //! writable layer is a tmpfs in a private mount namespace, so whatever it installs, deletes
-//! or rewrites never reaches the host. Only the runtimes root is bound through, writable, for
-//! the runtime.yml the script writes; the caller's `seal` then reads the script's results
-//! through the overlay while it still exists, and copies them into the runtime dir.
+//! or rewrites never reaches the host. The runtimes root is an empty tmpfs there, shown at
+//! Joblet's `/opt/joblet/runtimes` too (its scripts write there, whatever the root), for the
+//! runtime dir the script makes; the caller's `seal` then reads the script's results through
+//! the overlay while it still exists, and copies them into the runtime dir on the host.
 //!
 //! The script runs as root (package managers need it) but without the capabilities that
 //! reach past the overlay: mounting, chroot, device nodes, raw I/O, modules, reboot, ptrace.
 //! It sees the host's network (package registries), a fresh /proc and a minimal /dev.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -31,12 +35,17 @@ use crate::sys::{self, Dirs, Forked, Leaf, MountAttr, MountOps, RealMounts};
 /// Where the build's tmpfs is mounted, inside the builder's own mount namespace.
 const BUILD_MOUNTPOINT: &str = "/run/runseal/build";
 
+/// Joblet's runtimes root, hard-coded in its setup scripts: in the builder, the same dir as
+/// the runtimes root.
+const JOBLET_ROOT: &str = "/opt/joblet/runtimes";
+
 #[derive(Debug, Clone)]
 pub struct BuildSpec {
-    /// The setup script, run as `sh SCRIPT RUNTIMES_ROOT`.
+    /// The setup script, run by its `#!` line (else by `/bin/sh`) as `SCRIPT RUNTIMES_ROOT`.
     pub script: PathBuf,
     pub runtimes_root: PathBuf,
-    /// The runtime dir's name under the root; else the last line the script prints.
+    /// The runtime dir's name under the root (given to the script as `RUNTIME_NAME`, which
+    /// Joblet's scripts read); else the `ROOT/NAME` it prints last, else the one dir it made.
     pub name: Option<String>,
 }
 
@@ -46,6 +55,7 @@ pub fn build_in_overlay(
     spec: &BuildSpec,
     seal: &dyn Fn(&Path, &Path) -> std::result::Result<(), String>,
 ) -> Result<PathBuf> {
+    let interpreter = interpreter(&spec.script)?;
     std::fs::create_dir_all(BUILD_MOUNTPOINT)
         .map_err(|e| Error::sys(format!("mkdir -p {BUILD_MOUNTPOINT}"), e))?;
     std::fs::create_dir_all(&spec.runtimes_root)
@@ -56,7 +66,7 @@ pub fn build_in_overlay(
     match sys::clone_into_namespaces(flags)? {
         Forked::Child => {
             drop(report_read);
-            let (report, code) = match builder(spec, seal) {
+            let (report, code) = match builder(spec, &interpreter, seal) {
                 Ok(dir) => (Report::Built(dir), 0),
                 Err(e) => (Report::Failed(e.to_string()), 1),
             };
@@ -83,6 +93,7 @@ pub fn build_in_overlay(
 /// PID 1 of the builder's namespaces.
 fn builder(
     spec: &BuildSpec,
+    interpreter: &[OsString],
     seal: &dyn Fn(&Path, &Path) -> std::result::Result<(), String>,
 ) -> Result<PathBuf> {
     sys::die_with_parent()?;
@@ -94,7 +105,7 @@ fn builder(
     let script_pid = match sys::fork()? {
         Forked::Child => {
             drop(output_read);
-            let error = run_script(spec, &merged, output_write, &filters);
+            let error = run_script(spec, interpreter, &merged, output_write, &filters);
             eprintln!("runseal build: {error}");
             sys::exit_now(127)
         }
@@ -129,7 +140,7 @@ fn builder(
             .into())
         }
     }
-    let name = runtime_name(spec, &last_line)?;
+    let name = runtime_name(spec, &last_line, || dirs_made(&merged, &spec.runtimes_root))?;
     let dir = spec.runtimes_root.join(&name);
     let yaml = read_runtime_yml(&merged, &dir)?;
     // A build makes the runtime NAME, not one that answers to another runtime's name.
@@ -168,17 +179,25 @@ fn builder(
     Ok(dir)
 }
 
-/// The runtime the script made: `--name`, else the last line it printed, which must be
-/// `ROOT/NAME` for one plain NAME. A script may not name a runtime anywhere else.
-fn runtime_name(spec: &BuildSpec, last_line: &str) -> Result<String> {
-    let name = match &spec.name {
-        Some(name) => name.clone(),
-        None => Path::new(last_line)
-            .strip_prefix(&spec.runtimes_root)
-            .ok()
-            .and_then(|rest| rest.to_str())
-            .unwrap_or_default()
-            .to_string(),
+/// The runtime the script made: `--name`, else the last line it printed if that is
+/// `ROOT/NAME` (or Joblet's `/opt/joblet/runtimes/NAME`, the same dir), else the one dir it
+/// made under the root (`made`: Joblet's scripts print other things last). NAME must be
+/// plain: a script may not name a runtime anywhere else.
+fn runtime_name(
+    spec: &BuildSpec,
+    last_line: &str,
+    made: impl FnOnce() -> Result<Vec<String>>,
+) -> Result<String> {
+    let printed = [spec.runtimes_root.as_path(), Path::new(JOBLET_ROOT)]
+        .into_iter()
+        .find_map(|root| Path::new(last_line).strip_prefix(root).ok()?.to_str());
+    let name = match (&spec.name, printed) {
+        (Some(name), _) => name.clone(),
+        (None, Some(printed)) => printed.to_string(),
+        (None, None) => match made()?.as_slice() {
+            [one] => one.clone(),
+            _ => String::new(),
+        },
     };
     let plain = !name.is_empty()
         && !name.starts_with('.')
@@ -192,6 +211,78 @@ fn runtime_name(spec: &BuildSpec, last_line: &str) -> Result<String> {
         printed: last_line.to_string(),
     }
     .into())
+}
+
+/// The dirs under the runtimes root in the overlay `merged`, reached through no symlink
+/// (the script may have moved a dir on the way and left a link in its place).
+fn dirs_made(merged: &Path, root: &Path) -> Result<Vec<String>> {
+    use rustix::fs::{Dir, FileType, OFlags};
+    let base = sys::open_dir(merged)?;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY;
+    let listed = beneath::open(&base, Path::new(below_root(root)), flags, Links::Refuse)
+        .and_then(|dir| Dir::read_from(&dir))
+        .and_then(|entries| {
+            entries
+                .filter(|entry| {
+                    entry.as_ref().map_or(true, |entry| {
+                        entry.file_type() == FileType::Directory
+                            && ![&b"."[..], b".."].contains(&entry.file_name().to_bytes())
+                    })
+                })
+                .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+                .collect()
+        });
+    listed.map_err(|e| Error::sys(format!("list {} in the builder", root.display()), e))
+}
+
+/// How `script` is run: the interpreter of its `#!` line and that line's one argument, as
+/// the kernel reads it (so Joblet's bash scripts run under bash), else `/bin/sh`. The script
+/// need not be executable, as under `sh SCRIPT`. An interpreter the host lacks is refused
+/// here, before anything is built, not met as a bare ENOENT from exec.
+fn interpreter(script: &Path) -> Result<Vec<OsString>> {
+    let mut head = Vec::new();
+    // O_NONBLOCK: a FIFO in place of the script reads as empty instead of hanging here.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(script)
+        .and_then(|file| file.take(SHEBANG_MAX).read_to_end(&mut head))
+        .map_err(|source| BuildProblem::Script {
+            script: script.to_path_buf(),
+            source,
+        })?;
+    let Some(argv) = shebang(&head) else {
+        return Ok(vec!["/bin/sh".into()]);
+    };
+    let program = Path::new(&argv[0]);
+    if program.is_absolute() && program.is_file() {
+        return Ok(argv);
+    }
+    Err(BuildProblem::NoInterpreter {
+        script: script.to_path_buf(),
+        interpreter: program.to_path_buf(),
+    }
+    .into())
+}
+
+/// How much of a script the kernel reads for its `#!` line (`BINPRM_BUF_SIZE`).
+const SHEBANG_MAX: u64 = 256;
+
+/// The interpreter and optional argument of a `#!` line at the start of `head`: the
+/// interpreter up to the first blank, the rest of the line, trimmed, as one argument.
+fn shebang(head: &[u8]) -> Option<Vec<OsString>> {
+    let line = head.strip_prefix(b"#!")?.split(|b| *b == b'\n').next()?;
+    let line = line.trim_ascii();
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let (program, arg) = match line.iter().position(blank) {
+        Some(at) => (&line[..at], line[at..].trim_ascii()),
+        None => (line, &[][..]),
+    };
+    let mut argv = vec![OsStr::from_bytes(program).to_os_string()];
+    if !arg.is_empty() {
+        argv.push(OsStr::from_bytes(arg).to_os_string());
+    }
+    Some(argv)
 }
 
 /// The runtime.yml the script wrote at `dir` inside the overlay `merged`: resolved inside
@@ -234,9 +325,40 @@ fn builder_root(
     let overlay = ops.overlay(&["/".into()], Some((upper, work)))?;
     ops.attach(overlay.as_fd(), merged_at.as_fd(), &merged)?;
     let steps = builder_steps(spec);
-    let trees = detach_trees(ops, None, host, &steps)?;
-    populate(ops, overlay.as_fd(), trees, &steps)?;
+    // The script is shown last, so that Joblet's root, attached before it, cannot cover it.
+    let (places, script) = steps.split_at(steps.len() - 1);
+    let apply = |ops: &mut dyn MountOps, steps: &[Step]| {
+        let trees = detach_trees(ops, None, host, steps)?;
+        populate(ops, overlay.as_fd(), trees, steps)
+    };
+    apply(ops, places)?;
+    show_root_at_joblets(ops, overlay.as_fd(), &spec.runtimes_root)?;
+    apply(ops, script)?;
     Ok(merged)
+}
+
+/// Attaches the runtimes root's tmpfs at [`JOBLET_ROOT`] in the builder's root `root` as
+/// well: one dir at two paths, so a runtime a Joblet script makes there is `ROOT/NAME`, and
+/// what the host keeps at Joblet's path (a Joblet install's runtimes) stays hidden. A root
+/// inside Joblet's, or holding it, is refused: the two could not be one dir.
+fn show_root_at_joblets(
+    ops: &mut dyn MountOps,
+    root: BorrowedFd<'_>,
+    runtimes: &Path,
+) -> Result<()> {
+    let joblet = Path::new(JOBLET_ROOT);
+    if runtimes == joblet {
+        return Ok(());
+    }
+    if runtimes.starts_with(joblet) || joblet.starts_with(runtimes) {
+        return Err(BuildProblem::NestedRoot {
+            root: runtimes.to_path_buf(),
+        }
+        .into());
+    }
+    let dirs = Dirs::new(root);
+    let tree = ops.clone_tree(dirs.make(runtimes, Leaf::Dir)?.as_fd(), runtimes)?;
+    ops.attach(tree.as_fd(), dirs.make(joblet, Leaf::Dir)?.as_fd(), joblet)
 }
 
 /// The builder's root on top of the overlay, as steps of the same kind a job root is made of.
@@ -279,7 +401,7 @@ fn builder_steps(spec: &BuildSpec) -> Vec<Step> {
     let hidden = HIDDEN_DIRS
         .iter()
         .map(Path::new)
-        .chain([spec.runtimes_root.as_path()])
+        .chain([spec.runtimes_root.as_path(), Path::new(JOBLET_ROOT)])
         .any(|dir| script_dir.starts_with(dir));
     let (shown, leaf) = if hidden {
         (spec.script.as_path(), Leaf::File)
@@ -325,8 +447,15 @@ const KEPT_CAPABILITIES: CapabilitySet = CapabilitySet::CHOWN
 
 /// In the script's process: chroot into the overlay, give up every capability but
 /// [`KEPT_CAPABILITIES`], close what the caller had open, load the builder's seccomp
-/// filters, send stdout into the pipe, exec. Returns only on failure.
-fn run_script(spec: &BuildSpec, merged: &Path, output: OwnedFd, filters: &[BpfProgram]) -> Error {
+/// filters, send stdout into the pipe, exec `interpreter SCRIPT ROOT`. Returns only on
+/// failure.
+fn run_script(
+    spec: &BuildSpec,
+    interpreter: &[OsString],
+    merged: &Path,
+    output: OwnedFd,
+    filters: &[BpfProgram],
+) -> Error {
     let setup = sys::chroot_into(merged)
         .and_then(|()| sys::keep_only_capabilities(KEPT_CAPABILITIES))
         .and_then(|()| sys::close_inherited_fds())
@@ -334,14 +463,28 @@ fn run_script(spec: &BuildSpec, merged: &Path, output: OwnedFd, filters: &[BpfPr
     if let Err(e) = setup {
         return e;
     }
-    let mut command = Command::new("/bin/sh");
+    let (program, args) = interpreter
+        .split_first()
+        .expect("an interpreter is at least a program");
+    let mut command = Command::new(program);
     command
+        .args(args)
         .arg(&spec.script)
         .arg(&spec.runtimes_root)
         .stdout(std::fs::File::from(output));
+    if let Some(name) = &spec.name {
+        command.env("RUNTIME_NAME", name);
+    }
     let error = std::os::unix::process::CommandExt::exec(&mut command);
     let _ = std::io::stderr().flush();
-    Error::sys(format!("exec /bin/sh {}", spec.script.display()), error)
+    Error::sys(
+        format!(
+            "exec {} {}",
+            Path::new(program).display(),
+            spec.script.display()
+        ),
+        error,
+    )
 }
 
 #[cfg(test)]
@@ -418,6 +561,129 @@ mod tests {
         }
         // The runtimes root is never bound from the host, only made empty.
         assert!(!log.contains(&format!("tree {} ", runtimes)), "{log}");
+    }
+
+    #[test]
+    fn joblets_root_is_the_runtimes_roots_tmpfs_attached_before_the_script_is_shown() {
+        let (scripts, runtimes) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let root = host_like();
+        let (outcome, recorder) = build_root(&spec(scripts.path(), runtimes.path()), root.path());
+        outcome.unwrap();
+        let runtimes_tmpfs = recorder
+            .log
+            .iter()
+            .position(|l| *l == format!("attach tmpfs 755 None at {}", runtimes.path().display()))
+            .unwrap();
+        let name = runtimes.path().file_name().unwrap().to_string_lossy();
+        let joblet = recorder
+            .log
+            .iter()
+            .position(|l| *l == format!("attach tree {name} at {JOBLET_ROOT}"))
+            .unwrap();
+        let script = recorder
+            .log
+            .iter()
+            .position(|l| l.starts_with(&format!("ro {} ", scripts.path().display())))
+            .unwrap();
+        assert!(
+            runtimes_tmpfs < joblet && joblet < script,
+            "{:#?}",
+            recorder.log
+        );
+        assert!(root.path().join("opt/joblet/runtimes").is_dir());
+
+        // Either root inside the other could not be one dir at two paths.
+        for nested in ["/opt/joblet/runtimes/team", "/opt"] {
+            let root = host_like();
+            let (outcome, _) = build_root(&spec(scripts.path(), Path::new(nested)), root.path());
+            let err = outcome.unwrap_err().to_string();
+            assert!(err.contains("neither may lie inside the other"), "{err}");
+        }
+        let root = host_like();
+        let (outcome, recorder) =
+            build_root(&spec(scripts.path(), Path::new(JOBLET_ROOT)), root.path());
+        outcome.unwrap();
+        assert!(!recorder
+            .log
+            .iter()
+            .any(|l| l.starts_with("attach tree runtimes")));
+    }
+
+    #[test]
+    fn a_scripts_interpreter_is_read_from_its_first_line_as_the_kernel_reads_it() {
+        let argv = |head: &str| {
+            shebang(head.as_bytes()).map(|argv| {
+                argv.iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(argv("#!/bin/bash\nset -e\n").unwrap(), ["/bin/bash"]);
+        assert_eq!(
+            argv("#! /usr/bin/env  bash \n").unwrap(),
+            ["/usr/bin/env", "bash"]
+        );
+        // One argument, the rest of the line, as Linux passes it.
+        assert_eq!(argv("#!/bin/sh -e -u\n").unwrap(), ["/bin/sh", "-e -u"]);
+        assert_eq!(argv("set -e\n"), None);
+
+        let scripts = tempfile::tempdir().unwrap();
+        let script = scripts.path().join("setup.sh");
+        for (head, expected) in [
+            ("#!/bin/sh -e\n", Ok("/bin/sh -e")),
+            ("echo\n", Ok("/bin/sh")),
+            ("#!/no/such-shell\n", Err("`/no/such-shell`")),
+            ("#!bash\n", Err("`bash`")),
+        ] {
+            std::fs::write(&script, head).unwrap();
+            match (interpreter(&script), expected) {
+                (Ok(argv), Ok(expected)) => assert_eq!(argv.join(OsStr::new(" ")), expected),
+                (Err(e), Err(expected)) => assert!(e.to_string().contains(expected), "{e}"),
+                (outcome, _) => panic!("{head}: {outcome:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_runtime_is_named_by_name_else_by_the_path_printed_else_by_the_one_dir_made() {
+        let spec = |name: Option<&str>| BuildSpec {
+            script: "/s/setup.sh".into(),
+            runtimes_root: "/var/lib/rt".into(),
+            name: name.map(String::from),
+        };
+        let made = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            move || Ok(names)
+        };
+        let name = |spec: &BuildSpec, printed: &str, dirs: &[&str]| {
+            runtime_name(spec, printed, made(dirs)).map_err(|e| e.to_string())
+        };
+        assert_eq!(name(&spec(Some("py")), "done", &[]).unwrap(), "py");
+        assert_eq!(
+            name(&spec(None), "/var/lib/rt/py", &["a", "b"]).unwrap(),
+            "py"
+        );
+        assert_eq!(
+            name(&spec(None), "/opt/joblet/runtimes/py", &[]).unwrap(),
+            "py"
+        );
+        assert_eq!(
+            name(&spec(None), "🎉 done", &["python-3.11"]).unwrap(),
+            "python-3.11"
+        );
+        for (printed, dirs) in [
+            ("done", &["a", "b"][..]),
+            ("done", &[]),
+            ("/var/lib/rt/../etc", &["a"]),
+            ("/opt/joblet/runtimes/a/b", &["a"]),
+            ("done", &[".hidden"]),
+        ] {
+            let err = name(&spec(None), printed, dirs).unwrap_err();
+            assert!(
+                err.contains("must make one runtime dir"),
+                "{printed}: {err}"
+            );
+        }
     }
 
     #[test]

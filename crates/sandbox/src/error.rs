@@ -165,9 +165,29 @@ pub enum BuildProblem {
     ScriptFailed { script: PathBuf, code: i32 },
     #[error("{} was killed", script.display())]
     ScriptKilled { script: PathBuf },
+    #[error("{}: {source}", script.display())]
+    Script {
+        script: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
-        "the setup script must write one runtime dir ROOT/NAME under {} and print it last, \
-         or be given --name NAME (it printed `{printed}`)", root.display()
+        "{}: its #! line names the interpreter `{}`, which is not a file on this host (an \
+         absolute path is needed)", script.display(), interpreter.display()
+    )]
+    NoInterpreter {
+        script: PathBuf,
+        interpreter: PathBuf,
+    },
+    #[error(
+        "{}: a build shows the runtimes root at Joblet's /opt/joblet/runtimes too, so \
+         neither may lie inside the other", root.display()
+    )]
+    NestedRoot { root: PathBuf },
+    #[error(
+        "the setup script must make one runtime dir ROOT/NAME under {} (or \
+         /opt/joblet/runtimes/NAME, the same dir) and print it last or make no other dir \
+         there, or be given --name NAME (it printed `{printed}`)", root.display()
     )]
     NoRuntimeDir { root: PathBuf, printed: String },
     #[error(
