@@ -27,3 +27,4 @@ pub use plan::{
 };
 pub use profile::{Anchor, Profile, ProfileLinks, ProfilePath, ProfileSet, SmokeTest};
 pub use root::{untrusted_dir, Link, Resolution, Root, MAX_SYMLINKS};
+pub use scan::{scan, FileKind};

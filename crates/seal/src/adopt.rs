@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-use runseal_closure::{plan, EntryKind, Plan, PlanInput, PlanMount, Profile, Root};
+use runseal_closure::{plan, EntryKind, FileKind, Plan, PlanInput, PlanMount, Profile, Root};
 use runseal_spec::{reserved_target, Mount, MountKind, RuntimeConfig};
 
 /// The mounts of `input` to plan, each with its index in `input.mounts`, and a note for
@@ -135,14 +135,27 @@ pub(crate) fn complete_from_host(
     let mut gaps: BTreeSet<(PathBuf, bool)> = BTreeSet::new();
     let mut replaced = Vec::new();
     for path in &unmet {
-        match adopted
+        let kind = adopted
             .entries
             .get(path)
-            .and_then(|e| shebang(root, &e.source))
-        {
-            Some(interpreter) => gaps.insert((interpreter, true)),
-            None => gaps.insert((path.clone(), true)),
-        };
+            .and_then(|e| runseal_closure::scan(root, &e.source, true).ok());
+        match kind {
+            Some(FileKind::Script { interpreter, .. }) => {
+                gaps.insert((interpreter.into(), true));
+            }
+            // The loader is a gap of its own: the host's program has it at the same path,
+            // which the copy may hold as a dir of its own (a real `lib64` where the host's
+            // links to `usr/lib64`), where nothing else would put it.
+            Some(FileKind::Elf(info)) => {
+                if let Some(loader) = info.interpreter {
+                    gaps.insert((loader.into(), true));
+                }
+                gaps.insert((path.clone(), true));
+            }
+            _ => {
+                gaps.insert((path.clone(), true));
+            }
+        }
     }
     for (path, entry) in &adopted.entries {
         if let EntryKind::Symlink {
@@ -234,20 +247,6 @@ fn parent_is_real(root: &Root, path: &Path) -> bool {
     path.parent()
         .and_then(|p| root.resolve(p).ok())
         .is_none_or(|r| Some(r.path.as_path()) == path.parent())
-}
-
-/// The interpreter a script's `#!` line names, if `source` is one.
-fn shebang(root: &Root, source: &Path) -> Option<PathBuf> {
-    use std::io::Read;
-    let mut head = [0u8; 256];
-    let n = root.open_regular(source).ok()?.read(&mut head).ok()?;
-    let line = head[..n].strip_prefix(b"#!")?;
-    let line = line.split(|b| *b == b'\n').next()?;
-    let text = std::str::from_utf8(line).ok()?;
-    let interpreter = text.split_whitespace().next()?;
-    interpreter
-        .starts_with('/')
-        .then(|| PathBuf::from(interpreter))
 }
 
 /// Adds what `host` holds and `adopted` lacks (or holds as a copy with unmet needs) where

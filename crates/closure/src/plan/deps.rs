@@ -59,9 +59,22 @@ impl Builder {
             }
             match kind {
                 FileKind::Elf(info) => {
-                    if let Some(interpreter) = &info.interpreter {
-                        let reason = Reason::Interpreter { of: source.clone() };
-                        self.include(Path::new(interpreter), reason)?;
+                    // A loader that is not there is unmet like a missing library: the
+                    // program cannot run on its source either (a copy that took the
+                    // loader's link but not its target), which adoption completes.
+                    match &info.interpreter {
+                        Some(interpreter) if self.resolve(Path::new(interpreter)).is_err() => {
+                            let note = format!(
+                                "{}: its ELF interpreter {interpreter} is not installed",
+                                source.display()
+                            );
+                            self.unmet(&source, note);
+                        }
+                        Some(interpreter) => {
+                            let reason = Reason::Interpreter { of: source.clone() };
+                            self.include(Path::new(interpreter), reason)?;
+                        }
+                        None => {}
                     }
                     for name in &info.needed {
                         match self.find_library(name, &source, &info) {
@@ -222,9 +235,19 @@ mod loader_tests {
                 .entries
                 .contains_key(Path::new("/lib64/ld-linux-x86-64.so.2")));
         }
-        // The same file for this host needs its loader, which this host lacks.
+        // The same file for this host needs its loader, which this host lacks: unmet on
+        // the source, like a missing library (adoption completes it from the host).
         std::fs::copy("/bin/true", &app).unwrap();
-        assert!(plan_of(t.path()).is_err());
+        let plan = plan_of(t.path()).unwrap();
+        let note = "its ELF interpreter /lib64/ld-linux-x86-64.so.2 is not installed";
+        assert!(
+            plan.notes.iter().any(|n| n.contains(note)),
+            "{:?}",
+            plan.notes
+        );
+        assert!(plan
+            .unmet_on_source
+            .contains(Path::new("/opt/app/bin/true")));
     }
 
     /// The loader's search opens every candidate it meets: one that is a FIFO is skipped.
