@@ -36,6 +36,12 @@ pub struct Args {
     #[arg(long, global = true, env = "RUNSEAL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Send list, info, validate, seal, remove and run to the runseald listening on this
+    /// socket (`unix:///run/runseal/runseald.sock`), whose --root, --profile-dir and job
+    /// defaults then apply; `run` streams the job's output and exits with its code.
+    #[arg(long, global = true, env = "RUNSEAL_HOST", value_name = "unix:///PATH", value_parser = crate::client::Host::parse)]
+    pub host: Option<crate::client::Host>,
+
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,

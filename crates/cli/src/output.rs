@@ -26,7 +26,11 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
             cause.downcast_ref::<runseal_sandbox::Error>(),
             Some(runseal_sandbox::Error::Setup { .. })
         );
-        sealing || building
+        // runseald answers 422 where the library's error is the runtime's fault.
+        let refused = cause
+            .downcast_ref::<crate::client::DaemonError>()
+            .is_some_and(|e| e.status == 422);
+        sealing || building || refused
     });
     if runtime_problem {
         1

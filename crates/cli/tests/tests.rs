@@ -7,6 +7,7 @@ mod util;
 
 mod bad_input;
 mod build;
+mod client;
 mod crash;
 mod docs;
 mod generate;

@@ -1,16 +1,42 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use runseal_seal::inventory::State;
+use runseal_closure::{Inclusion, TopLevel};
+use runseal_spec::Mount;
+use serde::Deserialize;
 
 use crate::output::{human_bytes, print_json};
 
+/// What the text shows of a runtime's inventory, read from its JSON (as `--json` prints it
+/// and runseald answers it), so that both print alike.
+#[derive(Deserialize)]
+struct Info {
+    runtime: PathBuf,
+    name: Option<String>,
+    language: Option<String>,
+    version: Option<String>,
+    state: String,
+    profiles: Vec<String>,
+    files: u64,
+    bytes: u64,
+    mounts: Vec<Mount>,
+    top_level: Vec<TopLevel>,
+    inclusions: Vec<Inclusion>,
+}
+
 pub fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let info = runseal_seal::inventory::info(dir)?;
+    show(
+        serde_json::to_value(runseal_seal::inventory::info(dir)?)?,
+        json,
+    )
+}
+
+pub fn show(info: serde_json::Value, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&info)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let info: Info = serde_json::from_value(info)?;
     let label = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let runtime = info.runtime.display();
     println!(
@@ -20,7 +46,7 @@ pub fn run(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         label(&info.version),
         label(&info.language)
     );
-    if info.state != State::Sealed {
+    if info.state != "sealed" {
         println!("  not sealed: `runseal seal --dry-run {runtime}` shows what sealing would copy");
         return Ok(ExitCode::SUCCESS);
     }

@@ -2,20 +2,22 @@
 
 mod build;
 mod generate;
-mod info;
-mod list;
-mod remove;
+pub mod info;
+pub mod list;
+pub mod remove;
 pub mod run;
-mod seal;
-mod validate;
+pub mod seal;
+pub mod validate;
 mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::cli::{Args, Command};
+use crate::client;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let host = args.host.as_ref();
     let root = args.root.clone();
     let profile_dir = args.profile_dir.clone();
     let locate = |runtime: &str| -> anyhow::Result<PathBuf> {
@@ -27,7 +29,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Validate {
             runtime,
             allow_writable,
-        } => validate::run(&locate(&runtime)?, allow_writable, args.json),
+        } => match host {
+            Some(host) => client::validate(host, &runtime, allow_writable, args.json),
+            None => validate::run(&locate(&runtime)?, allow_writable, args.json),
+        },
         Command::Seal {
             runtime,
             dry_run,
@@ -46,7 +51,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 allow_paths: allow_path,
                 allow_untrusted_dir,
             };
-            seal::run(&locate(&runtime)?, &options, args.json)
+            match host {
+                Some(host) => client::seal(host, &runtime, &options, args.json),
+                None => seal::run(&locate(&runtime)?, &options, args.json),
+            }
         }
         Command::Run {
             runtime,
@@ -84,14 +92,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 command,
                 mount_table,
             };
-            Ok(run::run(&root, &runtime, args.config.as_deref(), options))
+            Ok(match host {
+                Some(host) => client::run(host, &runtime, args.config.as_deref(), options),
+                None => run::run(&root, &runtime, args.config.as_deref(), options),
+            })
         }
+        Command::Verify { .. } if host.is_some() => Err(client::local_only("verify")),
+        Command::Build { .. } if host.is_some() => Err(client::local_only("build")),
         Command::Verify { runtime, profile } => {
             verify::run(&locate(&runtime)?, &profile, &profile_dir, args.json)
         }
-        Command::Info { runtime } => info::run(&locate(&runtime)?, args.json),
-        Command::List => list::run(&root, args.json),
-        Command::Remove { runtime } => remove::run(&locate(&runtime)?, args.json),
+        Command::Info { runtime } => match host {
+            Some(host) => client::info(host, &runtime, args.json),
+            None => info::run(&locate(&runtime)?, args.json),
+        },
+        Command::List => match host {
+            Some(host) => client::list(host, args.json),
+            None => list::run(&root, args.json),
+        },
+        Command::Remove { runtime } => match host {
+            Some(host) => client::remove(host, &runtime, args.json),
+            None => remove::run(&locate(&runtime)?, args.json),
+        },
         Command::Build {
             script,
             name,

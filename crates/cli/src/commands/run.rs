@@ -47,7 +47,13 @@ pub fn run(root: &Path, runtime: &str, config: Option<&Path>, mut options: RunOp
             }
             Ok(outcome.exit_code())
         });
-    match started {
+    exit_code(started)
+}
+
+/// The job's exit code; else runseal's own failure, reported, with 125 (or the sandbox's
+/// 126/127), so that the job's own exit codes stay unambiguous.
+pub fn exit_code(ended: anyhow::Result<i32>) -> ExitCode {
+    match ended {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
             let code = err
@@ -84,6 +90,22 @@ pub fn job_for(dir: &Path, options: RunOptions) -> anyhow::Result<Job> {
         }
         other => other?,
     };
+    let env = job_env(&options)?;
+    let request = JobRequest {
+        command: options.command,
+        env,
+        workdir: options.workdir,
+        limits: options.limits,
+        network: options.network,
+        user: options.user,
+        volumes: options.volumes,
+    };
+    Ok(Job::for_runtime(dir, config, request)?)
+}
+
+/// The job's variables: those of each --env-file, then --env; a bare NAME takes this
+/// process's value.
+pub fn job_env(options: &RunOptions) -> anyhow::Result<Vec<(String, String)>> {
     let inherit = |name: &str| std::env::var(name).ok();
     let mut env = Vec::new();
     for file in &options.env_files {
@@ -96,16 +118,7 @@ pub fn job_for(dir: &Path, options: RunOptions) -> anyhow::Result<Job> {
         runseal_sandbox::parse_env(&options.env, Some(&inherit))
             .map_err(|e| anyhow::anyhow!("--env {e}"))?,
     );
-    let request = JobRequest {
-        command: options.command,
-        env,
-        workdir: options.workdir,
-        limits: options.limits,
-        network: options.network,
-        user: options.user,
-        volumes: options.volumes,
-    };
-    Ok(Job::for_runtime(dir, config, request)?)
+    Ok(env)
 }
 
 /// The variables of an env file, docker's format: `K=V` or a bare `K` a line, with blank

@@ -1,10 +1,43 @@
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use runseal_seal::{Outcome, SealOptions, SealReport};
+use runseal_closure::Inclusion;
+use runseal_seal::SealOptions;
+use runseal_spec::Mount;
+use serde::Deserialize;
 
 use crate::output::{human_bytes, print_json, Bar};
+
+/// What the text shows of a seal report, read from its JSON (as `--json` prints it and
+/// runseald answers it), so that both print alike.
+#[derive(Deserialize)]
+struct Report {
+    runtime: PathBuf,
+    outcome: String,
+    profile: String,
+    files: u64,
+    bytes: u64,
+    copied_files: u64,
+    copied_bytes: u64,
+    reused_files: u64,
+    mounts: Vec<Mount>,
+    notes: Vec<String>,
+    plan: Option<Plan>,
+}
+
+#[derive(Deserialize)]
+struct Plan {
+    inclusions: Vec<Inclusion>,
+    entries: BTreeMap<PathBuf, Entry>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    kind: String,
+    size: u64,
+}
 
 pub fn run(dir: &Path, options: &SealOptions, json: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
@@ -26,23 +59,29 @@ pub fn run(dir: &Path, options: &SealOptions, json: bool) -> anyhow::Result<Exit
         secs = started.elapsed().as_secs_f64(),
         "seal finish"
     );
+    show(serde_json::to_value(report)?, started, json)
+}
+
+/// Prints the report of a seal that began at `started`.
+pub fn show(value: serde_json::Value, started: Instant, json: bool) -> anyhow::Result<ExitCode> {
     if json {
-        print_json(&report)?;
+        print_json(&value)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let report: Report = serde_json::from_value(value)?;
     let secs = started.elapsed().as_secs_f64();
-    match report.outcome {
-        Outcome::Planned => print_plan(&report),
-        Outcome::Unchanged => println!(
+    match report.outcome.as_str() {
+        "planned" => print_plan(&report),
+        "unchanged" => println!(
             "{}: already sealed and up to date ({} files, {}); nothing written ({secs:.2}s)",
-            dir.display(),
+            report.runtime.display(),
             report.files,
             human_bytes(report.bytes)
         ),
-        Outcome::Sealed => {
+        _ => {
             println!(
                 "{}: sealed with profile {}: {} files, {}; copied {} files ({}), reused {} ({secs:.2}s)",
-                dir.display(),
+                report.runtime.display(),
                 report.profile,
                 report.files,
                 human_bytes(report.bytes),
@@ -59,7 +98,7 @@ pub fn run(dir: &Path, options: &SealOptions, json: bool) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_plan(report: &SealReport) {
+fn print_plan(report: &Report) {
     println!(
         "{}: would seal with profile {}: {} files, {}",
         report.runtime.display(),
@@ -68,7 +107,10 @@ fn print_plan(report: &SealReport) {
         human_bytes(report.bytes)
     );
     if let Some(plan) = &report.plan {
-        crate::output::print_top_level(&plan.top_level_sizes());
+        let files = plan.entries.iter().filter(|(_, e)| e.kind == "file");
+        crate::output::print_top_level(&runseal_closure::top_level_sizes(
+            files.map(|(path, e)| (path.as_path(), e.size)),
+        ));
         crate::output::print_inclusions(
             "contents (each path that brings files in, and why)",
             &plan.inclusions,
@@ -77,7 +119,7 @@ fn print_plan(report: &SealReport) {
     print_mounts(report);
 }
 
-fn print_mounts(report: &SealReport) {
+fn print_mounts(report: &Report) {
     println!("mounts:");
     for mount in &report.mounts {
         println!("  {} -> {} (read-only)", mount.source, mount.target);
