@@ -197,35 +197,24 @@ fn a_joblet_registry_jdk_is_adopted_completed_from_the_host_verified_and_run() {
     assert_eq!(code(&out), 0, "/usr/bin/java: {}", text(&out.stderr));
     // A writable mount is the job's own copy: what a job writes there is gone after it,
     // and the sealed tree never changes.
-    let write =
-        "echo state > /var/lib/dpkg/cow-probe && read x < /var/lib/dpkg/cow-probe && echo $x";
-    let out = t.run(&[
-        "run",
-        "--runtime",
-        "openjdk-21",
-        "--user",
-        "0",
-        "--",
-        "/usr/bin/sh",
-        "-c",
-        write,
-    ]);
+    let as_root = |script: &str| {
+        let sh = ["/usr/bin/sh", "-c", script];
+        t.run(
+            &[
+                &["run", "--runtime", "openjdk-21", "--user", "0", "--"][..],
+                &sh,
+            ]
+            .concat(),
+        )
+    };
+    let out = as_root(
+        "echo state > /var/lib/dpkg/cow-probe && read x < /var/lib/dpkg/cow-probe && echo $x",
+    );
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "state\n");
     assert!(!isolated.join("var/lib/dpkg/cow-probe").exists());
     // A writable top-level dir too (its read-only mount once sat beside it on /opt).
-    let top = "echo job > /opt/app/state && read x < /opt/app/state && echo $x";
-    let out = t.run(&[
-        "run",
-        "--runtime",
-        "openjdk-21",
-        "--user",
-        "0",
-        "--",
-        "/usr/bin/sh",
-        "-c",
-        top,
-    ]);
+    let out = as_root("echo job > /opt/app/state && read x < /opt/app/state && echo $x");
     assert_eq!(
         (code(&out), text(&out.stdout).as_str()),
         (0, "job\n"),
@@ -236,18 +225,7 @@ fn a_joblet_registry_jdk_is_adopted_completed_from_the_host_verified_and_run() {
         std::fs::read_to_string(isolated.join("opt/app/state")).unwrap(),
         "sealed\n"
     );
-    let gone = "test ! -e /var/lib/dpkg/cow-probe";
-    let out = t.run(&[
-        "run",
-        "--runtime",
-        "openjdk-21",
-        "--user",
-        "0",
-        "--",
-        "/usr/bin/sh",
-        "-c",
-        gone,
-    ]);
+    let out = as_root("test ! -e /var/lib/dpkg/cow-probe");
     assert_eq!(code(&out), 0, "a later job sees an earlier one's writes");
     let out = t.run(&["verify", "openjdk-21"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));
