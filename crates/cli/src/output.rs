@@ -26,7 +26,10 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
             cause.downcast_ref::<runseal_sandbox::Error>(),
             Some(runseal_sandbox::Error::Setup { .. })
         );
-        sealing || building
+        let image = cause
+            .downcast_ref::<runseal_oci::Error>()
+            .is_some_and(runseal_oci::Error::is_input_problem);
+        sealing || building || image
     });
     if runtime_problem {
         1

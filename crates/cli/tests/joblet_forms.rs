@@ -193,7 +193,8 @@ fn a_joblet_registry_jdk_is_adopted_completed_from_the_host_verified_and_run() {
     assert_eq!(code(&out), 0, "/usr/bin/java: {}", text(&out.stderr));
     // A writable mount is the job's own copy: what a job writes there is gone after it,
     // and the sealed tree never changes.
-    let write = "echo state > /var/lib/dpkg/cow-probe && read x < /var/lib/dpkg/cow-probe && echo $x";
+    let write =
+        "echo state > /var/lib/dpkg/cow-probe && read x < /var/lib/dpkg/cow-probe && echo $x";
     let out = t.run(&[
         "run",
         "--runtime",
