@@ -251,3 +251,91 @@ fn remove_abandoned(parent: &DirFd, prefix: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::oci_digest;
+    use crate::extract::tests::{raw, tar_of};
+    use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder, ImageManifestBuilder};
+
+    /// A layout holding one image whose only layer is `layer` (uncompressed).
+    fn image_with(layout: &OciDir, layer: &[u8]) -> Descriptor {
+        let descriptor = |media, (digest, size): (Digest, u64)| {
+            Descriptor::new(media, size, oci_digest(&digest))
+        };
+        let yml =
+            "name: evil\nmounts:\n  - source: isolated/usr\n    target: /usr\n    readonly: true\n";
+        let config = ImageConfigurationBuilder::default()
+            .config(
+                ConfigBuilder::default()
+                    .labels(std::collections::HashMap::from([(
+                        RUNTIME_YML_LABEL.to_string(),
+                        yml.to_string(),
+                    )]))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let config = layout
+            .put_blob(&serde_json::to_vec(&config).unwrap())
+            .unwrap();
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(descriptor(MediaType::ImageConfig, config))
+            .layers(vec![descriptor(
+                MediaType::ImageLayer,
+                layout.put_blob(layer).unwrap(),
+            )])
+            .build()
+            .unwrap();
+        let manifest = layout
+            .put_blob(&serde_json::to_vec(&manifest).unwrap())
+            .unwrap();
+        descriptor(MediaType::ImageManifest, manifest)
+    }
+
+    #[test]
+    fn a_failed_import_leaves_nothing_under_the_root() {
+        let scratch = tempfile::tempdir().unwrap();
+        let layout = OciDir::create(&scratch.path().join("layout")).unwrap();
+        let root = scratch.path().join("root");
+        let hostile = tar_of(&[
+            raw(b"usr/", tar::EntryType::Directory),
+            raw(b"usr/../../escape", tar::EntryType::Regular),
+        ]);
+        let image = image_with(&layout, &hostile);
+        let err = import_image(&layout, &image, "test", &root, &ImportOptions::default());
+        assert!(err.unwrap_err().to_string().contains("`..`"));
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        assert!(!scratch.path().join("escape").exists());
+
+        let named = ImportOptions {
+            name: Some("../x".into()),
+            ..Default::default()
+        };
+        let err = import_image(&layout, &image, "test", &root, &named).unwrap_err();
+        assert!(err.to_string().contains("not a runtime name"), "{err}");
+    }
+
+    #[test]
+    fn a_blob_that_does_not_match_its_digest_is_refused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let layout = OciDir::create(scratch.path()).unwrap();
+        let image = image_with(&layout, &tar_of(&[raw(b"usr/", tar::EntryType::Directory)]));
+        let manifest: ImageManifest = layout.read_json(&image).unwrap();
+        let layer = &manifest.layers()[0];
+        let digest = Digest::parse(layer.digest().as_ref(), &"test").unwrap();
+        let mut bytes = std::fs::read(layout.blob_path(&digest)).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(layout.blob_path(&digest), bytes).unwrap();
+        let root = scratch.path().join("root");
+        let err = import_image(&layout, &image, "test", &root, &ImportOptions::default());
+        assert!(matches!(err, Err(Error::Digest { .. })), "{err:?}");
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        // A digest naming a path is refused before it names a file.
+        assert!(Digest::parse("sha256:../../etc/passwd", &"test").is_err());
+    }
+}
