@@ -237,6 +237,49 @@ pub enum Command {
         #[arg(long)]
         profile: Vec<String>,
     },
+    /// Write a sealed runtime as an OCI image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or
+    /// `docker://HOST[:PORT]/REPO:TAG` (a push), as skopeo names them.
+    ///
+    /// The image is reproducible: the same sealed runtime gives the same digests (entries in
+    /// path order, root-owned, the sealed modes and mtimes, gzip without a timestamp). Its
+    /// first layer holds the host's shared libraries (lib/, lib64/, usr/lib/ARCH-linux-gnu/),
+    /// which runtimes sealed on one host share, so a registry stores them once; the second
+    /// holds the rest and the manifest. The config carries the runtime's environment,
+    /// WorkingDir /work, and labels with runtime.yml's fields
+    /// (org.opencontainers.image.title, version, description, created) and runtime.yml
+    /// itself (io.runseal.runtime.yml). Every file is checked against the manifest as it is
+    /// written: a tree changed since its seal is not exported.
+    Export {
+        /// Runtime dir or spec (sealed).
+        runtime: String,
+        /// Where to write the image.
+        destination: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Turn an OCI image that `export` wrote back into a sealed runtime under --root.
+    ///
+    /// SRC takes the transports `export` takes (`docker://HOST/REPO@sha256:...` pins a
+    /// digest). Every blob is checked against its digest; the layers are unpacked into a
+    /// hidden dir under --root that is renamed to NAME only once complete and runnable, so a
+    /// failed import leaves nothing. The image's author is not trusted: absolute or `..`
+    /// paths, writes through symlinks, hard links, device nodes and fifos are refused,
+    /// setuid/setgid bits dropped, sizes bounded (--max-size). The manifest is written
+    /// afresh from what was unpacked, so `runseal verify` checks the result.
+    Import {
+        /// The image.
+        source: String,
+        #[command(flatten)]
+        options: ImportArgs,
+    },
+    /// Install a runtime from a registry: `import` where a bare HOST/REPO:TAG means
+    /// docker://HOST/REPO:TAG.
+    Install {
+        /// The image, e.g. registry.example:5000/runtimes/openjdk:17 or ...@sha256:DIGEST.
+        source: String,
+        #[command(flatten)]
+        options: ImportArgs,
+    },
     /// Print a shell's completion script, or write the man pages, both generated from this
     /// interface.
     ///
@@ -247,6 +290,35 @@ pub enum Command {
         #[command(subcommand)]
         what: Generated,
     },
+}
+
+/// How to reach a registry, as skopeo takes it.
+#[derive(Debug, clap::Args)]
+pub struct RegistryArgs {
+    /// Require HTTPS with a verified certificate; `--tls-verify=false` talks plain HTTP to
+    /// the registry.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub tls_verify: bool,
+    /// Registry credentials (default: the containers auth.json entry for the registry:
+    /// $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
+    /// ~/.config/containers/auth.json, ~/.docker/config.json).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+    /// Read credentials from this auth file instead.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Name of the runtime dir under --root (default: the name runtime.yml declares).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Refuse an image whose files add up to more than this, e.g. 8G.
+    #[arg(long, value_name = "BYTES", value_parser = parse_memory, default_value = "64G")]
+    pub max_size: u64,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -30,7 +30,10 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
         let refused = cause
             .downcast_ref::<crate::client::DaemonError>()
             .is_some_and(|e| e.status == 422);
-        sealing || building || refused
+        let image = cause
+            .downcast_ref::<runseal_oci::Error>()
+            .is_some_and(runseal_oci::Error::is_input_problem);
+        sealing || building || refused || image
     });
     if runtime_problem {
         1

@@ -15,6 +15,7 @@ mod job_env;
 mod joblet_forms;
 mod limits;
 mod logging;
+mod oci;
 mod run;
 mod runtimes;
 mod seal_java;

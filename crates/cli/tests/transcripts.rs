@@ -17,7 +17,9 @@ fn transcript(t: &TestRoot, args: &[&str]) -> String {
 #[test]
 fn help_texts() {
     let t = TestRoot::new();
-    for command in ["", "seal", "validate", "run", "verify", "info", "generate"] {
+    for command in [
+        "", "seal", "validate", "run", "verify", "info", "generate", "export", "import",
+    ] {
         let mut args: Vec<&str> = command.split_whitespace().collect();
         args.push("--help");
         insta::assert_snapshot!(

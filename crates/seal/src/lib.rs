@@ -5,7 +5,7 @@
 mod adopt;
 mod beneath;
 mod copy;
-mod dirfd;
+pub mod dirfd;
 mod error;
 mod integrity;
 pub mod inventory;
@@ -16,10 +16,11 @@ mod seal;
 mod trust;
 mod validate;
 
+pub use copy::stamp;
 pub use error::{Error, Result};
 pub use integrity::{check_integrity, Difference};
-pub use layout::Layout;
-pub use manifest::{CopyStamp, Manifest, ManifestEntry, ManifestKind};
+pub use layout::{Layout, MANIFEST_NAME};
+pub use manifest::{sealed_mode, CopyStamp, Manifest, ManifestEntry, ManifestKind, FORMAT};
 pub use progress::{NoProgress, Progress};
 pub use seal::{profiles_for, remove_runtime, seal, seal_from, Outcome, SealOptions, SealReport};
 pub use validate::{runnable_config, validate_runtime, ValidationReport};

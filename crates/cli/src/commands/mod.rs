@@ -1,7 +1,9 @@
 //! One module per subcommand; each calls the libraries and prints.
 
 mod build;
+mod export;
 mod generate;
+mod import;
 pub mod info;
 pub mod list;
 pub mod remove;
@@ -119,6 +121,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             name,
             profile,
         } => build::run(&root, &script, name, profile, &profile_dir, args.json),
+        Command::Export {
+            runtime,
+            destination,
+            registry,
+        } => export::run(&locate(&runtime)?, &destination, &registry, args.json),
+        Command::Import { source, options } => {
+            import::run(&root, &source, None, &options, args.json)
+        }
+        Command::Install { source, options } => {
+            import::run(&root, &source, Some("docker"), &options, args.json)
+        }
         Command::Generate { what } => generate::run(what),
     }
 }

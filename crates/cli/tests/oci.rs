@@ -1,0 +1,193 @@
+//! Sealed runtimes as OCI images, against real components the test starts: Debian's
+//! docker-registry on a random loopback port, and skopeo as an independent client.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::util::{allow_skip, json, text, TestRoot};
+
+/// A docker-registry on 127.0.0.1 with no auth and its storage in a temp dir, stopped when
+/// dropped.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(test: &str) -> Option<Registry> {
+        let binary = Path::new("/usr/bin/docker-registry");
+        if !binary.exists() || !Path::new("/usr/bin/skopeo").exists() {
+            allow_skip(
+                test,
+                "needs docker-registry and skopeo (apt-get install docker-registry skopeo)",
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // A port free now; the registry binds it a moment later (nothing else here races for
+        // loopback ports of this range).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(registry);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("docker-registry did not listen on 127.0.0.1:{port}");
+    }
+
+    fn reference(&self, repo: &str) -> String {
+        format!("127.0.0.1:{}/{repo}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ok(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn openjdk_goes_through_a_registry_and_back_verified_and_reproducibly() {
+    let t = sealtest!();
+    let Some(registry) = Registry::start("oci::openjdk_goes_through_a_registry") else {
+        return;
+    };
+    let runtime = t.sealed_openjdk();
+    let runtime = runtime.to_str().unwrap();
+
+    // The same sealed runtime, exported twice, gives the same image, byte for byte.
+    let layouts = tempfile::tempdir().unwrap();
+    let mut digests = Vec::new();
+    for name in ["a", "b"] {
+        let dest = format!("oci:{}:17", layouts.path().join(name).display());
+        let out = t.run(&["--json", "export", runtime, &dest]);
+        ok(&out, "export to an oci: dir");
+        let report = json(&out);
+        assert_eq!(report["image"]["layers"][0]["role"], "base-libraries");
+        digests.push(report["image"]["manifest"].as_str().unwrap().to_string());
+    }
+    assert_eq!(digests[0], digests[1], "two exports differ");
+
+    let image = registry.reference("runtimes/openjdk:17");
+    let out = t.run(&[
+        "--json",
+        "export",
+        runtime,
+        &format!("docker://{image}"),
+        "--tls-verify=false",
+    ]);
+    ok(&out, "export to the registry");
+    assert_eq!(json(&out)["image"]["manifest"], digests[0].as_str());
+
+    // skopeo, an independent client, reads what was pushed.
+    let out = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    ok(&out, "skopeo inspect");
+    let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inspected["Digest"], digests[0].as_str());
+    assert_eq!(
+        inspected["Labels"]["org.opencontainers.image.title"],
+        "openjdk-17"
+    );
+    assert!(inspected["Labels"]["io.runseal.runtime.yml"]
+        .as_str()
+        .unwrap()
+        .contains("isolated/usr"));
+    assert!(inspected["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e.as_str().unwrap().starts_with("JAVA_HOME=")));
+
+    // Installed by digest under a second root, it verifies and runs.
+    let second = TestRoot::new();
+    let by_digest = format!("{}@{}", registry.reference("runtimes/openjdk"), digests[0]);
+    let out = second.run(&["install", &by_digest, "--tls-verify=false"]);
+    ok(&out, "install from the registry");
+    let out = second.run(&["verify", "openjdk-17"]);
+    ok(&out, "verify of the installed runtime");
+    let out = second.run(&["run", "--runtime", "openjdk-17", "--", "java", "-version"]);
+    ok(&out, "java -version in the installed runtime");
+    assert!(
+        text(&out.stderr).contains("openjdk version \"17"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // An image skopeo copied into an archive imports too, to the same tree.
+    let archive = layouts.path().join("copied.tar");
+    let out = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .arg(format!("oci-archive:{}:17", archive.display()))
+        .output()
+        .unwrap();
+    ok(&out, "skopeo copy");
+    let archive = format!("oci-archive:{}:17", archive.display());
+    let out = second.run(&["--json", "import", &archive, "--name", "copied"]);
+    ok(&out, "import of skopeo's archive");
+    assert_eq!(json(&out)["image"], digests[0].as_str());
+    let manifest = |root: &Path, name: &str| {
+        let text = std::fs::read_to_string(root.join(name).join("isolated/.runseal-manifest.json"))
+            .unwrap();
+        let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for entry in value["entries"].as_object_mut().unwrap().values_mut() {
+            entry.as_object_mut().unwrap().remove("copy");
+        }
+        value["entries"].clone()
+    };
+    assert_eq!(
+        manifest(second.path(), "openjdk-17"),
+        manifest(second.path(), "copied")
+    );
+
+    // A name that exists is never overwritten.
+    let out = second.run(&["import", &archive]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("exists"),
+        "{}",
+        text(&out.stderr)
+    );
+}
