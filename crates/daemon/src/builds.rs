@@ -20,6 +20,7 @@ use crate::confine::{beneath, Kind};
 use crate::errors::{ApiError, ErrorBody};
 use crate::helper::{BuildReport, BuildWork, Verify};
 use crate::jobs::OutputQuery;
+use crate::server::Caller;
 use crate::tasks::{About, Status, Task};
 
 type Ctx = Shared<Arc<State>>;
@@ -88,21 +89,27 @@ fn view_json(task: &Task) -> serde_json::Value {
     serde_json::to_value(view(task)).unwrap_or_default()
 }
 
-fn build(state: &State, id: &str) -> Result<(Arc<Task>, BuildView), ApiError> {
-    state.tasks.find(id, "build", view)
+fn build(state: &State, id: &str, caller: &Caller) -> Result<(Arc<Task>, BuildView), ApiError> {
+    state.tasks.find(id, "build", view, caller)
 }
 
 /// Starts a build; it is queued while `--max-jobs` jobs and builds run.
 #[utoipa::path(post, path = "/v1/builds", tag = "builds", request_body = BuildBody,
-    responses((status = 201, body = BuildView), (status = 422, body = ErrorBody),
+    responses((status = 403, body = ErrorBody), (status = 201, body = BuildView), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody)))]
-async fn create(Shared(state): Ctx, Body(body): Body<BuildBody>) -> Result<Response, ApiError> {
+async fn create(
+    Shared(state): Ctx,
+    caller: Caller,
+    Body(body): Body<BuildBody>,
+) -> Result<Response, ApiError> {
+    caller.require_operator("build runtimes")?;
     let script = beneath(
         &body.script,
         &state.script_dirs,
         "script",
         "--script-dir",
         Kind::File,
+        None,
     )?;
     let work = BuildWork {
         script: script.clone(),
@@ -116,14 +123,21 @@ async fn create(Shared(state): Ctx, Body(body): Body<BuildBody>) -> Result<Respo
     };
     let task = state
         .tasks
-        .start("build", &work, None, About::Build(about), false)?;
+        .start("build", &work, None, About::Build(about), false, &caller)?;
     Ok((StatusCode::CREATED, Json(view(&task))).into_response())
 }
 
 /// The builds the daemon knows: queued, running, and ended ones for `--keep-finished`.
 #[utoipa::path(get, path = "/v1/builds", tag = "builds", responses((status = 200, body = Vec<BuildView>)))]
-async fn list(Shared(state): Ctx) -> Json<Vec<BuildView>> {
-    Json(state.tasks.list().iter().filter_map(|t| view(t)).collect())
+async fn list(Shared(state): Ctx, caller: Caller) -> Json<Vec<BuildView>> {
+    Json(
+        state
+            .tasks
+            .visible(&caller)
+            .iter()
+            .filter_map(|t| view(t))
+            .collect(),
+    )
 }
 
 /// One build's state and, once it has ended, its seal and verify results.
@@ -131,9 +145,10 @@ async fn list(Shared(state): Ctx) -> Json<Vec<BuildView>> {
     responses((status = 200, body = BuildView), (status = 404, body = ErrorBody)))]
 async fn get(
     Shared(state): Ctx,
+    caller: Caller,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<BuildView>, ApiError> {
-    Ok(Json(build(&state, &id)?.1))
+    Ok(Json(build(&state, &id, &caller)?.1))
 }
 
 /// The build's log (the script's and the builder's output) as NDJSON frames, like a job's
@@ -144,9 +159,10 @@ async fn get(
         (status = 404, body = ErrorBody)))]
 async fn log(
     Shared(state): Ctx,
+    caller: Caller,
     UrlPath(id): UrlPath<String>,
     Params(query): Params<OutputQuery>,
 ) -> Result<Response, ApiError> {
-    let (task, _) = build(&state, &id)?;
+    let (task, _) = build(&state, &id, &caller)?;
     crate::tasks::ndjson(task, query.follow, view_json).await
 }

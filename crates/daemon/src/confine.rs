@@ -18,13 +18,15 @@ pub enum Kind {
 }
 
 /// `path`, checked to be a `kind` beneath one of `roots` (absolute, canonical dirs), for
-/// the request field `field`; the roots' flag is `flag`.
+/// the request field `field`, and owned by `owner` where one is given; the roots' flag is
+/// `flag`.
 pub fn beneath(
     path: &Path,
     roots: &[PathBuf],
     field: &str,
     flag: &str,
     kind: Kind,
+    owner: Option<u32>,
 ) -> Result<PathBuf, ApiError> {
     let shown = path.display();
     let outside = || {
@@ -63,6 +65,12 @@ pub fn beneath(
         };
         unprocessable(format!("{field} {shown}: {why}"))
     })?;
+    if let Some(owner) = owner.filter(|&uid| uid != stat.st_uid) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            format!("{field} {shown}: not owned by this client (uid {owner})"),
+        ));
+    }
     let found = FileType::from_raw_mode(stat.st_mode);
     match (kind, found) {
         (Kind::Dir | Kind::Either, FileType::Directory)

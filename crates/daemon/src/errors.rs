@@ -21,7 +21,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// `bad_request`, `not_found`, `method_not_allowed`, `conflict`, `payload_too_large`,
+    /// `bad_request`, `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `payload_too_large`,
     /// `unsupported_media_type`, `unprocessable`, `too_many_requests`, `unavailable`,
     /// `timeout` or `internal`.
     code: &'static str,
@@ -39,6 +39,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self.status {
             StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::FORBIDDEN => "forbidden",
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
             StatusCode::CONFLICT => "conflict",

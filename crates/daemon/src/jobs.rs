@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use runseal_sandbox::{JobRequest, Limits, Network};
+use runseal_sandbox::{JobRequest, Limits, Network, User};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -21,6 +21,7 @@ use crate::confine::{beneath, Kind};
 use crate::errors::{internal, unprocessable, ApiError, ErrorBody};
 use crate::helper::{RunReport, RunWork};
 use crate::runtimes::{blocking, locate};
+use crate::server::Caller;
 use crate::spool::Stream;
 use crate::tasks::{About, Status, Stop, Task};
 
@@ -127,12 +128,17 @@ fn view_json(task: &Task) -> serde_json::Value {
     serde_json::to_value(view(task)).unwrap_or_default()
 }
 
-fn job(state: &State, id: &str) -> Result<(Arc<Task>, JobView), ApiError> {
-    state.tasks.find(id, "job", view)
+fn job(state: &State, id: &str, caller: &Caller) -> Result<(Arc<Task>, JobView), ApiError> {
+    state.tasks.find(id, "job", view, caller)
 }
 
 /// Checks the request and starts its job.
-async fn start(state: &Arc<State>, body: RunBody, ephemeral: bool) -> Result<Arc<Task>, ApiError> {
+async fn start(
+    state: &Arc<State>,
+    body: RunBody,
+    ephemeral: bool,
+    caller: &Caller,
+) -> Result<Arc<Task>, ApiError> {
     let stdin = match (body.stdin.as_deref(), body.stdin_b64.as_deref()) {
         (Some(_), Some(_)) => return Err(unprocessable("give stdin or stdin_b64, not both")),
         (Some(text), None) => Some(text.as_bytes().to_vec()),
@@ -143,6 +149,7 @@ async fn start(state: &Arc<State>, body: RunBody, ephemeral: bool) -> Result<Arc
         ),
         (None, None) => None,
     };
+    let owner = (!caller.is_operator()).then_some(caller.uid);
     if let Some(workdir) = &body.workdir {
         beneath(
             workdir,
@@ -150,6 +157,7 @@ async fn start(state: &Arc<State>, body: RunBody, ephemeral: bool) -> Result<Arc
             "workdir",
             "--workdir-root",
             Kind::Dir,
+            owner,
         )?;
     }
     for volume in &body.volumes {
@@ -160,6 +168,7 @@ async fn start(state: &Arc<State>, body: RunBody, ephemeral: bool) -> Result<Arc
             "volume",
             "--workdir-root",
             Kind::Either,
+            owner,
         )?;
     }
     let runtime = body.runtime.clone();
@@ -173,7 +182,7 @@ async fn start(state: &Arc<State>, body: RunBody, ephemeral: bool) -> Result<Arc
         })
         .await?
     };
-    let request = job_request(body, &state.defaults)?;
+    let request = job_request(body, &state.defaults, caller)?;
     let limits = request.limits;
     let about = JobAbout {
         runtime,
@@ -191,12 +200,17 @@ async fn start(state: &Arc<State>, body: RunBody, ephemeral: bool) -> Result<Arc
         runtime_dir,
         request,
     };
-    state
-        .tasks
-        .start("run", &work, stdin.as_deref(), About::Job(about), ephemeral)
+    state.tasks.start(
+        "run",
+        &work,
+        stdin.as_deref(),
+        About::Job(about),
+        ephemeral,
+        caller,
+    )
 }
 
-fn job_request(body: RunBody, defaults: &Limits) -> Result<JobRequest, ApiError> {
+fn job_request(body: RunBody, defaults: &Limits, caller: &Caller) -> Result<JobRequest, ApiError> {
     if body.command.is_empty() {
         return Err(unprocessable("command is empty"));
     }
@@ -229,12 +243,7 @@ fn job_request(body: RunBody, defaults: &Limits) -> Result<JobRequest, ApiError>
         workdir: body.workdir,
         limits,
         network: body.network,
-        user: body
-            .user
-            .as_deref()
-            .map(runseal_sandbox::User::parse)
-            .transpose()
-            .map_err(|e| unprocessable(format!("user {e}")))?,
+        user: job_user(body.user.as_deref(), caller)?,
         volumes: body
             .volumes
             .into_iter()
@@ -247,34 +256,80 @@ fn job_request(body: RunBody, defaults: &Limits) -> Result<JobRequest, ApiError>
     })
 }
 
+/// The user a job runs as: as asked, for root; for another client, its own uid and gid
+/// (asking for any other is refused), so that no client gets a uid it does not have.
+fn job_user(asked: Option<&str>, caller: &Caller) -> Result<Option<User>, ApiError> {
+    let asked = asked
+        .map(User::parse)
+        .transpose()
+        .map_err(|e| unprocessable(format!("user {e}")))?;
+    if caller.is_operator() {
+        return Ok(asked);
+    }
+    let own = User {
+        uid: caller.uid,
+        gid: caller.gid,
+    };
+    match asked {
+        None => Ok(Some(own)),
+        Some(user) if user == own => Ok(Some(own)),
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a client other than root runs jobs as itself ({}:{})",
+                own.uid, own.gid
+            ),
+        )),
+    }
+}
+
 /// Starts a job; it is queued while `--max-jobs` others run.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = RunBody,
-    responses((status = 201, body = JobView), (status = 404, body = ErrorBody),
+    responses((status = 403, body = ErrorBody), (status = 201, body = JobView), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-async fn create(Shared(state): Ctx, Body(body): Body<RunBody>) -> Result<Response, ApiError> {
-    let task = start(&state, body, false).await?;
+async fn create(
+    Shared(state): Ctx,
+    caller: Caller,
+    Body(body): Body<RunBody>,
+) -> Result<Response, ApiError> {
+    let task = start(&state, body, false, &caller).await?;
     Ok((StatusCode::CREATED, Json(view(&task))).into_response())
 }
 
 /// The jobs the daemon knows: queued, running, and ended ones for `--keep-finished`.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, body = Vec<JobView>)))]
-async fn list(Shared(state): Ctx) -> Json<Vec<JobView>> {
-    Json(state.tasks.list().iter().filter_map(|t| view(t)).collect())
+async fn list(Shared(state): Ctx, caller: Caller) -> Json<Vec<JobView>> {
+    Json(
+        state
+            .tasks
+            .visible(&caller)
+            .iter()
+            .filter_map(|t| view(t))
+            .collect(),
+    )
 }
 
 /// One job's state, times, exit status and limits.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
-async fn get(Shared(state): Ctx, UrlPath(id): UrlPath<String>) -> Result<Json<JobView>, ApiError> {
-    Ok(Json(job(&state, &id)?.1))
+async fn get(
+    Shared(state): Ctx,
+    caller: Caller,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(job(&state, &id, &caller)?.1))
 }
 
 /// Cancels a queued or running job (SIGTERM, then SIGKILL after the grace period): 202;
 /// forgets an ended one and its output: 204.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
     responses((status = 202, body = JobView), (status = 204), (status = 404, body = ErrorBody)))]
-async fn delete(Shared(state): Ctx, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
-    let (task, _) = job(&state, &id)?;
+async fn delete(
+    Shared(state): Ctx,
+    caller: Caller,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let (task, _) = job(&state, &id, &caller)?;
     Ok(if state.tasks.delete(&task) {
         (StatusCode::ACCEPTED, Json(view(&task))).into_response()
     } else {
@@ -299,10 +354,11 @@ pub struct OutputQuery {
         (status = 404, body = ErrorBody)))]
 async fn output(
     Shared(state): Ctx,
+    caller: Caller,
     UrlPath(id): UrlPath<String>,
     Params(query): Params<OutputQuery>,
 ) -> Result<Response, ApiError> {
-    let (task, _) = job(&state, &id)?;
+    let (task, _) = job(&state, &id, &caller)?;
     crate::tasks::ndjson(task, query.follow, view_json).await
 }
 
@@ -335,10 +391,14 @@ impl Drop for StopOnDrop {
 /// Runs a command in a sealed runtime and answers when it ends, with the job's output (4
 /// MiB a stream at most); a client that goes away takes its job with it.
 #[utoipa::path(post, path = "/v1/run", tag = "jobs", request_body = RunBody,
-    responses((status = 200, body = Ran), (status = 404, body = ErrorBody),
+    responses((status = 403, body = ErrorBody), (status = 200, body = Ran), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-async fn run(Shared(state): Ctx, Body(body): Body<RunBody>) -> Result<Json<Ran>, ApiError> {
-    let task = start(&state, body, true).await?;
+async fn run(
+    Shared(state): Ctx,
+    caller: Caller,
+    Body(body): Body<RunBody>,
+) -> Result<Json<Ran>, ApiError> {
+    let task = start(&state, body, true, &caller).await?;
     // Opened now: the job is forgotten, its spool removed, as soon as it ends.
     let mut reader = task.output().await.map_err(internal)?;
     let guard = StopOnDrop(Arc::clone(&task));

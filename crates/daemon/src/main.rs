@@ -38,6 +38,8 @@ pub struct Args {
     #[arg(long, default_value = "/run/runseal/runseald.sock")]
     socket: PathBuf,
     /// Give this group (a name or a gid) access to the socket (0660); else root only (0600).
+    /// Its members run jobs only as themselves, on dirs they own, and see only their own
+    /// jobs; sealing, removing and building stay root's.
     #[arg(long, value_name = "GROUP")]
     socket_group: Option<String>,
     /// Directory holding the runtimes.

@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 use crate::api::State;
 use crate::body::Body;
 use crate::errors::{internal, unprocessable, ApiError, ErrorBody};
+use crate::server::Caller;
 
 type Ctx = Shared<Arc<State>>;
 /// The library's own JSON (inventory, reports), documented as objects.
@@ -98,13 +99,15 @@ pub struct SealBody {
 #[utoipa::path(post, path = "/v1/runtimes/{spec}/seal", tag = "runtimes",
     params(("spec" = String, Path, description = "a runtime name, never a path")),
     request_body(content = Option<SealBody>),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody),
+    responses((status = 403, body = ErrorBody), (status = 200, body = Object), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn seal(
     Shared(state): Ctx,
+    caller: Caller,
     UrlPath(spec): UrlPath<String>,
     body: Option<Body<SealBody>>,
 ) -> Result<Answer, ApiError> {
+    caller.require_operator("seal runtimes")?;
     let body = body.map(|Body(b)| b).unwrap_or_default();
     blocking(move || {
         let dir = locate(&state, &spec)?;
@@ -126,12 +129,14 @@ async fn seal(
 /// Deletes a runtime; refused (409) while a seal of it or a job on it runs.
 #[utoipa::path(delete, path = "/v1/runtimes/{spec}", tag = "runtimes",
     params(("spec" = String, Path, description = "a runtime name, never a path")),
-    responses((status = 204), (status = 404, body = ErrorBody),
+    responses((status = 403, body = ErrorBody), (status = 204), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn remove(
     Shared(state): Ctx,
+    caller: Caller,
     UrlPath(spec): UrlPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require_operator("remove runtimes")?;
     blocking(move || {
         let dir = locate(&state, &spec)?;
         runseal_seal::remove_runtime(&dir)?;

@@ -1,13 +1,15 @@
 //! The accept loop: at most `--max-connections` connections at once (the next waits in the
 //! listen backlog, costing the daemon no fd), each given `--header-timeout` to send its
 //! request head, so idle or half-sent requests cannot hold the daemon for long. Every
-//! request carries its peer's credentials (`SO_PEERCRED`) for the log.
+//! request carries its peer's credentials (`SO_PEERCRED`), for the log and for [`Caller`].
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
@@ -16,12 +18,63 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use crate::errors::ApiError;
+
 /// Who sent a request, as the kernel saw the connecting process.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
     uid: u32,
     gid: u32,
     pid: Option<i32>,
+}
+
+/// Who is asking, for what they may do. Root, the operator, may do anything. Another user,
+/// let in by `--socket-group`, runs jobs only as itself, on dirs it owns, and sees and stops
+/// only its own; sealing, removing and building (which reads the host as root) are root's.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Caller {
+    pub fn is_operator(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// Refuses `what` unless the caller is root.
+    pub fn require_operator(&self, what: &str) -> Result<(), ApiError> {
+        if self.is_operator() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("only root may {what} (this client is uid {})", self.uid),
+        ))
+    }
+
+    /// Whether the caller may see and stop a task `owner` started.
+    pub fn owns(&self, owner: u32) -> bool {
+        self.is_operator() || self.uid == owner
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, ApiError> {
+        // Every connection carries its peer; one the kernel could not name may do nothing.
+        match parts.extensions.get::<Option<Peer>>().copied().flatten() {
+            Some(peer) => Ok(Caller {
+                uid: peer.uid,
+                gid: peer.gid,
+            }),
+            None => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the client's credentials are unknown",
+            )),
+        }
+    }
 }
 
 pub struct Limits {

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use utoipa::ToSchema;
 
 use crate::errors::{internal, not_found, ApiError};
+use crate::server::Caller;
 use crate::spool::{self, Progress};
 
 pub struct Settings {
@@ -87,6 +88,8 @@ pub struct Task {
     pub id: String,
     /// The order tasks were made in (`created` has whole seconds only).
     order: u64,
+    /// The uid of the client that started it.
+    owner: u32,
     pub about: About,
     dir: PathBuf,
     status: watch::Sender<Status>,
@@ -183,6 +186,7 @@ impl Registry {
         stdin: Option<&[u8]>,
         about: About,
         ephemeral: bool,
+        owner: &Caller,
     ) -> Result<Arc<Task>, ApiError> {
         let admitted = Arc::clone(&self.admitted).try_acquire_owned().map_err(|_| {
             ApiError::new(
@@ -213,6 +217,7 @@ impl Registry {
         let task = Arc::new(Task {
             id: id.clone(),
             order: self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            owner: owner.uid,
             about,
             status: watch::Sender::new(Status {
                 state: State::Queued,
@@ -374,15 +379,28 @@ impl Registry {
         id: &str,
         what: &str,
         view: fn(&Task) -> Option<V>,
+        caller: &Caller,
     ) -> Result<(Arc<Task>, V), ApiError> {
-        let task = self.tasks().get(id).cloned();
+        // Another client's task is not there for this one.
+        let task = self
+            .tasks()
+            .get(id)
+            .filter(|task| caller.owns(task.owner))
+            .cloned();
         let found = task.and_then(|task| Some((view(&task)?, task)));
         let (view, task) = found.ok_or_else(|| not_found(format!("no {what} `{id}`")))?;
         Ok((task, view))
     }
 
+    /// Every task `caller` may see, oldest first.
+    pub fn visible(&self, caller: &Caller) -> Vec<Arc<Task>> {
+        let mut tasks = self.list();
+        tasks.retain(|task| caller.owns(task.owner));
+        tasks
+    }
+
     /// Every task, oldest first.
-    pub fn list(&self) -> Vec<Arc<Task>> {
+    fn list(&self) -> Vec<Arc<Task>> {
         let mut tasks: Vec<_> = self.tasks().values().cloned().collect();
         tasks.sort_by_key(|task| task.order);
         tasks

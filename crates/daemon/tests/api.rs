@@ -66,7 +66,23 @@ impl Daemon {
 
     /// `curl` over the socket: (HTTP status, JSON body or Null).
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut cmd = Command::new("curl");
+        self.call_as(Command::new("curl"), method, path, body)
+    }
+
+    /// [`Daemon::call`] as nobody (65534:65534), a client `--socket-group nogroup` lets in.
+    fn call_as_nobody(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut setpriv = Command::new("setpriv");
+        setpriv.args(["--reuid=65534", "--regid=65534", "--clear-groups", "curl"]);
+        self.call_as(setpriv, method, path, body)
+    }
+
+    fn call_as(
+        &self,
+        mut cmd: Command,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         cmd.args(["-s", "-w", "\n%{http_code}", "-X", method, "--unix-socket"])
             .arg(&self.socket)
             .arg(format!("http://runseald{path}"));
@@ -119,6 +135,101 @@ fn scratch_with_openjdk() -> tempfile::TempDir {
         String::from_utf8_lossy(&out.stderr)
     );
     scratch
+}
+
+/// The review's finding: whoever `--socket-group` let in could run jobs as any uid (root
+/// included), bind any dir under a work dir root, read every job's output and build (which
+/// reads the host as root). A client other than root now runs jobs only as itself, on dirs
+/// it owns, sees and stops only its own, and may not seal, remove or build.
+#[test]
+fn a_client_other_than_root_runs_only_as_itself_and_sees_only_its_own_jobs() {
+    if !require_root() {
+        return;
+    }
+    let scratch = scratch_with_openjdk();
+    std::fs::set_permissions(
+        scratch.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let work = scratch.path().join("work");
+    for dir in ["mine", "roots"] {
+        std::fs::create_dir_all(work.join(dir)).unwrap();
+    }
+    std::os::unix::fs::chown(work.join("mine"), Some(65534), Some(65534)).unwrap();
+    let daemon = Daemon::start(
+        scratch.path(),
+        &[
+            "--socket-group=nogroup",
+            &format!("--workdir-root={}", work.display()),
+            &format!("--script-dir={}", scratch.path().display()),
+        ],
+    );
+    let (status, sealed) = daemon.call("POST", "/v1/runtimes/openjdk-17/seal", None);
+    assert_eq!(status, 200, "{sealed}");
+    let (status, root_job) = daemon.call(
+        "POST",
+        "/v1/jobs",
+        Some(serde_json::json!({"runtime": "openjdk-17", "command": ["sleep", "30"]})),
+    );
+    assert_eq!(status, 201, "{root_job}");
+    let root_job = root_job["id"].as_str().unwrap().to_string();
+
+    let run = |body: Value| daemon.call_as_nobody("POST", "/v1/run", Some(body));
+    let (status, ran) = run(serde_json::json!({"runtime": "openjdk-17",
+        "command": ["sh", "-c", "id -u; id -g; touch /work/x"], "workdir": work.join("mine")}));
+    assert_eq!(
+        (status, ran["stdout"].as_str()),
+        (200, Some("65534\n65534\n")),
+        "{ran}"
+    );
+    assert_eq!(ran["exit_code"], 0, "{ran}");
+    for (what, body) in [
+        (
+            "another user",
+            serde_json::json!({"runtime": "openjdk-17", "command": ["id"], "user": "0"}),
+        ),
+        (
+            "a dir it does not own",
+            serde_json::json!({"runtime": "openjdk-17", "command": ["id"],
+            "workdir": work.join("roots")}),
+        ),
+        (
+            "a volume it does not own",
+            serde_json::json!({"runtime": "openjdk-17", "command": ["id"],
+            "volumes": [{"source": work.join("roots"), "target": "/data"}]}),
+        ),
+    ] {
+        let (status, error) = run(body);
+        assert_eq!(status, 403, "{what}: {error}");
+        assert_eq!(error["error"]["code"], "forbidden", "{what}");
+    }
+    for (method, path, body) in [
+        ("POST", "/v1/runtimes/openjdk-17/seal", None),
+        ("DELETE", "/v1/runtimes/openjdk-17", None),
+        (
+            "POST",
+            "/v1/builds",
+            Some(serde_json::json!({"script": scratch.path().join("x.sh")})),
+        ),
+    ] {
+        let (status, error) = daemon.call_as_nobody(method, path, body);
+        assert_eq!(status, 403, "{method} {path}: {error}");
+    }
+    // Root's job is not there for nobody: not listed, not readable, not stoppable.
+    let (_, jobs) = daemon.call_as_nobody("GET", "/v1/jobs", None);
+    assert_eq!(jobs, serde_json::json!([]));
+    for (method, path) in [
+        ("GET", format!("/v1/jobs/{root_job}")),
+        ("GET", format!("/v1/jobs/{root_job}/output")),
+        ("DELETE", format!("/v1/jobs/{root_job}")),
+    ] {
+        let (status, _) = daemon.call_as_nobody(method, &path, None);
+        assert_eq!(status, 404, "{method} {path}");
+    }
+    let (_, job) = daemon.call("GET", &format!("/v1/jobs/{root_job}"), None);
+    assert_eq!(job["state"], "running", "{job}");
+    daemon.call("DELETE", &format!("/v1/jobs/{root_job}"), None);
 }
 
 /// The review's finding: ended jobs kept their output for --keep-finished whatever its
