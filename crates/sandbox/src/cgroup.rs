@@ -2,9 +2,10 @@
 //! hierarchy, else the v1 hierarchy that mounts it (hosts like the CI machine mount memory,
 //! pids and cpu as v1 beside a controller-less cgroup2). A missing controller is an error.
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::process::Pid;
+use rustix::fs::{openat, Mode, OFlags, CWD};
 
 use crate::error::{Error, Result};
 use crate::job::Limits;
@@ -126,12 +127,24 @@ impl Cgroups {
         self.dirs.is_empty()
     }
 
-    /// Moves `pid` into every cgroup of the job.
-    pub fn attach(&self, pid: Pid) -> Result<()> {
-        for (dir, _) in &self.dirs {
-            write(&dir.join("cgroup.procs"), &pid.as_raw_nonzero().to_string())?;
+    /// What the job's init needs to start in the job's cgroups, opened before it is
+    /// cloned: the v2 dir to clone it into, and the v1 `tasks` files it writes itself into.
+    pub fn joining(&self) -> Result<Joining> {
+        let mut joining = Joining {
+            into: None,
+            tasks: Vec::new(),
+        };
+        for (dir, mode) in &self.dirs {
+            match mode {
+                CgroupMode::V2 => joining.into = Some(open(dir, OFlags::DIRECTORY)?),
+                CgroupMode::V1 => {
+                    let tasks = dir.join("tasks");
+                    let fd = open(&tasks, OFlags::WRONLY)?;
+                    joining.tasks.push((tasks, fd));
+                }
+            }
         }
-        Ok(())
+        Ok(joining)
     }
 
     /// Removes the job's cgroups, waiting briefly for exiting processes to leave them.
@@ -166,6 +179,51 @@ impl Cgroups {
             .map(|text| counter(&text, "oom_kill"))
             .sum()
     }
+}
+
+/// How a job's init enters its cgroups without another process moving it there. Moving a
+/// process by pid (`cgroup.procs`) takes the kernel's global threadgroup lock for writing,
+/// which waits for an RCU grace period: 5-10 ms of every job start. A v2 cgroup is entered
+/// at birth instead (`clone3` with `CLONE_INTO_CGROUP`), and on v1 the single-threaded init
+/// writes `0` (itself) to each `tasks` file, a move of one thread that skips that lock.
+/// The files were opened by the caller, whose credentials the kernel checks.
+#[derive(Debug)]
+pub struct Joining {
+    into: Option<OwnedFd>,
+    tasks: Vec<(PathBuf, OwnedFd)>,
+}
+
+impl Joining {
+    /// The v2 cgroup to clone init into.
+    pub fn clone_into(&self) -> Option<BorrowedFd<'_>> {
+        self.into.as_ref().map(AsFd::as_fd)
+    }
+
+    /// In init, before anything else: moves this (single-threaded) process into every v1
+    /// cgroup of the job, so that everything it forks starts there.
+    pub fn join_v1(&self) -> Result<()> {
+        for (path, tasks) in &self.tasks {
+            let written = match rustix::io::write(tasks, b"0") {
+                Ok(1) => continue,
+                Ok(_) => std::io::ErrorKind::WriteZero.into(),
+                Err(e) => e.into(),
+            };
+            return Err(Error::Cgroup {
+                action: "write \"0\" to".into(),
+                path: path.clone(),
+                source: written,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn open(path: &Path, flags: OFlags) -> Result<OwnedFd> {
+    openat(CWD, path, flags | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Error::Cgroup {
+        action: "open".into(),
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// The value of `key` in a cgroup's `key value` lines; 0 when absent.

@@ -1,10 +1,10 @@
 //! The three processes of a job. The caller (outside) creates the cgroups and clones the
-//! sandbox's init into new namespaces; init builds the root, then forks the job, which drops
+//! sandbox's init into new namespaces, and into the job's cgroups (v1 ones init enters
+//! itself, first thing: see [`Joining`]); init builds the root, then forks the job, which drops
 //! every privilege, loads seccomp and execs the command; init reaps until the job exits and
 //! exits with its status, which tears the PID namespace down. Setup failures travel to the
 //! caller over a pipe as text, so the user sees why, not just a dead child.
 
-use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -16,7 +16,7 @@ use rustix::pipe::{pipe_with, PipeFlags};
 use rustix::process::{getpid, waitpid, Pid, Signal, WaitOptions, WaitStatus};
 use seccompiler::BpfProgram;
 
-use crate::cgroup::Cgroups;
+use crate::cgroup::{Cgroups, Joining};
 use crate::error::{Error, Result};
 use crate::job::{Job, Network, Outcome};
 use crate::report::Report;
@@ -83,8 +83,13 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
         None
     };
 
-    let (ready_read, ready_write) =
-        pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::sys("pipe2(O_CLOEXEC)", e))?;
+    let joining = cgroups.as_ref().map(Cgroups::joining).transpose()?;
+
+    // Init learns from `alive` whether runseal died before init's death signal was armed:
+    // no byte is ever written, and its end reads EOF once runseal's end is closed. Held
+    // open until the job is over.
+    let (alive_read, alive_write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
+        .map_err(|e| Error::sys("pipe2(O_CLOEXEC | O_NONBLOCK)", e))?;
     let (report_read, report_write) =
         pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::sys("pipe2(O_CLOEXEC)", e))?;
     let mut flags =
@@ -95,27 +100,23 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
     if purpose == Purpose::Run {
         sys::block_termination_signals()?;
     }
-    match sys::clone_into_namespaces(flags)? {
+    let into = joining.as_ref().and_then(Joining::clone_into);
+    match sys::clone_into_cgroup(flags, into)? {
         Forked::Child => {
-            drop((ready_write, report_read));
+            drop((alive_write, report_read));
             let root = Root {
                 steps: &steps,
                 trees,
             };
-            init(job, purpose, root, &filters, ready_read, report_write)
+            let start = Start {
+                joining,
+                alive: alive_read,
+            };
+            init(job, purpose, root, &filters, start, report_write)
         }
         Forked::Parent(init_pid) => {
-            drop((ready_read, report_write));
-            if let Some(cgroups) = &cgroups {
-                if let Err(e) = cgroups.attach(init_pid) {
-                    let _ = sys::kill(init_pid, Signal::KILL);
-                    let _ = wait(init_pid);
-                    return Err(e);
-                }
-            }
-            std::fs::File::from(ready_write)
-                .write_all(b"go")
-                .map_err(|e| Error::sys("write(ready pipe)", e))?;
+            drop((alive_read, report_write, joining));
+            let _alive = alive_write;
             match Report::receive(report_read) {
                 None => {}
                 Some(Report::Mounts(table)) => {
@@ -151,16 +152,24 @@ struct Root<'a> {
     trees: Trees,
 }
 
+/// What init checks and joins before it does anything else.
+struct Start {
+    /// The job's cgroups, unless none are needed.
+    joining: Option<Joining>,
+    /// Reads EOF once runseal is gone.
+    alive: OwnedFd,
+}
+
 /// PID 1 of the job's namespaces.
 fn init(
     job: &Job,
     purpose: Purpose,
     root: Root,
     filters: &[BpfProgram],
-    ready: OwnedFd,
+    start: Start,
     report: OwnedFd,
 ) -> ! {
-    if let Err(e) = prepare(job, root, ready) {
+    if let Err(e) = prepare(job, root, start) {
         fail(&report, SETUP_FAILED, &e.to_string());
     }
     if purpose == Purpose::ShowMounts {
@@ -181,12 +190,17 @@ fn init(
     }
 }
 
-fn prepare(job: &Job, root: Root, ready: OwnedFd) -> Result<()> {
+fn prepare(job: &Job, root: Root, start: Start) -> Result<()> {
     sys::die_with_parent()?;
-    let mut go = [0u8; 2];
-    std::fs::File::from(ready)
-        .read_exact(&mut go)
-        .map_err(|e| Error::sys("read(ready pipe)", e))?;
+    // Armed now; had runseal died before, nothing would kill this process with it.
+    match rustix::io::read(&start.alive, &mut [0u8; 1]) {
+        Err(rustix::io::Errno::AGAIN) => {}
+        _ => sys::exit_now(SETUP_FAILED),
+    }
+    // Before anything is forked: the job starts inside its cgroups.
+    if let Some(joining) = &start.joining {
+        joining.join_v1()?;
+    }
     sys::unshare_cgroup_namespace()?;
     sys::set_hostname(crate::identity::HOSTNAME)?;
     if job.network == Network::None {

@@ -466,22 +466,66 @@ fn forked(ret: i64, call: &str) -> Result<Forked> {
 /// `clone(flags | SIGCHLD)` without a new stack: the child continues from here, like after
 /// `fork`, but in the new namespaces `flags` asks for.
 pub fn clone_into_namespaces(flags: libc::c_int) -> Result<Forked> {
+    clone_into_cgroup(flags, None)
+}
+
+/// [`clone_into_namespaces`], and with `cgroup` (a v2 cgroup dir) born in that cgroup
+/// (`clone3` with `CLONE_INTO_CGROUP`), so that no one has to move it there.
+pub fn clone_into_cgroup(flags: libc::c_int, cgroup: Option<BorrowedFd<'_>>) -> Result<Forked> {
     ensure_single_threaded()?;
-    // SAFETY: without CLONE_VM the child gets a copy of the address space, exactly as with
-    // fork(2); the process has one thread (checked above), so no lock is held by a thread
-    // that the child would lack. The remaining arguments (stack, tids, tls) are unused
-    // without the flags that read them.
+    let Some(cgroup) = cgroup else {
+        // SAFETY: without CLONE_VM the child gets a copy of the address space, exactly as
+        // with fork(2); the process has one thread (checked above), so no lock is held by a
+        // thread that the child would lack. The remaining arguments (stack, tids, tls) are
+        // unused without the flags that read them.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        return forked(ret, &format!("clone({flags:#x})"));
+    };
+    let args = CloneArgs {
+        flags: flags as u32 as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: as for clone above (no CLONE_VM, no stack: a fork-like copy of a
+    // single-threaded process); `args` is a valid `clone_args` of the size passed, which
+    // the kernel only reads, and `cgroup` is an open fd for the duration of the call.
     let ret = unsafe {
         libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
         )
     };
-    forked(ret, &format!("clone({flags:#x})"))
+    forked(ret, &format!("clone3({flags:#x} | CLONE_INTO_CGROUP)"))
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The kernel's `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
 }
 
 /// `fork(2)`, for the job process under the sandbox's init.

@@ -139,44 +139,66 @@ pub fn seal_from(
         });
     }
 
-    let set = ProfileSet::load(&options.profile_dirs)?;
-    let config = RuntimeConfig {
-        base: current.base.clone(),
-        ..input.clone()
+    // The previous tree is checked on one core while the closure is planned on the other:
+    // both only read, and the lock keeps every other seal out.
+    let previous_tree = match runtime.exists(ISOLATED_DIR)? {
+        true => Some(runtime.open_dir(ISOLATED_DIR)?),
+        false => None,
     };
-    let mounts: Vec<PlanMount> = planned.iter().map(|(_, m)| m.clone()).collect();
-    let plan_with = |profiles: &[Profile]| {
-        let lenient_profiles = lenient(profiles);
-        let input = PlanInput {
-            mounts: mounts.clone(),
-            environment: &current.environment,
-            profiles: if adopting {
-                &lenient_profiles
-            } else {
-                profiles
-            },
-            allow: &options.allow_paths,
-            allow_untrusted: options.allow_untrusted_dir,
-        };
-        let planned = plan(root, &input)?;
-        Ok::<_, Error>(if adopting {
-            complete_from_host(root, planned, profiles, &input)
-        } else {
-            planned
-        })
-    };
-    let mut profiles = profiles_for(&config, &options.profiles, &set, std::iter::empty())?;
-    let mut plan = plan_with(&profiles)?;
-    if needs_detection(&config, &options.profiles, &set) {
-        let files = plan
-            .entries
-            .iter()
-            .filter(|(_, e)| e.kind == EntryKind::File);
-        if let Some(detected) = set.detect(files.map(|(p, _)| p.as_path())) {
-            profiles.insert(0, detected);
-            plan = plan_with(&profiles)?;
-        }
-    }
+    let (planned_closure, previous) = rayon::join(
+        || {
+            let set = ProfileSet::load(&options.profile_dirs)?;
+            let config = RuntimeConfig {
+                base: current.base.clone(),
+                ..input.clone()
+            };
+            let mounts: Vec<PlanMount> = planned.iter().map(|(_, m)| m.clone()).collect();
+            let plan_with = |profiles: &[Profile]| {
+                let lenient_profiles = lenient(profiles);
+                let input = PlanInput {
+                    mounts: mounts.clone(),
+                    environment: &current.environment,
+                    profiles: if adopting {
+                        &lenient_profiles
+                    } else {
+                        profiles
+                    },
+                    allow: &options.allow_paths,
+                    allow_untrusted: options.allow_untrusted_dir,
+                };
+                let planned = plan(root, &input)?;
+                Ok::<_, Error>(if adopting {
+                    complete_from_host(root, planned, profiles, &input)
+                } else {
+                    planned
+                })
+            };
+            let mut profiles = profiles_for(&config, &options.profiles, &set, std::iter::empty())?;
+            let mut plan = plan_with(&profiles)?;
+            if needs_detection(&config, &options.profiles, &set) {
+                let files = plan
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| e.kind == EntryKind::File);
+                if let Some(detected) = set.detect(files.map(|(p, _)| p.as_path())) {
+                    profiles.insert(0, detected);
+                    plan = plan_with(&profiles)?;
+                }
+            }
+            Ok::<_, Error>((plan, profiles))
+        },
+        || {
+            let manifest = previous_tree
+                .as_ref()
+                .and_then(|tree| Manifest::load_from(tree).ok().flatten());
+            let intact = manifest
+                .as_ref()
+                .is_some_and(|m| matches_quickly(&layout.isolated(), m));
+            (manifest, intact)
+        },
+    );
+    let (mut plan, profiles) = planned_closure?;
+    let (previous, previous_intact) = previous;
     plan.notes.splice(0..0, notes);
     let mut notes = Vec::new();
     let writable = copy_on_write_mounts(&input, &planned, &plan, &mut notes);
@@ -195,16 +217,7 @@ pub fn seal_from(
         ..current.clone()
     };
     let sealed_text = sealed.to_yaml(&layout.runtime_yml())?;
-    let previous_tree = match runtime.exists(ISOLATED_DIR)? {
-        true => Some(runtime.open_dir(ISOLATED_DIR)?),
-        false => None,
-    };
-    let previous = previous_tree
-        .as_ref()
-        .and_then(|tree| Manifest::load_from(tree).ok().flatten());
-    let tree_current = previous
-        .as_ref()
-        .is_some_and(|m| m.matches_plan(&plan) && matches_quickly(&layout.isolated(), m));
+    let tree_current = previous_intact && previous.as_ref().is_some_and(|m| m.matches_plan(&plan));
     let yml_current = sealed_text == current_text;
 
     let mut report = SealReport {
