@@ -96,12 +96,13 @@ fn a_fork_bomb_stops_at_the_pid_limit_and_the_timeout_clears_it() {
     let started = Instant::now();
     let out = t.job(
         &["--pids", "40", "--timeout", "2"],
-        // The sleep is forked before the bomb takes every pid, then waited for without a
-        // fork: only the timeout ends the job.
+        // The sleep is forked before the bomb takes every pid, the bomb goes off in a
+        // subshell (a shell that cannot fork gives up with 2), and the sleep is waited for
+        // without a fork: only the timeout ends the job.
         &[
             "sh",
             "-c",
-            "sleep 1000 & bomb() { bomb | bomb & }; bomb; wait",
+            "sleep 1000 & (bomb() { bomb | bomb & }; bomb) & wait",
         ],
     );
     assert_eq!(code(&out), 124, "{}", text(&out.stderr));
