@@ -81,6 +81,18 @@ pub enum Command {
     /// /proc, /sys, /dev, /run, /root or /home. A source that changes while it is copied is
     /// copied again, then refused. The runtime dir and its parents must be root's and not
     /// group- or world-writable; nothing in it is written through a symlink.
+    ///
+    /// Learning: `--learn -- CMD...` runs CMD against the unsealed runtime (its host files)
+    /// and adds every file it opened, executed or mapped that the rules above missed, with
+    /// the reason `learned from CMD`, under the same refusals (a learned /etc/shadow is
+    /// dropped with a note). CMD runs as the jobs' unprivileged user in new namespaces (no
+    /// network), every mount read-only but a scratch work dir, with the runtime's
+    /// environment and --learn-timeout. Commands in runtime.yml's or the profile's `learn`
+    /// field run too, once: the manifest records what each learned, so sealing again
+    /// re-runs nothing (`--learn` alone runs them all again). A job's own command works the
+    /// same way (`--learn -- python3 /srv/app/main.py`): what it opens outside the scratch
+    /// dir, its own files included, joins the runtime. `verify` runs every learn command in
+    /// the sealed runtime.
     Seal {
         /// Runtime dir or spec.
         runtime: String,
@@ -110,6 +122,17 @@ pub enum Command {
         /// symlink swapped in since the plan).
         #[arg(long)]
         allow_untrusted_dir: bool,
+        /// Run the command after `--` (and every learn command known) against the unsealed
+        /// runtime and add what it opens to the closure.
+        #[arg(long)]
+        learn: bool,
+        /// How long one learn command may run; then its whole process tree is killed and
+        /// what it opened so far is learned.
+        #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+        learn_timeout: f64,
+        /// The learn command (after `--`; needs --learn).
+        #[arg(last = true, value_name = "CMD", requires = "learn")]
+        command: Vec<String>,
     },
     /// Build a runtime: run its setup script in a builder that cannot modify the host, then
     /// seal it and verify it.

@@ -13,6 +13,7 @@ mod docs;
 mod generate;
 mod job_env;
 mod joblet_forms;
+mod learn;
 mod limits;
 mod logging;
 mod oci;

@@ -22,8 +22,8 @@ pub use check::{check_tree, Problem};
 pub use error::{Error, Result};
 pub use loader::{LibrarySearch, Via};
 pub use plan::{
-    plan, top_level_sizes, Entry, EntryKind, Inclusion, Plan, PlanInput, PlanMount, Reason,
-    TopLevel, REFUSED_PREFIXES,
+    command_line, plan, top_level_sizes, Entry, EntryKind, Inclusion, LearnedSet, Plan, PlanInput,
+    PlanMount, Reason, TopLevel, REFUSED_PREFIXES,
 };
 pub use profile::{Anchor, Profile, ProfileLinks, ProfilePath, ProfileSet, SmokeTest};
 pub use root::{untrusted_dir, Link, Resolution, Root, MAX_SYMLINKS};

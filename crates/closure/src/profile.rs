@@ -26,6 +26,10 @@ pub struct Profile {
     /// pick the profile when runtime.yml names no language, and fill `{prefix}`/`{version}`.
     #[serde(default)]
     pub anchors: Vec<String>,
+    /// Commands a seal with this profile runs against the unsealed runtime to learn what
+    /// they open, and `verify` runs in the sealed one (see `runseal seal --learn`).
+    #[serde(default)]
+    pub learn: Vec<Vec<String>>,
 }
 
 /// A command run in the sealed runtime that must succeed and print `expect`.

@@ -71,6 +71,9 @@ pub enum Error {
     Threads(usize),
     #[error("no command to run")]
     NoCommand,
+    /// A learn command could not be started, or its events could not be read.
+    #[error("learn `{command}`: {message}")]
+    Learn { command: String, message: String },
     /// What a setup script did, or the runtime it wrote, that a build cannot accept.
     #[error("{0}")]
     Build(#[from] BuildProblem),

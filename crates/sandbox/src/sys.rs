@@ -5,7 +5,8 @@
 //!
 //! This module holds all of runseal's `unsafe` code, each block with its reason: process
 //! creation (`clone`, `fork`, `_exit`), `mount_setattr` (which rustix lacks), the loopback
-//! `ioctl`, `close_range`, `kill(-1)` and the signal mask calls.
+//! `ioctl`, `close_range`, `kill(-1)`, the signal mask calls and fanotify (which rustix
+//! lacks), used by `learn`.
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -189,16 +190,17 @@ impl MountOps for RealMounts {
     }
 }
 
+/// `struct mount_attr` of `<linux/mount.h>` (MOUNT_ATTR_SIZE_VER0).
+#[repr(C)]
+struct MountAttrArg {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
 /// `mount_setattr(2)`, which rustix lacks: sets `flags` on the mount `tree` refers to.
 fn mount_setattr(tree: BorrowedFd<'_>, flags: MountAttrFlags) -> std::io::Result<()> {
-    /// `struct mount_attr` of `<linux/mount.h>` (MOUNT_ATTR_SIZE_VER0).
-    #[repr(C)]
-    struct MountAttrArg {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
     let arg = MountAttrArg {
         attr_set: u64::from(flags.bits()),
         attr_clr: 0,
@@ -758,6 +760,209 @@ pub fn kill_all_others() -> Result<()> {
         // ESRCH: nothing else was running.
         if error.raw_os_error() != Some(libc::ESRCH) {
             return Err(Error::sys("kill(-1, SIGKILL)", error));
+        }
+    }
+    Ok(())
+}
+
+/// One event of a fanotify group: the process that caused it, the event bits and (unless
+/// the event carries none) an fd of the file, opened for this process by the kernel.
+pub struct FanotifyEvent {
+    pub pid: i32,
+    pub mask: u64,
+    pub file: Option<OwnedFd>,
+}
+
+/// A notification-class fanotify group (`FAN_CLASS_NOTIF`) with an unlimited queue, read
+/// without blocking; the fds of its events are opened read-only and non-blocking (a FIFO's
+/// open would otherwise wait for a writer).
+pub fn fanotify_init() -> Result<OwnedFd> {
+    let flags = libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK;
+    let flags = flags | libc::FAN_UNLIMITED_QUEUE;
+    let event_flags = libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC | libc::O_NONBLOCK;
+    // SAFETY: fanotify_init takes two integers and returns a new fd or -1.
+    let ret = unsafe { libc::fanotify_init(flags, event_flags as libc::c_uint) };
+    if ret < 0 {
+        return Err(Error::sys(
+            "fanotify_init(FAN_CLASS_NOTIF|FAN_UNLIMITED_QUEUE)",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: `ret` is a new fd that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ret) })
+}
+
+/// Marks the mount holding `path` (in the caller's mount namespace) for the opens and execs
+/// of regular files there (`FAN_MARK_MOUNT`, `FAN_OPEN|FAN_OPEN_EXEC`; dirs are not reported).
+pub fn fanotify_mark_mount(group: BorrowedFd<'_>, path: &Path) -> std::io::Result<()> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: the path is a NUL-terminated string alive for the call; the kernel reads it.
+    let ret = unsafe {
+        libc::fanotify_mark(
+            group.as_raw_fd(),
+            libc::FAN_MARK_ADD | libc::FAN_MARK_MOUNT,
+            libc::FAN_OPEN | libc::FAN_OPEN_EXEC,
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads the events queued on `group` now (none when it would block). Every event's fd is
+/// owned by the returned event, so it is closed when the event is dropped.
+pub fn fanotify_read(group: BorrowedFd<'_>) -> Result<Vec<FanotifyEvent>> {
+    let mut events = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = match rustix::io::read(group, &mut buffer) {
+            Ok(0) | Err(rustix::io::Errno::AGAIN) => return Ok(events),
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::sys("read(fanotify)", e)),
+        };
+        let size = std::mem::size_of::<libc::fanotify_event_metadata>();
+        let mut offset = 0;
+        while offset + size <= read {
+            // SAFETY: `offset + size` lies within the bytes the kernel wrote; the struct is
+            // plain old data, read unaligned from the byte buffer.
+            let meta: libc::fanotify_event_metadata =
+                unsafe { std::ptr::read_unaligned(buffer.as_ptr().add(offset).cast()) };
+            if meta.vers != libc::FANOTIFY_METADATA_VERSION || (meta.event_len as usize) < size {
+                return Err(Error::sys(
+                    "read(fanotify)",
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "event metadata version {} length {}",
+                            meta.vers, meta.event_len
+                        ),
+                    ),
+                ));
+            }
+            let file = (meta.fd >= 0).then(|| {
+                // SAFETY: the kernel opened this fd for this event in this process; nothing
+                // else owns it.
+                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(meta.fd) }
+            });
+            events.push(FanotifyEvent {
+                pid: meta.pid,
+                mask: meta.mask,
+                file,
+            });
+            offset += meta.event_len as usize;
+        }
+    }
+}
+
+/// Makes every mount of the caller's mount namespace read-only (`mount_setattr` of `/`
+/// with `AT_RECURSIVE`).
+pub fn make_all_read_only() -> Result<()> {
+    let arg = MountAttrArg {
+        attr_set: u64::from(MountAttrFlags::MOUNT_ATTR_RDONLY.bits()),
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the path is a NUL-terminated string and `arg` a live struct whose size is
+    // passed with it; the kernel only reads both.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c"/".as_ptr(),
+            libc::AT_RECURSIVE,
+            &arg as *const MountAttrArg,
+            std::mem::size_of::<MountAttrArg>(),
+        )
+    };
+    if ret < 0 {
+        return Err(Error::sys(
+            "mount_setattr(/, AT_RECURSIVE, MOUNT_ATTR_RDONLY)",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Binds the directory `dir` writable over itself (after [`make_all_read_only`]).
+pub fn bind_writable_over_itself(dir: &Path) -> Result<()> {
+    let tree = open_tree(
+        CWD,
+        dir,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )
+    .map_err(call_error(format!(
+        "open_tree({}, OPEN_TREE_CLONE)",
+        dir.display()
+    )))?;
+    let arg = MountAttrArg {
+        attr_set: u64::from(MountAttrFlags::MOUNT_ATTR_NOSUID.bits()),
+        attr_clr: u64::from(MountAttrFlags::MOUNT_ATTR_RDONLY.bits()),
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: as in `make_all_read_only`, on the detached tree's fd.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &arg as *const MountAttrArg,
+            std::mem::size_of::<MountAttrArg>(),
+        )
+    };
+    if ret < 0 {
+        return Err(Error::sys(
+            format!("mount_setattr({}, clear MOUNT_ATTR_RDONLY)", dir.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    move_mount(
+        tree.as_fd(),
+        "",
+        CWD,
+        dir,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(call_error(format!("move_mount(to {})", dir.display())))
+}
+
+/// Whether the child `pid` has ended, and how (`waitpid(WNOHANG)`); blocks with `block`.
+pub fn wait_child(pid: Pid, block: bool) -> Result<Option<rustix::process::WaitStatus>> {
+    let options = if block {
+        rustix::process::WaitOptions::empty()
+    } else {
+        rustix::process::WaitOptions::NOHANG
+    };
+    loop {
+        match rustix::process::waitpid(Some(pid), options) {
+            Ok(status) => return Ok(status.map(|(_, s)| s)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::sys(format!("waitpid({pid:?})"), e)),
+        }
+    }
+}
+
+/// Waits up to `timeout` for `fd` to become readable.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> Result<()> {
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: poll reads and writes only the one pollfd passed by pointer, alive for the call.
+    let ret = unsafe { libc::poll(&mut poll, 1, millis) };
+    if ret < 0 {
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::sys("poll(fanotify)", error));
         }
     }
     Ok(())

@@ -219,6 +219,7 @@ pub(crate) fn complete_from_host(
                 profiles: &[],
                 allow: input.allow,
                 allow_untrusted: input.allow_untrusted,
+                learned: &[],
             },
         );
         match host {

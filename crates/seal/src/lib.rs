@@ -22,5 +22,8 @@ pub use integrity::{check_integrity, Difference};
 pub use layout::{Layout, MANIFEST_NAME};
 pub use manifest::{sealed_mode, CopyStamp, Manifest, ManifestEntry, ManifestKind, FORMAT};
 pub use progress::{NoProgress, Progress};
-pub use seal::{profiles_for, remove_runtime, seal, seal_from, Outcome, SealOptions, SealReport};
+pub use seal::{
+    learn_commands, profiles_for, remove_runtime, seal, seal_from, LearnPlan, Outcome, SealOptions,
+    SealReport,
+};
 pub use validate::{runnable_config, validate_runtime, ValidationReport};

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use runseal_closure::{Entry, EntryKind, Inclusion, Plan};
+use runseal_closure::{Entry, EntryKind, Inclusion, LearnedSet, Plan};
 use serde::{Deserialize, Serialize};
 
 use crate::dirfd::DirFd;
@@ -179,6 +179,12 @@ impl Manifest {
                 .entries
                 .iter()
                 .all(|(path, entry)| self.entries.get(path).is_some_and(|m| m.matches(entry)))
+    }
+
+    /// What learn commands brought into the tree, by command: each learned path is one of
+    /// the inclusions, with the reason `learned from <command>`.
+    pub fn learned(&self) -> Vec<LearnedSet> {
+        LearnedSet::from_inclusions(&self.inclusions)
     }
 
     /// Paths that were already broken on the source at seal time: dangling symlinks and

@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use runseal_closure::{plan, EntryKind, Plan, PlanInput, PlanMount, Profile, ProfileSet, Root};
+use runseal_closure::{
+    plan, EntryKind, LearnedSet, Plan, PlanInput, PlanMount, Profile, ProfileSet, Root,
+};
 use runseal_spec::{
     validate, Mount, MountKind, RuleOptions, RuntimeConfig, Violation, ISOLATED_DIR, RUNTIME_YML,
 };
@@ -42,6 +44,10 @@ pub struct SealOptions {
     /// Seal although a non-root user can write the runtime dir or one of its parents, or a
     /// dir the closure reads through.
     pub allow_untrusted_dir: bool,
+    /// What learn commands opened in this seal's run (see [`learn_commands`]). They join
+    /// the sets the current tree's manifest records (a set of the same command replaces
+    /// the recorded one), so a re-seal keeps what was learned without running anything.
+    pub learned: Vec<LearnedSet>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -139,6 +145,7 @@ pub fn seal_from(
         });
     }
 
+    let learned = merge_learned(recorded_learned(&runtime)?, &options.learned);
     // The previous tree is checked on one core while the closure is planned on the other:
     // both only read, and the lock keeps every other seal out.
     let previous_tree = match runtime.exists(ISOLATED_DIR)? {
@@ -165,6 +172,7 @@ pub fn seal_from(
                     },
                     allow: &options.allow_paths,
                     allow_untrusted: options.allow_untrusted_dir,
+                    learned: &learned,
                 };
                 let planned = plan(root, &input)?;
                 Ok::<_, Error>(if adopting {
@@ -271,6 +279,76 @@ pub fn seal_from(
         report.outcome = Outcome::Sealed;
     }
     Ok(report)
+}
+
+/// The learned sets the manifest of the runtime's current tree records.
+fn recorded_learned(runtime: &DirFd) -> Result<Vec<LearnedSet>> {
+    if !runtime.exists(ISOLATED_DIR)? {
+        return Ok(Vec::new());
+    }
+    let tree = runtime.open_dir(ISOLATED_DIR)?;
+    // A tree without a readable manifest records nothing; the seal replaces it.
+    Ok(Manifest::load_from(&tree)
+        .ok()
+        .flatten()
+        .map(|m| m.learned())
+        .unwrap_or_default())
+}
+
+/// `recorded` with each set of `fresh` in place of the recorded one of its command.
+fn merge_learned(mut recorded: Vec<LearnedSet>, fresh: &[LearnedSet]) -> Vec<LearnedSet> {
+    for set in fresh {
+        match recorded.iter_mut().find(|r| r.command == set.command) {
+            Some(slot) => *slot = set.clone(),
+            None => recorded.push(set.clone()),
+        }
+    }
+    recorded
+}
+
+/// What a seal of `dir` should learn by running it: the environment to run in and each
+/// learn command that runtime.yml (the sealing input) or a profile names and that the
+/// current tree's manifest does not record yet. Profiles are those `options.profiles`
+/// names or the runtime's `language` selects (a detected profile's commands need
+/// `--profile`). With `relearn`, recorded commands are due again too.
+pub fn learn_commands(dir: &Path, options: &SealOptions, relearn: bool) -> Result<LearnPlan> {
+    let layout = Layout::new(dir);
+    let runtime = DirFd::open(dir)?;
+    let text = runtime
+        .read_to_string(RUNTIME_YML)?
+        .ok_or_else(|| Error::io(layout.runtime_yml(), std::io::ErrorKind::NotFound.into()))?;
+    let current = RuntimeConfig::parse(&text, &layout.runtime_yml())?;
+    let (input, _, _) = sealing_input(&runtime, &layout, &current)?;
+    let set = ProfileSet::load(&options.profile_dirs)?;
+    let profiles = profiles_for(&input, &options.profiles, &set, std::iter::empty())?;
+    let recorded = recorded_learned(&runtime)?;
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    if relearn {
+        commands.extend(recorded.iter().map(|r| r.command.clone()));
+    }
+    let named = current
+        .learn
+        .iter()
+        .chain(&input.learn)
+        .chain(profiles.iter().flat_map(|p| &p.learn));
+    for command in named {
+        let known = recorded.iter().any(|r| &r.command == command) || commands.contains(command);
+        if !command.is_empty() && !known {
+            commands.push(command.clone());
+        }
+    }
+    Ok(LearnPlan {
+        commands,
+        environment: current.environment.into_iter().collect(),
+    })
+}
+
+/// See [`learn_commands`].
+#[derive(Debug, Clone, Default)]
+pub struct LearnPlan {
+    pub commands: Vec<Vec<String>>,
+    /// The runtime's environment, as its jobs get it.
+    pub environment: Vec<(String, String)>,
 }
 
 /// Writes the new tree into `staging`, complete with its manifest and flushed to disk.

@@ -37,6 +37,11 @@ pub struct RuntimeConfig {
     /// A base userland sealed with the runtime (`busybox`); none unless asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// Commands `runseal seal` runs against the unsealed runtime to learn what it opens
+    /// (`[[ruby, -ropenssl, -e, "1"]]`), and `verify` runs in the sealed one; none unless
+    /// asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learn: Vec<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_info: Option<BuildInfo>,
     #[serde(flatten)]

@@ -43,6 +43,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             no_wait,
             allow_path,
             allow_untrusted_dir,
+            learn,
+            learn_timeout,
+            command,
         } => {
             let options = runseal_seal::SealOptions {
                 dry_run,
@@ -52,10 +55,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 no_wait,
                 allow_paths: allow_path,
                 allow_untrusted_dir,
+                learned: Vec::new(),
+            };
+            let learning = seal::Learning {
+                relearn: learn,
+                command,
+                timeout: std::time::Duration::from_secs_f64(learn_timeout),
             };
             match host {
+                Some(_) if learn => Err(anyhow::anyhow!(
+                    "`runseal seal --learn` does not take --host: it runs the command where the runtime is"
+                )),
                 Some(host) => client::seal(host, &runtime, &options, args.json),
-                None => seal::run(&locate(&runtime)?, &options, args.json),
+                None => seal::run(&locate(&runtime)?, options, &learning, args.json),
             }
         }
         Command::Run {

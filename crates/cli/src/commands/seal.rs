@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use runseal_closure::Inclusion;
+use runseal_closure::{Inclusion, LearnedSet};
 use runseal_seal::SealOptions;
 use runseal_spec::Mount;
 use serde::Deserialize;
@@ -39,8 +39,70 @@ struct Entry {
     size: u64,
 }
 
-pub fn run(dir: &Path, options: &SealOptions, json: bool) -> anyhow::Result<ExitCode> {
+/// What `seal` learns by running the runtime (see `runseal seal --help`).
+pub struct Learning {
+    /// `--learn`: run every known learn command again, not only those never run.
+    pub relearn: bool,
+    /// The operator's own learn command, if any.
+    pub command: Vec<String>,
+    pub timeout: std::time::Duration,
+}
+
+/// Runs the learn commands due, before anything else starts a thread (the learner clones
+/// into namespaces), and returns what each opened.
+fn learn(
+    dir: &Path,
+    options: &SealOptions,
+    learning: &Learning,
+) -> anyhow::Result<Vec<LearnedSet>> {
+    let mut due = runseal_seal::learn_commands(dir, options, learning.relearn)?;
+    if !learning.command.is_empty() && !due.commands.contains(&learning.command) {
+        due.commands.push(learning.command.clone());
+    }
+    let mut sets = Vec::new();
+    for command in due.commands {
+        let line = runseal_closure::command_line(&command);
+        let request = runseal_sandbox::LearnRequest {
+            command: command.clone(),
+            environment: due.environment.clone(),
+            timeout: learning.timeout,
+            user: None,
+        };
+        let learned = runseal_sandbox::learn(&request)?;
+        tracing::info!(command = %line, files = learned.paths.len(), exit = learned.exit_code, secs = learned.elapsed.as_secs_f64(), "learned");
+        let ending = if learned.timed_out {
+            format!(
+                "timed out after {:.0}s, killed",
+                learning.timeout.as_secs_f64()
+            )
+        } else {
+            format!("exit {}", learned.exit_code)
+        };
+        eprintln!(
+            "learn `{line}`: {} files opened ({ending}, {:.2}s)",
+            learned.paths.len(),
+            learned.elapsed.as_secs_f64()
+        );
+        if learned.exit_code != 0 {
+            eprintln!("note: learn `{line}` did not succeed; what it opened is learned all the same, and verify runs it again");
+        }
+        sets.push(LearnedSet {
+            command,
+            paths: learned.paths,
+        });
+    }
+    Ok(sets)
+}
+
+pub fn run(
+    dir: &Path,
+    mut options: SealOptions,
+    learning: &Learning,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    options.learned = learn(dir, &options, learning)?;
+    let options = &options;
     tracing::info!(
         runtime = %dir.display(),
         profiles = ?options.profiles,

@@ -95,6 +95,34 @@ pub fn run(
                 .map(|n| set.get(n))
                 .collect::<Result<Vec<_>, _>>()?
         };
+        // Every learn command, recorded or named, must run in the sealed runtime as it ran
+        // on the host: a learned runtime is proven like a profiled one.
+        let mut learned: Vec<Vec<String>> =
+            manifest.learned().into_iter().map(|s| s.command).collect();
+        let named = config
+            .learn
+            .iter()
+            .chain(profiles.iter().flat_map(|p| &p.learn));
+        for command in named {
+            if !command.is_empty() && !learned.contains(command) {
+                learned.push(command.clone());
+            }
+        }
+        for command in learned {
+            let test = runseal_closure::SmokeTest {
+                name: runseal_closure::command_line(&command),
+                command,
+                expect: String::new(),
+                files: Default::default(),
+            };
+            let (passed, detail) = smoke(dir, &test)?;
+            report.smoke_tests.push(SmokeResult {
+                profile: "learned".into(),
+                name: test.name,
+                passed,
+                detail,
+            });
+        }
         for profile in profiles {
             for test in &profile.smoke {
                 let (passed, detail) = smoke(dir, test)?;

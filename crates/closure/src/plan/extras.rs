@@ -9,7 +9,11 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::{made_up_dir, Builder, Entry, EntryKind, Inclusion, Plan, Reason};
+use super::refusal::Refusal;
+use super::{
+    command_line, entry_of, made_up_dir, Builder, Entry, EntryKind, Inclusion, LearnedSet, Plan,
+    Reason,
+};
 use crate::elf::Target;
 use crate::error::{Error, Result};
 use crate::loader::default_dirs;
@@ -62,6 +66,83 @@ impl Builder {
             }
             self.settle()?;
         }
+    }
+
+    /// What learn commands opened that no other rule brought in, each path under the same
+    /// refusals as any other source; a refused one is dropped with a note, never copied.
+    /// A command whose paths were all in the closure already still gets one inclusion (of
+    /// such a path, bringing nothing), so the manifest remembers every learn command.
+    pub(super) fn include_learned(&mut self, learned: &[LearnedSet]) -> Result<()> {
+        for set in learned {
+            let reason = Reason::Learned {
+                command: set.command.clone(),
+            };
+            let mut brought = false;
+            let mut present = None;
+            for path in &set.paths {
+                if self.plan.entries.contains_key(path) {
+                    present.get_or_insert(path);
+                    continue;
+                }
+                if let Some(problem) = self.learned_refusal(path)? {
+                    self.plan.notes.push(format!(
+                        "{}: not learned from `{}`: {problem}",
+                        path.display(),
+                        command_line(&set.command)
+                    ));
+                    continue;
+                }
+                let before = self.plan.inclusions.len();
+                self.include(path, reason.clone())?;
+                brought |= self.plan.inclusions.len() != before;
+            }
+            if let (false, Some(path)) = (brought, present) {
+                self.plan.inclusions.push(Inclusion {
+                    path: path.clone(),
+                    reason,
+                    files: 0,
+                    bytes: 0,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Why the learned `path` stays out, if it does: it no longer resolves, is not a regular
+    /// file, or it, a link on the way to it or a dir above either is refused (rule 7).
+    fn learned_refusal(&mut self, path: &Path) -> Result<Option<String>> {
+        let text = |refusal: Refusal| match refusal {
+            Refusal::Hidden(problem) | Refusal::Untrusted(problem) => problem,
+        };
+        let resolution = match self.resolve(path) {
+            Ok(resolution) => resolution,
+            Err(e) => return Ok(Some(format!("cannot be resolved now ({e})"))),
+        };
+        let mut sources: Vec<(PathBuf, EntryKind)> = resolution
+            .links
+            .iter()
+            .map(|link| {
+                let kind = EntryKind::Symlink {
+                    target: link.target.clone(),
+                    dangling: false,
+                };
+                (self.view.host_path(&link.path), kind)
+            })
+            .collect();
+        sources.push((self.view.host_path(&resolution.path), EntryKind::File));
+        for (source, kind) in sources {
+            let meta = self.lstat(&source)?;
+            if kind == EntryKind::File && !meta.is_file() {
+                return Ok(Some("is not a regular file".into()));
+            }
+            if let Some(refusal) = self.refusal(&entry_of(&source, &meta, kind)) {
+                return Ok(Some(text(refusal)));
+            }
+            if let Some((dir, refusal)) = self.way_refusal(&source)? {
+                return Ok(Some(format!("{}: {}", dir.display(), text(refusal))));
+            }
+        }
+        Ok(None)
     }
 
     fn include_profile_path(
@@ -179,6 +260,103 @@ fn made_up_link(target: PathBuf) -> Entry {
         },
         mode: 0o777,
         ..made_up_dir()
+    }
+}
+
+#[cfg(test)]
+mod learned_tests {
+    use super::*;
+    use crate::plan::tests_support::{chmod, plan_learning};
+    use crate::root::Root;
+    use std::collections::BTreeSet;
+
+    fn learned(paths: &[&str]) -> Vec<LearnedSet> {
+        vec![LearnedSet {
+            command: vec!["app".into(), "-e".into(), "x y".into()],
+            paths: paths.iter().map(PathBuf::from).collect::<BTreeSet<_>>(),
+        }]
+    }
+
+    /// A host whose app reads /opt/data/conf, /etc/secret (0640), a file under /run and
+    /// one under a dir others may not enter; the static rules find none of them.
+    fn host() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        for dir in ["opt/app", "opt/data", "etc", "run/app", "srv/closed"] {
+            std::fs::create_dir_all(b.join(dir)).unwrap();
+        }
+        for file in [
+            "opt/app/main",
+            "opt/data/conf",
+            "etc/secret",
+            "run/app/state",
+            "srv/closed/x",
+        ] {
+            std::fs::write(b.join(file), "x").unwrap();
+        }
+        chmod(&b.join("etc/secret"), 0o640);
+        chmod(&b.join("srv/closed"), 0o700);
+        std::os::unix::fs::symlink("/opt/data/conf", b.join("etc/conf")).unwrap();
+        t
+    }
+
+    #[test]
+    fn what_the_static_rules_missed_joins_with_the_command_as_its_reason() {
+        let t = host();
+        let paths = ["/opt/app/main", "/opt/data/conf"];
+        let plan = plan_learning(&Root::new(t.path()), &learned(&paths)).unwrap();
+        assert!(plan.entries.contains_key(Path::new("/opt/data/conf")));
+        let reasons: Vec<String> = plan
+            .inclusions
+            .iter()
+            .filter(|i| matches!(i.reason, Reason::Learned { .. }))
+            .map(|i| format!("{} {}", i.path.display(), i.reason))
+            .collect();
+        // /opt/app/main came with the mount: only the file the mount missed is learned.
+        assert_eq!(reasons, ["/opt/data/conf learned from `app -e 'x y'`"]);
+        assert_eq!(
+            LearnedSet::from_inclusions(&plan.inclusions)[0].paths.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn learned_paths_obey_the_refusals_and_are_dropped_with_a_note() {
+        let t = host();
+        let paths = [
+            "/etc/secret",
+            "/run/app/state",
+            "/srv/closed/x",
+            "/opt/gone",
+            "/opt/app/main",
+        ];
+        let plan = plan_learning(&Root::new(t.path()), &learned(&paths)).unwrap();
+        for path in [
+            "/etc/secret",
+            "/run/app/state",
+            "/srv/closed/x",
+            "/etc",
+            "/run",
+            "/srv",
+        ] {
+            assert!(!plan.entries.contains_key(Path::new(path)), "{path} sealed");
+        }
+        let notes = plan.notes.join("\n");
+        for expected in [
+            "/etc/secret: not learned from `app -e 'x y'`: is not world-readable (mode 640)",
+            "/run/app/state: not learned from `app -e 'x y'`: is under /run",
+            "/srv/closed/x: not learned from `app -e 'x y'`: /srv/closed: is a directory that not everyone may pass through",
+            "/opt/gone: not learned from `app -e 'x y'`: cannot be resolved now",
+        ] {
+            assert!(notes.contains(expected), "{expected} not in {notes}");
+        }
+        // Nothing new was learned, yet the command stays on record.
+        let sets = LearnedSet::from_inclusions(&plan.inclusions);
+        assert_eq!(sets[0].command, ["app", "-e", "x y"]);
+        assert_eq!(
+            sets[0].paths,
+            BTreeSet::from([PathBuf::from("/opt/app/main")])
+        );
     }
 }
 

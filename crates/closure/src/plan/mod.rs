@@ -97,6 +97,11 @@ pub enum Reason {
         name: String,
         dir: PathBuf,
     },
+    /// A file the learn command opened, executed or mapped while running on the host, which
+    /// no other rule brought in.
+    Learned {
+        command: Vec<String>,
+    },
 }
 
 impl Reason {
@@ -107,7 +112,10 @@ impl Reason {
             Reason::Interpreter { of } | Reason::Library { of, .. } | Reason::Shebang { of } => {
                 Some(of)
             }
-            Reason::Mount { .. } | Reason::Profile { .. } | Reason::CacheOnly { .. } => None,
+            Reason::Mount { .. }
+            | Reason::Profile { .. }
+            | Reason::CacheOnly { .. }
+            | Reason::Learned { .. } => None,
         }
     }
 }
@@ -126,7 +134,61 @@ impl fmt::Display for Reason {
                 "{name} is found through the host's ld.so.cache in {}; linked here so the job finds it without one",
                 dir.display()
             ),
+            Reason::Learned { command } => {
+                write!(f, "learned from `{}`", command_line(command))
+            }
         }
+    }
+}
+
+/// A command as one line a shell would read back: arguments holding anything but plain
+/// characters are single-quoted.
+pub fn command_line(command: &[String]) -> String {
+    let plain = |a: &str| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    };
+    command
+        .iter()
+        .map(|a| match plain(a) {
+            true => a.clone(),
+            false => format!("'{}'", a.replace('\'', "'\\''")),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What one learn command opened: host paths, each a candidate for the closure under the
+/// same rules as any other path (see `extras`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedSet {
+    pub command: Vec<String>,
+    pub paths: std::collections::BTreeSet<PathBuf>,
+}
+
+impl LearnedSet {
+    /// The learned sets a sealed tree's inclusions record, by command in order of first
+    /// appearance: each path a learn command brought in is one inclusion.
+    pub fn from_inclusions(inclusions: &[Inclusion]) -> Vec<LearnedSet> {
+        let mut sets: Vec<LearnedSet> = Vec::new();
+        for inclusion in inclusions {
+            let Reason::Learned { command } = &inclusion.reason else {
+                continue;
+            };
+            let index = match sets.iter().position(|s| &s.command == command) {
+                Some(index) => index,
+                None => {
+                    sets.push(LearnedSet {
+                        command: command.clone(),
+                        ..LearnedSet::default()
+                    });
+                    sets.len() - 1
+                }
+            };
+            sets[index].paths.insert(inclusion.path.clone());
+        }
+        sets
     }
 }
 
@@ -171,6 +233,9 @@ pub struct PlanInput<'a> {
     /// Let the closure read through dirs a user other than root can change (see
     /// [`untrusted_dir`](crate::untrusted_dir)), which are refused by default.
     pub allow_untrusted: bool,
+    /// What learn commands opened (see [`LearnedSet`]); added after every other rule, so
+    /// only what those missed is `learned`.
+    pub learned: &'a [LearnedSet],
 }
 
 /// Files and bytes under one top-level directory of the sealed tree.
@@ -224,6 +289,8 @@ pub fn plan(root: &Root, input: &PlanInput) -> Result<Plan> {
     builder.include_profile_paths(input.profiles)?;
     builder.settle()?;
     builder.include_anchored(input.profiles)?;
+    builder.include_learned(input.learned)?;
+    builder.settle()?;
     builder.finish(input.profiles)
 }
 
@@ -519,6 +586,31 @@ mod tests_support {
                 profiles: &profile,
                 allow,
                 allow_untrusted,
+                learned: &[],
+            },
+        )
+    }
+
+    /// The closure of the mount `/opt/app` on `root` with `learned` added.
+    pub(super) fn plan_learning(root: &Root, learned: &[LearnedSet]) -> Result<Plan> {
+        let environment = IndexMap::new();
+        let profile = [crate::profile::ProfileSet::builtin()
+            .unwrap()
+            .get("generic")
+            .unwrap()];
+        let mounts = vec![PlanMount {
+            source: PathBuf::from("/opt/app"),
+            target: PathBuf::from("/opt/app"),
+        }];
+        plan(
+            root,
+            &PlanInput {
+                mounts,
+                environment: &environment,
+                profiles: &profile,
+                allow: &[],
+                allow_untrusted: true,
+                learned,
             },
         )
     }

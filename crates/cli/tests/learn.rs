@@ -1,0 +1,155 @@
+//! Learning a runtime's closure by running it (`seal --learn`), on Debian's Ruby: sealed with
+//! no profile it cannot load `rbconfig` (in the arch dir no mount names); learned, it seals,
+//! verifies (the learn command re-run inside the sandbox) and runs, and keeps what it
+//! learned through a re-seal that runs nothing.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::util::{code, json, text, TestRoot};
+
+const RUBY_YML: &str = "name: ruby\nversion: \"3.1\"\nmounts:\n\
+  - {source: /usr/bin/ruby, target: /usr/bin/ruby, readonly: true}\n\
+  - {source: /usr/lib/ruby, target: /usr/lib/ruby, readonly: true}\n";
+
+const CHECK: [&str; 6] = ["ruby", "-ropenssl", "-rjson", "-rzlib", "-e", "puts 1"];
+
+const RBCONFIG: &str = "/usr/lib/x86_64-linux-gnu/ruby/3.1.0/rbconfig.rb";
+
+fn manifest(t: &TestRoot, runtime: &str) -> serde_json::Value {
+    let path = t
+        .path()
+        .join(runtime)
+        .join("isolated/.runseal-manifest.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn learned_reason(manifest: &serde_json::Value, path: &str) -> Option<String> {
+    manifest["inclusions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["path"] == path && i["reason"]["kind"] == "learned")
+        .map(|i| i["reason"]["command"].to_string())
+}
+
+fn run_check(t: &TestRoot, runtime: &str) -> std::process::Output {
+    let mut args = vec!["run", "--runtime", runtime, "--"];
+    args.extend(CHECK);
+    t.run(&args)
+}
+
+#[test]
+fn ruby_sealed_statically_fails_and_learned_seals_verifies_runs_and_stays_learned() {
+    let t = sealtest!();
+    t.runtime("ruby", RUBY_YML);
+    let out = t.run(&["seal", "ruby"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let out = run_check(&t, "ruby");
+    assert_ne!(code(&out), 0);
+    assert!(
+        text(&out.stderr).contains("rbconfig"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A file the job's user may read but not everyone: learned, then refused with a note.
+    let secret = t.path().join("secret");
+    std::fs::write(&secret, "x").unwrap();
+    let user = runseal_sandbox::DEFAULT_USER;
+    std::os::unix::fs::chown(&secret, Some(user.uid), Some(user.gid)).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let program = format!(
+        "File.read('/etc/shadow') rescue nil; File.read('{}') rescue nil; puts 1",
+        secret.display()
+    );
+    let mut args = vec!["seal", "ruby", "--learn", "--"];
+    args.extend(&CHECK[..5]);
+    args.push(&program);
+    let out = t.run(&args);
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    assert!(stderr.contains("learn `ruby -ropenssl"), "{stderr}");
+    let note = format!("{}: not learned from `ruby", secret.display());
+    assert!(
+        stderr.contains(&note) && stderr.contains("is not world-readable (mode 600)"),
+        "{stderr}"
+    );
+
+    let sealed = manifest(&t, "ruby");
+    let entries = sealed["entries"].as_object().unwrap();
+    assert!(
+        learned_reason(&sealed, RBCONFIG).is_some(),
+        "{RBCONFIG} not learned"
+    );
+    for refused in ["/etc/shadow", secret.to_str().unwrap()] {
+        assert!(!entries.contains_key(refused), "{refused} sealed");
+    }
+    assert!(!t.path().join("ruby/isolated/etc/shadow").exists());
+
+    let out = t.run(&["--json", "verify", "ruby"]);
+    let report = json(&out);
+    assert_eq!(code(&out), 0, "{report:#}");
+    let smoke = report["smoke_tests"].as_array().unwrap();
+    assert!(
+        smoke
+            .iter()
+            .any(|s| s["profile"] == "learned" && s["passed"] == true),
+        "{report:#}"
+    );
+    let out = run_check(&t, "ruby");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "1");
+
+    // Sealing again runs nothing and keeps what was learned.
+    let out = t.run(&["seal", "ruby"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("learn `"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("up to date"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(learned_reason(&manifest(&t, "ruby"), RBCONFIG).is_some());
+}
+
+#[test]
+fn a_learn_field_in_runtime_yml_is_learned_once_at_the_first_seal() {
+    let t = sealtest!();
+    let yml = format!("{RUBY_YML}learn:\n  - [ruby, -rjson, -e, \"puts JSON.generate([1])\"]\n");
+    let dir = t.runtime("ruby", &yml);
+    let out = t.run(&["seal", "ruby"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("learn `ruby -rjson -e"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = t.run(&[
+        "run",
+        "--runtime",
+        "ruby",
+        "--",
+        "ruby",
+        "-rjson",
+        "-e",
+        "puts JSON.generate([1])",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "[1]");
+    // The sealed runtime.yml keeps the field; a re-seal finds it recorded and runs nothing.
+    assert!(std::fs::read_to_string(dir.join("runtime.yml"))
+        .unwrap()
+        .contains("learn:"));
+    let out = t.run(&["seal", "ruby"]);
+    assert!(
+        !text(&out.stderr).contains("learn `"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(Path::new(&dir).join("isolated").is_dir());
+}

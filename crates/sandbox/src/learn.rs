@@ -1,0 +1,357 @@
+//! Learning a runtime's closure by running it: a command runs against the *unsealed*
+//! runtime (the host's files at their host paths) while a fanotify group records every
+//! regular file the process tree opens, executes or maps (`mmap` needs an open fd first).
+//!
+//! The command runs in new mount, PID, IPC, UTS and network namespaces, every mount
+//! read-only but its scratch work dir, as the job's unprivileged user with no capability and
+//! `no_new_privs`, with the runtime's environment and a timeout. The marks are mount marks
+//! (`FAN_MARK_MOUNT`) placed from inside the new mount namespace on its own mounts: those
+//! are copies of the host's, distinct mount objects that only the learned process tree
+//! uses, so nothing else on the host is reported, this process included. Its PID namespace
+//! ends with its first process, so a timeout's SIGKILL ends the whole tree.
+//!
+//! What comes out is a set of host paths; the closure decides what joins the sealed tree
+//! (the refusals apply to learned paths like to any other).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+
+use crate::error::{Error, Result};
+use crate::identity;
+use crate::isolation::parse_mountinfo;
+use crate::job::{User, DEFAULT_USER};
+use crate::sys;
+
+/// `PATH` when the runtime's environment sets none (as for a job).
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct LearnRequest {
+    /// Program (looked up on the environment's `PATH`) and arguments.
+    pub command: Vec<String>,
+    /// The runtime's environment; `PATH`, `HOME`, `USER`, `LOGNAME` and `TMPDIR` are
+    /// added when it lacks them.
+    pub environment: Vec<(String, String)>,
+    pub timeout: Duration,
+    /// The user it runs as; [`DEFAULT_USER`] when absent.
+    pub user: Option<User>,
+}
+
+/// What a learn run saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Learned {
+    /// Every regular file the process tree opened or executed, by host path, but those under
+    /// its work dir and what no sealed tree holds (see [`keep`]).
+    pub paths: BTreeSet<PathBuf>,
+    /// The command's exit code, or 128 + the signal that ended it.
+    pub exit_code: i32,
+    /// The timeout ended it (`exit_code` is then 137).
+    pub timed_out: bool,
+    pub elapsed: Duration,
+}
+
+/// File systems whose files are never part of a runtime: nothing there is marked.
+const PSEUDO_FILESYSTEMS: [&str; 17] = [
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "mqueue",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "configfs",
+    "fusectl",
+    "hugetlbfs",
+    "binfmt_misc",
+    "efivarfs",
+];
+
+/// Mount points whose trees are the kernel's or the sandbox's own, never learned.
+const UNMARKED_PLACES: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// The mount points of a mount table worth marking: every mount but the kernel's
+/// pseudo file systems and what sits under `/proc`, `/sys` and `/dev`.
+pub fn mount_points_to_mark(mountinfo: &str) -> Vec<PathBuf> {
+    let mut points: Vec<PathBuf> = parse_mountinfo(mountinfo)
+        .into_iter()
+        .filter(|m| !PSEUDO_FILESYSTEMS.contains(&m.fstype.as_str()))
+        .map(|m| PathBuf::from(m.mount_point))
+        .filter(|p| !UNMARKED_PLACES.iter().any(|u| p.starts_with(u)))
+        .collect();
+    points.dedup();
+    points
+}
+
+/// Whether a path an event named is learned: an absolute path that still names a file
+/// (not ` (deleted)`), outside the scratch `workdir`, and not the loader's cache (a sealed
+/// tree has none: libraries sit where the loader's default search finds them).
+pub fn keep(path: &Path, workdir: &Path) -> bool {
+    let text = path.as_os_str().as_encoded_bytes();
+    path.is_absolute()
+        && !text.ends_with(b" (deleted)")
+        && !path.starts_with(workdir)
+        && !["/etc/ld.so.cache", "/etc/ld.so.preload"]
+            .iter()
+            .any(|p| path == Path::new(p))
+}
+
+/// The environment of a learn run: the runtime's, then `PATH`, `HOME` (the work dir),
+/// `USER`, `LOGNAME` and `TMPDIR` where it sets none.
+pub fn learn_environment(
+    runtime: &[(String, String)],
+    user: User,
+    workdir: &Path,
+) -> Vec<(String, String)> {
+    let mut environment = runtime.to_vec();
+    let work = workdir.display().to_string();
+    let mut defaults = vec![("PATH".to_string(), DEFAULT_PATH.to_string())];
+    for (key, value) in identity::environment(user, true) {
+        let value = if key == "HOME" { work.clone() } else { value };
+        defaults.push((key.to_string(), value));
+    }
+    defaults.push(("TMPDIR".into(), work));
+    for (key, value) in defaults {
+        if !environment.iter().any(|(k, _)| *k == key) {
+            environment.push((key, value));
+        }
+    }
+    environment
+}
+
+/// Runs `request` and records what it opens. Must be called from a single-threaded
+/// process (it clones into namespaces). The command's stdout goes to this process's
+/// stderr, so a `--json` report stays clean.
+pub fn learn(request: &LearnRequest) -> Result<Learned> {
+    let label = request.command.join(" ");
+    let fail = |message: String| Error::Learn {
+        command: label.clone(),
+        message,
+    };
+    if request.command.is_empty() {
+        return Err(Error::NoCommand);
+    }
+    let user = request.user.unwrap_or(DEFAULT_USER);
+    let scratch = tempfile::Builder::new()
+        .prefix("runseal-learn")
+        .tempdir()
+        .map_err(|e| fail(format!("scratch work dir: {e}")))?;
+    let workdir = scratch.path().to_path_buf();
+    std::os::unix::fs::chown(&workdir, Some(user.uid), Some(user.gid))
+        .map_err(|e| fail(format!("chown {}: {e}", workdir.display())))?;
+    let environment = learn_environment(&request.environment, user, &workdir);
+
+    let group = sys::fanotify_init()?;
+    let (mut report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map(|(r, w)| (std::fs::File::from(r), w))
+        .map_err(|e| Error::sys("pipe2(O_CLOEXEC)", e))?;
+    let started = Instant::now();
+    let flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWNET;
+    let pid = match sys::clone_into_namespaces(flags)? {
+        sys::Forked::Child => {
+            drop(report_read);
+            let error = child(&group, request, &environment, &workdir, user);
+            let mut pipe = std::fs::File::from(report_write);
+            let _ = pipe.write_all(error.to_string().as_bytes());
+            sys::exit_now(crate::launch::SETUP_FAILED);
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    drop(report_write);
+
+    let mut paths = BTreeSet::new();
+    let mut overflowed = false;
+    let deadline = started + request.timeout;
+    let mut timed_out = false;
+    let status = loop {
+        collect(&group, &workdir, &mut paths, &mut overflowed)?;
+        if let Some(status) = sys::wait_child(pid, false)? {
+            break status;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            // The first process of the PID namespace: its death ends every other one.
+            let _ = sys::kill(pid, Signal::KILL);
+            break sys::wait_child(pid, true)?.expect("a blocking wait returns a status");
+        }
+        sys::wait_readable(
+            group.as_fd(),
+            (deadline - now).min(Duration::from_millis(100)),
+        )?;
+    };
+    // Every open was queued before it returned, so what the tree did is all queued now.
+    collect(&group, &workdir, &mut paths, &mut overflowed)?;
+    let elapsed = started.elapsed();
+    let mut setup_error = String::new();
+    let _ = report_read.read_to_string(&mut setup_error);
+    if !setup_error.is_empty() {
+        return Err(fail(setup_error));
+    }
+    if overflowed {
+        return Err(fail("the event queue overflowed; events were lost".into()));
+    }
+    let exit_code = status
+        .exit_status()
+        .or_else(|| status.terminating_signal().map(|s| 128 + s))
+        .unwrap_or(crate::launch::SETUP_FAILED);
+    Ok(Learned {
+        paths,
+        exit_code,
+        timed_out,
+        elapsed,
+    })
+}
+
+/// Reads the queued events into `paths`, closing each event's fd.
+fn collect(
+    group: &OwnedFd,
+    workdir: &Path,
+    paths: &mut BTreeSet<PathBuf>,
+    overflowed: &mut bool,
+) -> Result<()> {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    for event in sys::fanotify_read(group.as_fd())? {
+        *overflowed |= event.mask & libc::FAN_Q_OVERFLOW != 0;
+        // This process's own accesses: none should reach these mounts, but never learn one.
+        if event.pid == me {
+            continue;
+        }
+        let Some(file) = event.file else { continue };
+        if let Ok(path) = std::fs::read_link(sys::fd_path(file.as_fd())) {
+            if keep(&path, workdir) {
+                paths.insert(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The child, in its new namespaces: the mounts made private and read-only but the work
+/// dir, each marked, privileges dropped, then the command. Returns only on failure.
+fn child(
+    group: &OwnedFd,
+    request: &LearnRequest,
+    environment: &[(String, String)],
+    workdir: &Path,
+    user: User,
+) -> Error {
+    let setup = || -> Result<std::io::Error> {
+        sys::die_with_parent()?;
+        sys::MountOps::make_mounts_private(&mut sys::RealMounts)?;
+        sys::make_all_read_only()?;
+        sys::bind_writable_over_itself(workdir)?;
+        let table = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::sys("read(/proc/self/mountinfo)", e))?;
+        for point in mount_points_to_mark(&table) {
+            if let Err(e) = sys::fanotify_mark_mount(group.as_fd(), &point) {
+                // A mount hidden under another (or gone since) cannot be reached by path;
+                // nothing of it can be opened by the command either.
+                if point == Path::new("/") || e.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(Error::sys(
+                        format!(
+                            "fanotify_mark({}, FAN_MARK_MOUNT, FAN_OPEN|FAN_OPEN_EXEC)",
+                            point.display()
+                        ),
+                        e,
+                    ));
+                }
+            }
+        }
+        sys::new_session()?;
+        sys::drop_privileges(user.uid, user.gid)?;
+        sys::close_inherited_fds()?;
+        let stdout = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::sys("dup(2)", e))?;
+        Ok(std::process::Command::new(&request.command[0])
+            .args(&request.command[1..])
+            .env_clear()
+            .envs(environment.iter().map(|(k, v)| (k, v)))
+            .current_dir(workdir)
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .exec())
+    };
+    match setup() {
+        Ok(exec_error) => Error::sys(format!("execvp({})", request.command[0]), exec_error),
+        Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernels_file_systems_and_dev_proc_sys_are_never_marked() {
+        let table = "\
+22 1 254:1 / / rw,relatime - ext4 /dev/vda1 rw\n\
+23 22 0:21 / /proc rw - proc proc rw\n\
+24 22 0:22 / /sys rw - sysfs sysfs rw\n\
+25 24 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n\
+26 22 0:5 / /dev rw - devtmpfs udev rw\n\
+27 26 0:24 / /dev/shm rw - tmpfs tmpfs rw\n\
+28 22 0:25 / /run rw - tmpfs tmpfs rw\n\
+29 22 254:2 / /usr/local\\040data rw - ext4 /dev/vda2 rw\n\
+30 22 0:26 / /proc2 rw - mqueue mqueue rw\n";
+        assert_eq!(
+            mount_points_to_mark(table),
+            [
+                PathBuf::from("/"),
+                PathBuf::from("/run"),
+                PathBuf::from("/usr/local data")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_work_dir_deleted_files_and_the_loader_cache_are_not_learned() {
+        let work = Path::new("/tmp/runseal-learnX");
+        assert!(keep(Path::new("/usr/lib/ruby/3.1.0/json.rb"), work));
+        assert!(
+            keep(Path::new("/etc/shadow"), work),
+            "the closure refuses it, with a note"
+        );
+        assert!(!keep(Path::new("/tmp/runseal-learnX/out.o"), work));
+        assert!(!keep(Path::new("/usr/lib/x.so (deleted)"), work));
+        assert!(!keep(Path::new("/etc/ld.so.cache"), work));
+        assert!(!keep(Path::new("relative"), work));
+    }
+
+    #[test]
+    fn the_runtimes_environment_wins_and_the_rest_is_filled_in() {
+        let user = User {
+            uid: 65534,
+            gid: 65534,
+        };
+        let runtime = vec![("PATH".to_string(), "/opt/rt/bin".to_string())];
+        let environment = learn_environment(&runtime, user, Path::new("/tmp/w"));
+        let get = |k: &str| {
+            environment
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("PATH"), Some("/opt/rt/bin"));
+        assert_eq!(get("HOME"), Some("/tmp/w"));
+        assert_eq!(get("TMPDIR"), Some("/tmp/w"));
+        assert!(get("USER").is_some());
+    }
+}
