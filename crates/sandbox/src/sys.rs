@@ -201,20 +201,38 @@ struct MountAttrArg {
 
 /// `mount_setattr(2)`, which rustix lacks: sets `flags` on the mount `tree` refers to.
 fn mount_setattr(tree: BorrowedFd<'_>, flags: MountAttrFlags) -> std::io::Result<()> {
+    change_mount_attrs(
+        Some(tree),
+        c"",
+        libc::AT_EMPTY_PATH,
+        flags,
+        MountAttrFlags::empty(),
+    )
+}
+
+/// `mount_setattr(2)` on `path` relative to `dir` (the cwd if `None`) with `at_flags`:
+/// sets `set` and clears `clear`.
+fn change_mount_attrs(
+    dir: Option<BorrowedFd<'_>>,
+    path: &std::ffi::CStr,
+    at_flags: libc::c_int,
+    set: MountAttrFlags,
+    clear: MountAttrFlags,
+) -> std::io::Result<()> {
     let arg = MountAttrArg {
-        attr_set: u64::from(flags.bits()),
-        attr_clr: 0,
+        attr_set: u64::from(set.bits()),
+        attr_clr: u64::from(clear.bits()),
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: the path is a NUL-terminated empty string and `arg` a live struct whose size is
+    // SAFETY: the path is a NUL-terminated string and `arg` a live struct whose size is
     // passed with it; the kernel only reads both.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
+            dir.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd()),
+            path.as_ptr(),
+            at_flags,
             &arg as *const MountAttrArg,
             std::mem::size_of::<MountAttrArg>(),
         )
@@ -862,31 +880,15 @@ pub fn fanotify_read(group: BorrowedFd<'_>) -> Result<Vec<FanotifyEvent>> {
 /// Makes every mount of the caller's mount namespace read-only (`mount_setattr` of `/`
 /// with `AT_RECURSIVE`).
 pub fn make_all_read_only() -> Result<()> {
-    let arg = MountAttrArg {
-        attr_set: u64::from(MountAttrFlags::MOUNT_ATTR_RDONLY.bits()),
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: the path is a NUL-terminated string and `arg` a live struct whose size is
-    // passed with it; the kernel only reads both.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            c"/".as_ptr(),
-            libc::AT_RECURSIVE,
-            &arg as *const MountAttrArg,
-            std::mem::size_of::<MountAttrArg>(),
-        )
-    };
-    if ret < 0 {
-        return Err(Error::sys(
-            "mount_setattr(/, AT_RECURSIVE, MOUNT_ATTR_RDONLY)",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    let read_only = MountAttrFlags::MOUNT_ATTR_RDONLY;
+    change_mount_attrs(
+        None,
+        c"/",
+        libc::AT_RECURSIVE,
+        read_only,
+        MountAttrFlags::empty(),
+    )
+    .map_err(|e| Error::sys("mount_setattr(/, AT_RECURSIVE, MOUNT_ATTR_RDONLY)", e))
 }
 
 /// Binds the directory `dir` writable over itself (after [`make_all_read_only`]).
@@ -900,29 +902,21 @@ pub fn bind_writable_over_itself(dir: &Path) -> Result<()> {
         "open_tree({}, OPEN_TREE_CLONE)",
         dir.display()
     )))?;
-    let arg = MountAttrArg {
-        attr_set: u64::from(MountAttrFlags::MOUNT_ATTR_NOSUID.bits()),
-        attr_clr: u64::from(MountAttrFlags::MOUNT_ATTR_RDONLY.bits()),
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: as in `make_all_read_only`, on the detached tree's fd.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &arg as *const MountAttrArg,
-            std::mem::size_of::<MountAttrArg>(),
-        )
-    };
-    if ret < 0 {
-        return Err(Error::sys(
-            format!("mount_setattr({}, clear MOUNT_ATTR_RDONLY)", dir.display()),
-            std::io::Error::last_os_error(),
-        ));
-    }
+    let (nosuid, read_only) = (
+        MountAttrFlags::MOUNT_ATTR_NOSUID,
+        MountAttrFlags::MOUNT_ATTR_RDONLY,
+    );
+    change_mount_attrs(
+        Some(tree.as_fd()),
+        c"",
+        libc::AT_EMPTY_PATH,
+        nosuid,
+        read_only,
+    )
+    .map_err(|e| {
+        let call = format!("mount_setattr({}, clear MOUNT_ATTR_RDONLY)", dir.display());
+        Error::sys(call, e)
+    })?;
     move_mount(
         tree.as_fd(),
         "",
