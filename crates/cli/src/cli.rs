@@ -264,14 +264,16 @@ pub enum Command {
     /// `docker://HOST[:PORT]/REPO:TAG` (a push), as skopeo names them.
     ///
     /// The image is reproducible: the same sealed runtime gives the same digests (entries in
-    /// path order, root-owned, the sealed modes and mtimes, gzip without a timestamp). Its
-    /// first layer holds the host's shared libraries (lib/, lib64/, usr/lib/ARCH-linux-gnu/),
-    /// which runtimes sealed on one host share, so a registry stores them once; the second
-    /// holds the rest and the manifest. The config carries the runtime's environment,
-    /// WorkingDir /work, and labels with runtime.yml's fields
-    /// (org.opencontainers.image.title, version, description, created) and runtime.yml
-    /// itself (io.runseal.runtime.yml). Every file is checked against the manifest as it is
-    /// written: a tree changed since its seal is not exported.
+    /// path order, root-owned, the sealed modes and mtimes, gzip without a timestamp). Each
+    /// shared library of 64 KiB or more from the host's library dirs (lib/, lib64/,
+    /// usr/lib/ARCH-linux-gnu/) is a layer of its own (libc, libm, ld-linux, libstdc++...),
+    /// the same in every runtime sealed on one host, so a registry stores and receives it
+    /// once; the smaller ones share a layer; the last layer holds the rest, the manifest
+    /// and the SBOM. The config carries the runtime's environment, WorkingDir /work, and
+    /// labels with runtime.yml's fields (org.opencontainers.image.title, version,
+    /// description, created), runtime.yml itself (io.runseal.runtime.yml) and where the
+    /// SBOM is with its hash (io.runseal.sbom). Every file is checked against the manifest
+    /// as it is written: a tree changed since its seal is not exported.
     Export {
         /// Runtime dir or spec (sealed).
         runtime: String,
@@ -279,6 +281,18 @@ pub enum Command {
         destination: String,
         #[command(flatten)]
         registry: RegistryArgs,
+    },
+    /// Print the SBOM recorded when the runtime was sealed: SPDX 2.3 JSON.
+    ///
+    /// It names the packages that own sealed files: Debian's (from dpkg's database, by each
+    /// file's source on the host), pip's (`*.dist-info`) and npm's (`node_modules/*/package.json`),
+    /// each with its version and purl, and lists every sealed file with its SHA1, SHA256 and
+    /// BLAKE3. It lives in the sealed tree beside the manifest, which records its hash, so
+    /// `verify` checks it and exported images carry it (`/.runseal-sbom.spdx.json`). A runtime
+    /// sealed by an older runseal has none until it is sealed again.
+    Sbom {
+        /// Runtime dir or spec (sealed).
+        runtime: String,
     },
     /// Turn an OCI image that `export` wrote back into a sealed runtime under --root.
     ///

@@ -101,7 +101,7 @@ fn openjdk_goes_through_a_registry_and_back_verified_and_reproducibly() {
         let out = t.run(&["--json", "export", runtime, &dest]);
         ok(&out, "export to an oci: dir");
         let report = json(&out);
-        assert_eq!(report["image"]["layers"][0]["role"], "base-libraries");
+        assert_eq!(report["image"]["layers"][0]["role"], "shared-library");
         digests.push(report["image"]["manifest"].as_str().unwrap().to_string());
     }
     assert_eq!(digests[0], digests[1], "two exports differ");
@@ -190,4 +190,93 @@ fn openjdk_goes_through_a_registry_and_back_verified_and_reproducibly() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn podman_runs_an_exported_openjdk_image_under_runc() {
+    let t = sealtest!();
+    if !Path::new("/usr/bin/podman").exists() || !Path::new("/usr/sbin/runc").exists() {
+        allow_skip(
+            "oci::podman_runs_an_exported_openjdk_image_under_runc",
+            "needs podman and runc (apt-get install podman runc)",
+        );
+        return;
+    }
+    let runtime = t.sealed_openjdk();
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = format!(
+        "oci-archive:{}:17",
+        scratch.path().join("jdk.tar").display()
+    );
+    let out = t.run(&["export", runtime.to_str().unwrap(), &archive]);
+    ok(&out, "export to an oci-archive");
+    let out = Command::new("podman")
+        .args(["pull", "--quiet", &archive])
+        .output()
+        .unwrap();
+    ok(&out, "podman pull");
+    let image = text(&out.stdout).trim().to_string();
+    // crun refuses this host's hybrid cgroups; runc runs. Podman asks for rlimits above the
+    // host's own by default, which needs CAP_SYS_RESOURCE (not granted here); lower ones do
+    // not.
+    let out = Command::new("podman")
+        .args(["--runtime", "runc", "run", "--rm"])
+        .args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ])
+        .args([&image, "java", "-version"])
+        .output()
+        .unwrap();
+    let removed = Command::new("podman").args(["rmi", &image]).output();
+    ok(&out, "podman run");
+    assert!(
+        text(&out.stderr).contains("openjdk version \"17"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(&removed.unwrap(), "podman rmi");
+}
+
+#[test]
+fn runtimes_sealed_on_one_host_push_their_shared_libraries_once() {
+    let t = sealtest!();
+    let Some(registry) = Registry::start("oci::runtimes_sealed_on_one_host_push") else {
+        return;
+    };
+    t.sealed_openjdk();
+    for runtime in ["python-3.11", "node-20"] {
+        t.setup(runtime);
+        ok(&t.run(&["seal", runtime]), "seal");
+    }
+    let mut pushes = Vec::new();
+    for runtime in ["openjdk-17", "python-3.11", "node-20"] {
+        let dest = format!(
+            "docker://{}",
+            registry.reference(&format!("runtimes:{runtime}"))
+        );
+        let out = t.run(&["--json", "export", runtime, &dest, "--tls-verify=false"]);
+        ok(&out, "export to the registry");
+        let push = json(&out)["push"].clone();
+        eprintln!(
+            "{runtime}: pushed {} blobs, {} bytes; the registry had {} blobs, {} bytes",
+            push["pushed_blobs"],
+            push["pushed_bytes"],
+            push["existing_blobs"],
+            push["existing_bytes"]
+        );
+        pushes.push(push);
+    }
+    assert_eq!(pushes[0]["existing_blobs"], 0);
+    // libc, libm, ld-linux, libstdc++, libgcc_s and libz are in all three: the second and
+    // third pushes send none of them.
+    for push in &pushes[1..] {
+        assert!(push["existing_blobs"].as_u64().unwrap() >= 6, "{push}");
+        assert!(
+            push["existing_bytes"].as_u64().unwrap() > 2_000_000,
+            "{push}"
+        );
+    }
 }

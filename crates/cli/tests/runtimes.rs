@@ -28,6 +28,17 @@ fn python_with_a_pypi_venv_runs_numpy_sqlite_and_tls() {
     t.setup("python-3.11");
     let sealed = seal_and_verify(&t, "python-3.11", &[]);
     assert_eq!(sealed["profile"], "python+base");
+    let sbom = crate::sbom::sbom(&t, "python-3.11");
+    crate::sbom::assert_package(
+        &sbom,
+        "pkg:pypi/numpy@2.2.6",
+        "site-packages/numpy/__init__.py",
+    );
+    crate::sbom::assert_package(
+        &sbom,
+        "pkg:pypi/requests@2.32.3",
+        "site-packages/requests/api.py",
+    );
     let count = |dir: &Path| {
         walkdir::WalkDir::new(dir)
             .into_iter()
@@ -140,6 +151,9 @@ fn node_with_a_global_npm_package_runs_tsc_crypto_intl_https_and_npm() {
     t.setup("node-20");
     let sealed = seal_and_verify(&t, "node-20", &[]);
     assert_eq!(sealed["profile"], "node+base");
+    let sbom = crate::sbom::sbom(&t, "node-20");
+    let tsc = "/node_modules/typescript/lib/tsc.js";
+    crate::sbom::assert_package(&sbom, "pkg:npm/typescript@5.6.3", tsc);
     let work = t.workdir("ts");
     std::fs::write(
         work.join("hello.ts"),

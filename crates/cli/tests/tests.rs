@@ -19,6 +19,7 @@ mod logging;
 mod oci;
 mod run;
 mod runtimes;
+mod sbom;
 mod seal_java;
 mod security_closure;
 mod security_jobs;

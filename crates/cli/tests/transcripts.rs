@@ -18,7 +18,7 @@ fn transcript(t: &TestRoot, args: &[&str]) -> String {
 fn help_texts() {
     let t = TestRoot::new();
     for command in [
-        "", "seal", "validate", "run", "verify", "info", "generate", "export", "import",
+        "", "seal", "validate", "run", "verify", "info", "generate", "export", "import", "sbom",
     ] {
         let mut args: Vec<&str> = command.split_whitespace().collect();
         args.push("--help");

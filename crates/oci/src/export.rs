@@ -3,10 +3,14 @@
 //! names, with the sealed tree's own modes and mtimes (Python's `.pyc` files are checked
 //! against their sources' mtimes, so these are kept, not zeroed); gzip headers carry no time.
 //!
-//! Two layers, so that a registry dedupes what runtimes share: the shared libraries of the
-//! host's library dirs (glibc and the base libraries, the same files in every runtime sealed
-//! on one host) with their dirs at fixed metadata, then everything else, the dirs again with
-//! their real metadata and the manifest.
+//! Layers chosen so that a registry dedupes what runtimes share. The shared libraries of the
+//! host's library dirs are the same files in every runtime sealed on one host, but each
+//! runtime needs another set of them, so a layer of all of them would match no other
+//! runtime's. Each library of [`ALONE_MIN`] bytes or more (libc, libm, ld-linux, libstdc++,
+//! libz, libssl...) is a layer of its own, with its dirs at fixed metadata: any two runtimes
+//! that need it push and store it once. The smaller ones (glibc's stubs such as libpthread,
+//! a few KiB each) share one layer; then comes everything else, the dirs again with their
+//! real metadata, the manifest and the SBOM.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -17,8 +21,9 @@ use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageManifestBuilder, MediaType,
     Os, RootFsBuilder,
 };
+use rayon::prelude::*;
 use runseal_seal::dirfd::DirFd;
-use runseal_seal::{Manifest, ManifestEntry, ManifestKind, MANIFEST_NAME};
+use runseal_seal::{sbom_path, Manifest, ManifestEntry, ManifestKind, MANIFEST_NAME};
 use runseal_spec::paths::below_root;
 use runseal_spec::{RuntimeConfig, ISOLATED_DIR, RUNTIME_YML};
 use serde::Serialize;
@@ -28,7 +33,12 @@ use crate::layout::{canonical_json, Digest, Hashing, OciDir};
 
 /// The label (and manifest annotation) holding the sealed runtime.yml itself.
 pub const RUNTIME_YML_LABEL: &str = "io.runseal.runtime.yml";
-/// The layer annotation naming which of the two layers a layer is.
+/// The label (and manifest annotation) giving the SBOM's path in the image and its BLAKE3
+/// (`/.runseal-sbom.spdx.json blake3:HEX`), for tools that read an image's SBOM without
+/// importing it.
+pub const SBOM_LABEL: &str = "io.runseal.sbom";
+/// The layer annotation naming what a layer holds: `shared-library`, `shared-libraries` or
+/// `runtime`.
 pub const LAYER_LABEL: &str = "io.runseal.layer";
 /// The job's working dir, made by the sandbox; an image says so for other runtimes.
 pub const WORKING_DIR: &str = "/work";
@@ -41,6 +51,13 @@ fn base_dirs() -> Vec<PathBuf> {
         .map(PathBuf::from)
         .collect()
 }
+
+/// The size from which a shared library gets a layer of its own: below it, a layer costs a
+/// registry more in requests and records than sharing it saves.
+const ALONE_MIN: u64 = 64 * 1024;
+/// At most this many libraries get layers of their own (the largest): overlayfs stacks a
+/// bounded number of layers, and container engines refuse images past about a hundred.
+const MAX_ALONE: usize = 48;
 
 fn is_shared_library(path: &Path) -> bool {
     let name = path
@@ -108,13 +125,10 @@ pub fn build_image(dir: &Path, layout: &OciDir) -> Result<ImageReport> {
     let shipped = shipped_manifest(&manifest);
     let layers = split(&manifest, shipped);
 
-    let built: Vec<Result<(LayerReport, Digest)>> = {
-        let (a, b) = rayon::join(
-            || write_layer(layout, &tree, &layers[0]),
-            || write_layer(layout, &tree, &layers[1]),
-        );
-        vec![a, b]
-    };
+    let built: Vec<Result<(LayerReport, Digest)>> = layers
+        .par_iter()
+        .map(|layer| write_layer(layout, &tree, layer))
+        .collect();
     let mut reports = Vec::new();
     let mut diff_ids = Vec::new();
     for built in built {
@@ -123,7 +137,7 @@ pub fn build_image(dir: &Path, layout: &OciDir) -> Result<ImageReport> {
         diff_ids.push(diff_id.to_string());
     }
 
-    let labels = labels(&config, &yml_text);
+    let labels = labels(&config, &yml_text, &manifest);
     let image_config = ImageConfigurationBuilder::default()
         .architecture(Arch::default())
         .os(Os::Linux)
@@ -194,7 +208,7 @@ pub fn oci_digest(digest: &Digest) -> oci_spec::image::Digest {
 }
 
 /// `org.opencontainers.image.*` from runtime.yml's fields, and runtime.yml itself.
-fn labels(config: &RuntimeConfig, yml_text: &str) -> BTreeMap<String, String> {
+fn labels(config: &RuntimeConfig, yml_text: &str, manifest: &Manifest) -> BTreeMap<String, String> {
     let oci = |key: &str| format!("org.opencontainers.image.{key}");
     let mut labels = BTreeMap::new();
     let fields = [
@@ -215,6 +229,13 @@ fn labels(config: &RuntimeConfig, yml_text: &str) -> BTreeMap<String, String> {
         labels.insert("io.runseal.language".into(), language.clone());
     }
     labels.insert(RUNTIME_YML_LABEL.into(), yml_text.to_string());
+    let sbom = sbom_path();
+    if let Some(ManifestKind::File { blake3, .. }) = manifest.entries.get(&sbom).map(|e| &e.kind) {
+        labels.insert(
+            SBOM_LABEL.into(),
+            format!("{} blake3:{blake3}", sbom.display()),
+        );
+    }
     labels
 }
 
@@ -230,40 +251,64 @@ fn shipped_manifest(manifest: &Manifest) -> Vec<u8> {
     shipped.to_json()
 }
 
-fn split(manifest: &Manifest, shipped: Vec<u8>) -> [Layer<'_>; 2] {
+fn split(manifest: &Manifest, shipped: Vec<u8>) -> Vec<Layer<'_>> {
     let bases = base_dirs();
-    let in_base = |path: &Path, entry: &ManifestEntry| {
-        !matches!(entry.kind, ManifestKind::Dir)
-            && is_shared_library(path)
-            && path
-                .parent()
-                .is_some_and(|p| bases.iter().any(|b| p.starts_with(b)))
-    };
-    let mut base_dirs_needed = BTreeSet::new();
-    let mut base = Vec::new();
+    let mut libraries = Vec::new();
     let mut rest = Vec::new();
     for (path, entry) in &manifest.entries {
-        if in_base(path, entry) {
-            base_dirs_needed.extend(path.ancestors().skip(1).filter(|a| *a != Path::new("/")));
-            base.push((path.as_path(), Entry::Sealed(entry)));
-        } else {
-            rest.push((path.as_path(), Entry::Sealed(entry)));
+        match &entry.kind {
+            ManifestKind::File { size, .. }
+                if is_shared_library(path)
+                    && path
+                        .parent()
+                        .is_some_and(|p| bases.iter().any(|b| p.starts_with(b))) =>
+            {
+                libraries.push((*size, path.as_path(), entry));
+            }
+            _ => rest.push((path.as_path(), Entry::Sealed(entry))),
         }
     }
-    base.extend(base_dirs_needed.into_iter().map(|d| (d, Entry::FixedDir)));
-    base.sort_by(|a, b| a.0.cmp(b.0));
+    // Largest first, then by path: the same tree always splits the same way.
+    libraries.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let alone = libraries
+        .iter()
+        .take(MAX_ALONE)
+        .take_while(|(size, ..)| *size >= ALONE_MIN)
+        .count();
+    let small = libraries.split_off(alone);
+    libraries.sort_by(|a, b| a.1.cmp(b.1));
+    let mut layers: Vec<Layer> = libraries
+        .into_iter()
+        .map(|(_, path, entry)| library_layer("shared-library", [(path, entry)]))
+        .collect();
+    if !small.is_empty() {
+        let small = small.into_iter().map(|(_, path, entry)| (path, entry));
+        layers.push(library_layer("shared-libraries", small));
+    }
     rest.push((Path::new(MANIFEST_NAME), Entry::Bytes(shipped)));
     rest.sort_by(|a, b| below_root(a.0).cmp(below_root(b.0)));
-    [
-        Layer {
-            role: "base-libraries",
-            entries: base,
-        },
-        Layer {
-            role: "runtime",
-            entries: rest,
-        },
-    ]
+    layers.push(Layer {
+        role: "runtime",
+        entries: rest,
+    });
+    layers
+}
+
+/// A layer of shared libraries, each with its dirs at fixed metadata (a dir's mtime changes
+/// whenever the host installs into it), so that it is the same in every runtime.
+fn library_layer<'a>(
+    role: &'static str,
+    libraries: impl IntoIterator<Item = (&'a Path, &'a ManifestEntry)>,
+) -> Layer<'a> {
+    let mut dirs = BTreeSet::new();
+    let mut entries = Vec::new();
+    for (path, entry) in libraries {
+        dirs.extend(path.ancestors().skip(1).filter(|a| *a != Path::new("/")));
+        entries.push((path, Entry::Sealed(entry)));
+    }
+    entries.extend(dirs.into_iter().map(|d| (d, Entry::FixedDir)));
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    Layer { role, entries }
 }
 
 /// Writes one layer as a gzipped tar blob; returns it and the digest of the tar itself.

@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::Serialize;
 
 pub use error::{Error, Result};
-pub use export::{ImageReport, LayerReport, LAYER_LABEL, RUNTIME_YML_LABEL};
+pub use export::{ImageReport, LayerReport, LAYER_LABEL, RUNTIME_YML_LABEL, SBOM_LABEL};
 pub use extract::Limits;
 pub use import::{ImportOptions, ImportReport};
 pub use layout::{Digest, OciDir};

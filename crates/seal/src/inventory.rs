@@ -113,6 +113,8 @@ fn manifest_top_level(manifest: &Manifest) -> Vec<TopLevel> {
         .filter_map(|(path, entry)| match entry.kind {
             ManifestKind::File { size, .. } => Some((path.as_path(), size)),
             _ => None,
-        });
+        })
+        // The SBOM is the seal's record, beside the manifest, not a place jobs see.
+        .filter(|(path, _)| *path != crate::sbom::sbom_path());
     top_level_sizes(files)
 }

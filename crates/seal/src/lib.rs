@@ -12,6 +12,7 @@ pub mod inventory;
 mod layout;
 mod manifest;
 mod progress;
+mod sbom;
 mod seal;
 mod trust;
 mod validate;
@@ -22,6 +23,7 @@ pub use integrity::{check_integrity, Difference};
 pub use layout::{Layout, MANIFEST_NAME};
 pub use manifest::{sealed_mode, CopyStamp, Manifest, ManifestEntry, ManifestKind, FORMAT};
 pub use progress::{NoProgress, Progress};
+pub use sbom::{read_sbom, sbom_path, SBOM_NAME};
 pub use seal::{
     learn_commands, profiles_for, remove_runtime, seal, seal_from, LearnPlan, Outcome, SealOptions,
     SealReport,

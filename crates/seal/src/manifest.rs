@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::dirfd::DirFd;
 use crate::error::{Error, Result};
 use crate::layout::MANIFEST_NAME;
+use crate::sbom::sbom_path;
 
 /// 2: each file records its sealed copy's inode and ctime ([`CopyStamp`]). Format 1
 /// manifests still load; their files lack stamps, so the next seal copies them afresh.
@@ -172,9 +173,11 @@ impl Manifest {
         bytes
     }
 
-    /// Whether the sealed tree this manifest records is exactly what `plan` asks for.
+    /// Whether the sealed tree this manifest records is exactly what `plan` asks for, with
+    /// its SBOM (a tree sealed before runseal wrote them is sealed again).
     pub fn matches_plan(&self, plan: &Plan) -> bool {
-        self.entries.len() == plan.entries.len()
+        self.entries.contains_key(&sbom_path())
+            && self.entries.len() == plan.entries.len() + 1
             && plan
                 .entries
                 .iter()
@@ -185,6 +188,15 @@ impl Manifest {
     /// the inclusions, with the reason `learned from <command>`.
     pub fn learned(&self) -> Vec<LearnedSet> {
         LearnedSet::from_inclusions(&self.inclusions)
+    }
+
+    /// Records the SBOM written into the tree as one more file.
+    pub fn record_sbom(&mut self, entry: ManifestEntry) {
+        if let ManifestKind::File { size, .. } = entry.kind {
+            self.files += 1;
+            self.bytes += size;
+        }
+        self.entries.insert(sbom_path(), entry);
     }
 
     /// Paths that were already broken on the source at seal time: dangling symlinks and

@@ -20,8 +20,9 @@ use crate::dirfd::{temp_name, DirFd};
 use crate::error::{Error, Result};
 use crate::integrity::matches_quickly;
 use crate::layout::{Layout, MANIFEST_NAME, ORIGINAL_YML, PREVIOUS_DIR, STAGING_DIR};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, ManifestEntry, ManifestKind, SEALED_OWNER};
 use crate::progress::Progress;
+use crate::sbom::{sbom_path, Subject, SBOM_NAME};
 use crate::trust::untrusted_because;
 use crate::validate::architecture_violation;
 
@@ -256,9 +257,15 @@ pub fn seal_from(
             .as_ref()
             .zip(previous.as_ref())
             .map(|(tree, manifest)| Previous { tree, manifest });
-        let built = build(
-            root, &plan, &runtime, &staging, previous, &profiles, progress,
-        );
+        let (version, unnamed) = (current.effective_version(), dir_name(dir));
+        let record = Record {
+            profiles: &profiles,
+            subject: Subject {
+                name: current.name.as_deref().unwrap_or(&unnamed),
+                version: version.as_deref(),
+            },
+        };
+        let built = build(root, &plan, &runtime, &staging, previous, &record, progress);
         let done = match built {
             Ok(done) => done,
             Err(e) => {
@@ -351,26 +358,90 @@ pub struct LearnPlan {
     pub environment: Vec<(String, String)>,
 }
 
-/// Writes the new tree into `staging`, complete with its manifest and flushed to disk.
+/// What the manifest and the SBOM say of the runtime besides its files.
+struct Record<'a> {
+    profiles: &'a [Profile],
+    subject: Subject<'a>,
+}
+
+/// Writes the new tree into `staging`, complete with its SBOM and manifest and flushed to
+/// disk.
 fn build(
     root: &Root,
     plan: &Plan,
     runtime: &DirFd,
     staging: &DirFd,
     previous: Option<Previous>,
-    profiles: &[Profile],
+    record: &Record,
     progress: &dyn Progress,
 ) -> Result<Materialized> {
+    if plan.entries.contains_key(&sbom_path()) {
+        return Err(Error::Unsealable {
+            file: sbom_path(),
+            message: "is where the sealed tree keeps its SBOM; a runtime cannot hold it".into(),
+        });
+    }
     let mut done = materialize(root, plan, staging, previous, progress)?;
     // Replaced trees go now rather than after the swap: unlinking their files changes the
     // ctime of those the new tree shares with them, and the manifest records ctimes.
     prune_replaced(runtime)?;
+    write_sbom(root, staging, &mut done.manifest, &record.subject)?;
     stamp(staging, &mut done.manifest)?;
-    done.manifest.profiles = profiles.iter().map(|p| p.name.clone()).collect();
+    done.manifest.profiles = record.profiles.iter().map(|p| p.name.clone()).collect();
     staging.write_atomic(MANIFEST_NAME, &done.manifest.to_json())?;
     // A power cut must not leave a swapped-in tree of empty files.
     staging.sync_filesystem()?;
     Ok(done)
+}
+
+/// Writes the SBOM of the tree `manifest` records into it, with the time its document says
+/// it was created (so a second seal of the same files writes the same file), and records it.
+fn write_sbom(
+    root: &Root,
+    staging: &DirFd,
+    manifest: &mut Manifest,
+    subject: &Subject,
+) -> Result<()> {
+    let (sbom, created) = crate::sbom::generate(staging, manifest, root, subject)?;
+    staging.write_atomic(SBOM_NAME, &sbom)?;
+    let file = staging
+        .open_file(SBOM_NAME)?
+        .ok_or_else(|| Error::io(staging.join(SBOM_NAME), std::io::ErrorKind::NotFound.into()))?;
+    let io = |e: std::io::Error| Error::io(staging.join(SBOM_NAME), e);
+    let time = rustix::fs::Timespec {
+        tv_sec: created,
+        tv_nsec: 0,
+    };
+    rustix::fs::futimens(
+        &file,
+        &rustix::fs::Timestamps {
+            last_access: time,
+            last_modification: time,
+        },
+    )
+    .map_err(|e| io(e.into()))?;
+    let meta = file.metadata().map_err(io)?;
+    manifest.record_sbom(ManifestEntry {
+        kind: ManifestKind::File {
+            size: meta.len(),
+            blake3: blake3::hash(&sbom).to_hex().to_string(),
+            copy: None,
+        },
+        mode: std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777,
+        uid: SEALED_OWNER.0,
+        gid: SEALED_OWNER.1,
+        mtime: created,
+        mtime_nsec: 0,
+        source: sbom_path(),
+    });
+    Ok(())
+}
+
+/// A runtime dir's own name, for a runtime.yml that declares none.
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The profile every runtime is sealed with (a UTF-8 locale).

@@ -8,6 +8,7 @@ pub mod info;
 pub mod list;
 pub mod remove;
 pub mod run;
+mod sbom;
 pub mod seal;
 pub mod validate;
 mod verify;
@@ -138,6 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             destination,
             registry,
         } => export::run(&locate(&runtime)?, &destination, &registry, args.json),
+        Command::Sbom { runtime } => sbom::run(&locate(&runtime)?),
         Command::Import { source, options } => {
             import::run(&root, &source, None, &options, args.json)
         }
