@@ -130,14 +130,7 @@ async fn create(
 /// The builds the daemon knows: queued, running, and ended ones for `--keep-finished`.
 #[utoipa::path(get, path = "/v1/builds", tag = "builds", responses((status = 200, body = Vec<BuildView>)))]
 async fn list(Shared(state): Ctx, caller: Caller) -> Json<Vec<BuildView>> {
-    Json(
-        state
-            .tasks
-            .visible(&caller)
-            .iter()
-            .filter_map(|t| view(t))
-            .collect(),
-    )
+    Json(state.tasks.views(&caller, view))
 }
 
 /// One build's state and, once it has ended, its seal and verify results.

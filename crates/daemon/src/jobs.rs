@@ -299,14 +299,7 @@ async fn create(
 /// The jobs the daemon knows: queued, running, and ended ones for `--keep-finished`.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, body = Vec<JobView>)))]
 async fn list(Shared(state): Ctx, caller: Caller) -> Json<Vec<JobView>> {
-    Json(
-        state
-            .tasks
-            .visible(&caller)
-            .iter()
-            .filter_map(|t| view(t))
-            .collect(),
-    )
+    Json(state.tasks.views(&caller, view))
 }
 
 /// One job's state, times, exit status and limits.

@@ -392,11 +392,14 @@ impl Registry {
         Ok((task, view))
     }
 
-    /// Every task `caller` may see, oldest first.
-    pub fn visible(&self, caller: &Caller) -> Vec<Arc<Task>> {
-        let mut tasks = self.list();
-        tasks.retain(|task| caller.owns(task.owner));
-        tasks
+    /// The `view` of every task `caller` may see that has one (a job's or a build's), oldest
+    /// first.
+    pub fn views<V>(&self, caller: &Caller, view: fn(&Task) -> Option<V>) -> Vec<V> {
+        self.list()
+            .iter()
+            .filter(|task| caller.owns(task.owner))
+            .filter_map(|task| view(task))
+            .collect()
     }
 
     /// Every task, oldest first.
