@@ -1,5 +1,6 @@
 //! Learning a runtime's closure by running it (`seal --learn`), on Debian's Ruby: sealed with
-//! no profile it cannot load `rbconfig` (in the arch dir no mount names); learned, it seals,
+//! no profile (`--profile generic`, so that the ruby profile is not detected) it cannot load
+//! `rbconfig` (in the arch dir no mount names); learned, it seals,
 //! verifies (the learn command re-run inside the sandbox) and runs, and keeps what it
 //! learned through a re-seal that runs nothing.
 
@@ -43,7 +44,7 @@ fn run_check(t: &TestRoot, runtime: &str) -> std::process::Output {
 fn ruby_sealed_statically_fails_and_learned_seals_verifies_runs_and_stays_learned() {
     let t = sealtest!();
     t.runtime("ruby", RUBY_YML);
-    let out = t.run(&["seal", "ruby"]);
+    let out = t.run(&["seal", "ruby", "--profile", "generic"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let out = run_check(&t, "ruby");
     assert_ne!(code(&out), 0);
@@ -63,7 +64,7 @@ fn ruby_sealed_statically_fails_and_learned_seals_verifies_runs_and_stays_learne
         "File.read('/etc/shadow') rescue nil; File.read('{}') rescue nil; puts 1",
         secret.display()
     );
-    let mut args = vec!["seal", "ruby", "--learn", "--"];
+    let mut args = vec!["seal", "ruby", "--profile", "generic", "--learn", "--"];
     args.extend(&CHECK[..5]);
     args.push(&program);
     let out = t.run(&args);
@@ -102,7 +103,7 @@ fn ruby_sealed_statically_fails_and_learned_seals_verifies_runs_and_stays_learne
     assert_eq!(text(&out.stdout).trim(), "1");
 
     // Sealing again runs nothing and keeps what was learned.
-    let out = t.run(&["seal", "ruby"]);
+    let out = t.run(&["seal", "ruby", "--profile", "generic"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert!(
         !text(&out.stderr).contains("learn `"),
@@ -152,4 +153,33 @@ fn a_learn_field_in_runtime_yml_is_learned_once_at_the_first_seal() {
         text(&out.stderr)
     );
     assert!(Path::new(&dir).join("isolated").is_dir());
+}
+
+/// The same Ruby with its profile (detected from `/usr/bin/ruby3.1`): rbconfig and the C
+/// extensions come from the arch dir the profile names, and `verify` runs its smoke test.
+#[test]
+fn ruby_with_its_profile_seals_verifies_and_runs_without_learning() {
+    let t = sealtest!();
+    t.runtime("ruby", RUBY_YML);
+    let out = t.run(&["--json", "seal", "ruby"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(json(&out)["profile"], "ruby+generic+base");
+    let out = t.run(&["--json", "verify", "ruby"]);
+    let report = json(&out);
+    assert_eq!(code(&out), 0, "{report:#}");
+    assert!(
+        report["smoke_tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["profile"] == "ruby" && s["passed"] == true),
+        "{report:#}"
+    );
+    let out = run_check(&t, "ruby");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(learned_reason(&manifest(&t, "ruby"), RBCONFIG).is_none());
+    assert!(manifest(&t, "ruby")["entries"]
+        .as_object()
+        .unwrap()
+        .contains_key(RBCONFIG));
 }

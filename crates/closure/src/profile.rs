@@ -61,7 +61,7 @@ pub struct ProfilePath {
     pub optional: bool,
 }
 
-const BUILTIN: [(&str, &str); 8] = [
+const BUILTIN: [(&str, &str); 9] = [
     ("base", include_str!("../../../profiles/base.yml")),
     ("busybox", include_str!("../../../profiles/busybox.yml")),
     ("certs", include_str!("../../../profiles/certs.yml")),
@@ -70,6 +70,7 @@ const BUILTIN: [(&str, &str); 8] = [
     ("node", include_str!("../../../profiles/node.yml")),
     ("nss", include_str!("../../../profiles/nss.yml")),
     ("python", include_str!("../../../profiles/python.yml")),
+    ("ruby", include_str!("../../../profiles/ruby.yml")),
 ];
 
 /// Where an anchored profile found its interpreter: `{anchor}`, `{prefix}` (the dir above its
