@@ -388,13 +388,7 @@ impl<'a> Dirs<'a> {
     /// The file `path`, if it is there, reached as by [`Dirs::make`] but creating nothing.
     pub fn existing(&self, path: &Path) -> Result<Option<OwnedFd>> {
         let relative = runseal_spec::paths::below_root(path);
-        match openat2(
-            self.root,
-            relative,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-        ) {
+        match beneath::open(self.root, relative, OFlags::PATH, Links::Refuse) {
             Ok(fd) => Ok(Some(fd)),
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(Error::sys(
@@ -425,8 +419,7 @@ fn split_parent(path: &Path) -> Result<(&Path, &OsStr)> {
 
 /// Opens `name` in `dir` as a `kind`, creating it when missing; never follows a symlink.
 fn make_one(dir: &OwnedFd, name: &OsStr, kind: Leaf, path: &Path) -> Result<OwnedFd> {
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
-    let open = |flags: OFlags| openat2(dir, name, flags | OFlags::CLOEXEC, Mode::empty(), resolve);
+    let open = |flags: OFlags| beneath::open(dir, Path::new(name), flags, Links::Refuse);
     let as_kind = match kind {
         Leaf::Dir => OFlags::PATH | OFlags::DIRECTORY,
         Leaf::File => OFlags::PATH,
@@ -437,15 +430,19 @@ fn make_one(dir: &OwnedFd, name: &OsStr, kind: Leaf, path: &Path) -> Result<Owne
                 Leaf::Dir => rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755))
                     .map_err(call_error(format!("mkdirat({}, 0755)", path.display())))?,
                 Leaf::File => drop(
-                    openat2(
+                    // A plain name in `dir`: O_EXCL|O_NOFOLLOW create only there.
+                    rustix::fs::openat(
                         dir,
                         name,
-                        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+                        OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::WRONLY
+                            | OFlags::CLOEXEC,
                         Mode::from_raw_mode(0o644),
-                        resolve,
                     )
                     .map_err(call_error(format!(
-                        "openat2({}, O_CREAT|O_EXCL)",
+                        "openat({}, O_CREAT|O_EXCL|O_NOFOLLOW)",
                         path.display()
                     )))?,
                 ),
