@@ -146,14 +146,21 @@ pub fn seal_from(
         });
     }
 
-    let learned = merge_learned(recorded_learned(&runtime)?, &options.learned);
-    // The previous tree is checked on one core while the closure is planned on the other:
-    // both only read, and the lock keeps every other seal out.
     let previous_tree = match runtime.exists(ISOLATED_DIR)? {
         true => Some(runtime.open_dir(ISOLATED_DIR)?),
         false => None,
     };
-    let (planned_closure, previous) = rayon::join(
+    // Read once: it holds both what was learned (an input of the plan) and the stamps the
+    // new tree is checked against. A tree without a readable manifest records nothing; the
+    // seal replaces it.
+    let previous = previous_tree
+        .as_ref()
+        .and_then(|tree| Manifest::load_from(tree).ok().flatten());
+    let recorded = previous.as_ref().map(Manifest::learned).unwrap_or_default();
+    let learned = merge_learned(recorded, &options.learned);
+    // The previous tree is checked on one core while the closure is planned on the other:
+    // both only read, and the lock keeps every other seal out.
+    let (planned_closure, previous_intact) = rayon::join(
         || {
             let set = ProfileSet::load(&options.profile_dirs)?;
             let config = RuntimeConfig {
@@ -197,17 +204,12 @@ pub fn seal_from(
             Ok::<_, Error>((plan, profiles))
         },
         || {
-            let manifest = previous_tree
+            previous
                 .as_ref()
-                .and_then(|tree| Manifest::load_from(tree).ok().flatten());
-            let intact = manifest
-                .as_ref()
-                .is_some_and(|m| matches_quickly(&layout.isolated(), m));
-            (manifest, intact)
+                .is_some_and(|m| matches_quickly(&layout.isolated(), m))
         },
     );
     let (mut plan, profiles) = planned_closure?;
-    let (previous, previous_intact) = previous;
     plan.notes.splice(0..0, notes);
     let mut notes = Vec::new();
     let writable = copy_on_write_mounts(&input, &planned, &plan, &mut notes);
