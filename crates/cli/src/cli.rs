@@ -36,9 +36,10 @@ pub struct Args {
     #[arg(long, global = true, env = "RUNSEAL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Send list, info, validate, seal, remove and run to the runseald listening on this
-    /// socket (`unix:///run/runseal/runseald.sock`), whose --root, --profile-dir and job
-    /// defaults then apply; `run` streams the job's output and exits with its code.
+    /// Send list, info, validate, seal, remove, build and run to the runseald listening on
+    /// this socket (`unix:///run/runseal/runseald.sock`), whose --root, --profile-dir and job
+    /// defaults then apply; `run` streams the job's output (and this process's stdin to the
+    /// job) and exits with its code; `jobs` lists and follows the daemon's jobs.
     #[arg(long, global = true, env = "RUNSEAL_HOST", value_name = "unix:///PATH", value_parser = crate::client::Host::parse)]
     pub host: Option<crate::client::Host>,
 
@@ -48,6 +49,23 @@ pub struct Args {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// The jobs the daemon keeps, oldest first (the default).
+    List,
+    /// One job: its state, exit code, signal, times and limits.
+    Show { id: String },
+    /// A job's output so far, its stdout to stdout and its stderr to stderr.
+    Logs {
+        id: String,
+        /// Keep printing as the job writes, until it ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Stop a job: SIGTERM, then SIGKILL after the daemon's grace period.
+    Cancel { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +165,8 @@ pub enum Command {
     /// secrets reading as /dev/null, and the host's network. runseal then makes ROOT/NAME on
     /// the host (it must not exist), copies that runtime.yml, seals the closure out of the
     /// overlay and verifies it. Exit 0 only when the runtime is built, sealed and verified.
+    /// With --host, runseald builds under its own --root (SCRIPT must lie under one of its
+    /// --script-dirs) and the script's output streams here.
     Build {
         /// The setup script.
         script: PathBuf,
@@ -171,6 +191,17 @@ pub enum Command {
     Remove {
         /// Runtime dir or spec.
         runtime: String,
+    },
+    /// The jobs of a runseald (needs --host): list them, show one, print or follow its
+    /// output, cancel it.
+    ///
+    /// A job that `runseal --host ... run` started is stopped when that runseal goes away,
+    /// even if it is killed; jobs made through the API (`POST /v1/jobs`) run until they end.
+    /// Ended jobs are kept for the daemon's --keep-finished. A client other than root sees
+    /// only its own.
+    Jobs {
+        #[command(subcommand)]
+        command: Option<JobsCommand>,
     },
     /// Run a command in a sandbox whose whole filesystem is the sealed runtime.
     ///

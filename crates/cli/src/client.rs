@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::cli::JobsCommand;
 use crate::commands::run::RunOptions;
 use crate::commands::{
     info, list, remove, run as local_run, seal as local_seal, validate as local_validate,
@@ -321,8 +322,11 @@ pub fn seal(
 }
 
 pub fn remove(host: &Host, runtime: &str, json: bool) -> anyhow::Result<ExitCode> {
-    host.call_blocking("DELETE", &runtime_path(runtime), None)?;
-    remove::show(runtime, json)
+    let removed = host.call_blocking("DELETE", &runtime_path(runtime), None)?;
+    let dir = removed["removed"]
+        .as_str()
+        .context("runseald's answer names no removed dir")?;
+    remove::show(dir, json)
 }
 
 /// Runs the job on the daemon, its output streamed here as it is written; exits as a local
@@ -374,17 +378,21 @@ fn job_body(runtime: &str, config: Option<&Path>, options: RunOptions) -> anyhow
     }))
 }
 
-/// Creates the job, writes its output to this process's stdout and stderr as the daemon
-/// spools it, and returns its exit code. SIGINT, SIGTERM and SIGHUP cancel the job (as
-/// they stop a local one) and the output is followed to its end.
+/// Creates the job attached (a runseal that goes away, even killed, takes its job with it),
+/// streams this process's stdin to it, writes its output to this process's stdout and
+/// stderr as the daemon spools it, and returns its exit code. SIGINT, SIGTERM and SIGHUP
+/// cancel the job (as they stop a local one) and the output is followed to its end.
 async fn follow_job(host: &Host, body: &Value) -> anyhow::Result<i32> {
     // Before the job exists: a signal from now on is held for the canceller.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
-    let job = host.call("POST", "/v1/jobs", Some(body)).await?;
+    let mut body = body.clone();
+    body["stdin_stream"] = Value::Bool(true);
+    let (mut output, job) = attach(host, "/v1/jobs", &body).await?;
     let id = job["id"].as_str().context("runseald's job has no id")?;
     let job_path = format!("/v1/jobs/{}", segment(id));
+    stream_stdin(host, &job_path);
     let canceller = {
         let (host, job_path) = (host.clone(), job_path.clone());
         tokio::spawn(async move {
@@ -400,7 +408,7 @@ async fn follow_job(host: &Host, body: &Value) -> anyhow::Result<i32> {
             }
         })
     };
-    let followed = copy_output(host, &job_path).await;
+    let followed = copy_frames(&mut output, &job_path, Frames::AsWritten).await;
     canceller.abort();
     // An ended job is forgotten, its output read; one whose output broke off (stdout
     // closed, the connection lost) is cancelled, as nobody is left to read it.
@@ -414,13 +422,89 @@ async fn follow_job(host: &Host, body: &Value) -> anyhow::Result<i32> {
     Ok(i32::try_from(code)?)
 }
 
-/// Copies the job's output frames to stdout and stderr until its end frame, the job's view.
-async fn copy_output(host: &Host, job_path: &str) -> anyhow::Result<Value> {
+/// `POST path?attach=true` with `body`: the answer, to read frames from, and the task's view
+/// from its start line.
+async fn attach(host: &Host, path: &str, body: &Value) -> anyhow::Result<(Response, Value)> {
     let mut output = host
-        .send("GET", &format!("{job_path}/output?follow=true"), None)
+        .send("POST", &format!("{path}?attach=true"), Some(body))
         .await?
         .ok()
         .await?;
+    let start = output
+        .next_line()
+        .await?
+        .context("runseald ended its answer before the start line")?;
+    let view = start
+        .get("start")
+        .with_context(|| format!("runseald's first line is not a start line: {start}"))?
+        .clone();
+    Ok((output, view))
+}
+
+/// Streams this process's stdin to the job's, from a thread of its own: a read of stdin may
+/// block for ever (a terminal nobody types in), and the job must not wait for it. Whatever
+/// happens to the stream (the job closed its stdin or ended) is no error of the job's.
+fn stream_stdin(host: &Host, job_path: &str) {
+    let socket = host.socket.clone();
+    let path = format!("{job_path}/stdin");
+    std::thread::spawn(move || {
+        if let Err(e) = send_stdin(&socket, &path) {
+            tracing::debug!("stdin to {path}: {e}");
+        }
+    });
+}
+
+/// `PUT path` with this process's stdin as a chunked body.
+fn send_stdin(socket: &Path, path: &str) -> std::io::Result<()> {
+    use std::io::Read;
+    let stream = std::os::unix::net::UnixStream::connect(socket)?;
+    // MSG_NOSIGNAL: runseal dies of SIGPIPE (as `runseal list | head` should), but a daemon
+    // that stops reading a job's stdin is not a reason to.
+    let send = |bytes: &[u8]| -> std::io::Result<()> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let n = rustix::net::send(&stream, rest, rustix::net::SendFlags::NOSIGNAL)?;
+            rest = &rest[n..];
+        }
+        Ok(())
+    };
+    send(
+        format!(
+            "PUT {path} HTTP/1.1\r\nHost: runseald\r\nConnection: close\r\n\
+             Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .as_bytes(),
+    )?;
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        send(format!("{n:x}\r\n").as_bytes())?;
+        send(&buf[..n])?;
+        send(b"\r\n")?;
+    }
+    send(b"0\r\n\r\n")?;
+    // Read the answer out, so that the daemon sees the body end before the connection.
+    std::io::copy(&mut &stream, &mut std::io::sink())?;
+    Ok(())
+}
+
+/// Where a task's output frames go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Frames {
+    /// Each stream to ours: a job's.
+    AsWritten,
+    /// All to stderr, as a local build prints its script's output: a build's log.
+    ToStderr,
+}
+
+/// Copies a task's output frames until its end frame, the task's view.
+async fn copy_frames(output: &mut Response, what: &str, to: Frames) -> anyhow::Result<Value> {
     while let Some(frame) = output.next_line().await? {
         if let Some(end) = frame.get("end") {
             return Ok(end.clone());
@@ -430,7 +514,7 @@ async fn copy_output(host: &Host, job_path: &str) -> anyhow::Result<Value> {
             (None, Some(b64)) => base64::engine::general_purpose::STANDARD.decode(b64)?,
             (None, None) => anyhow::bail!("runseald sent a frame without data: {frame}"),
         };
-        if frame["stream"] == "stderr" {
+        if frame["stream"] == "stderr" || to == Frames::ToStderr {
             let mut err = std::io::stderr().lock();
             err.write_all(&bytes)?;
             err.flush()?;
@@ -440,5 +524,138 @@ async fn copy_output(host: &Host, job_path: &str) -> anyhow::Result<Value> {
             out.flush()?;
         }
     }
-    anyhow::bail!("runseald ended {job_path}'s output before the job ended")
+    anyhow::bail!("runseald ended {what}'s output before it ended")
+}
+
+/// Builds on the daemon, the script's output streamed here; exits 0 only when the runtime
+/// was built, sealed and verified, as a local build does.
+pub fn build(
+    host: &Host,
+    script: &Path,
+    name: Option<String>,
+    profiles: Vec<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    // The daemon checks the path against its --script-dirs; it must name the file the
+    // caller means, from wherever the caller is.
+    let script = script
+        .canonicalize()
+        .with_context(|| script.display().to_string())?;
+    let body = json!({ "script": script, "name": name, "profiles": profiles });
+    let end = runtime()?.block_on(async {
+        let (mut output, build) = attach(host, "/v1/builds", &body).await?;
+        let id = build["id"].as_str().unwrap_or("the build").to_owned();
+        copy_frames(&mut output, &id, Frames::ToStderr).await
+    })?;
+    let verified = end["verify"]["ok"].as_bool() == Some(true);
+    if json {
+        crate::output::print_json(&end)?;
+    } else if let Some(error) = end["error"].as_str() {
+        eprintln!("runseal build: {error}");
+    } else {
+        println!(
+            "built {}: {} files sealed; verify {}",
+            end["runtime"].as_str().unwrap_or("?"),
+            end["seal"]["files"],
+            if verified { "passed" } else { "FAILED" }
+        );
+        if !verified {
+            eprintln!("{:#}", end["verify"]);
+        }
+    }
+    Ok(if verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `runseal jobs ...`: the daemon's jobs.
+pub fn jobs(host: &Host, command: JobsCommand, json: bool) -> anyhow::Result<ExitCode> {
+    let job_path = |id: &str| format!("/v1/jobs/{}", segment(id));
+    match command {
+        JobsCommand::List => {
+            let jobs = host.call_blocking("GET", "/v1/jobs", None)?;
+            if json {
+                crate::output::print_json(&jobs)?;
+            } else {
+                println!(
+                    "{:<16}  {:<7}  {:>4}  {:<16}  COMMAND",
+                    "ID", "STATE", "EXIT", "RUNTIME"
+                );
+                for job in jobs.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<16}  {:<7}  {:>4}  {:<16}  {}",
+                        job["id"].as_str().unwrap_or("?"),
+                        job["state"].as_str().unwrap_or("?"),
+                        job["exit_code"]
+                            .as_i64()
+                            .map_or("-".into(), |c| c.to_string()),
+                        job["runtime"].as_str().unwrap_or("?"),
+                        words(&job["command"]),
+                    );
+                }
+            }
+        }
+        JobsCommand::Show { id } => {
+            let job = host.call_blocking("GET", &job_path(&id), None)?;
+            if json {
+                crate::output::print_json(&job)?;
+            } else {
+                for (key, value) in job.as_object().into_iter().flatten() {
+                    let shown = match value {
+                        Value::String(text) => text.clone(),
+                        Value::Array(_) => words(value),
+                        other => other.to_string(),
+                    };
+                    println!("{key}: {shown}");
+                }
+            }
+        }
+        JobsCommand::Logs { id, follow } => {
+            let path = format!("{}/output?follow={follow}", job_path(&id));
+            runtime()?.block_on(async {
+                let mut output = host.send("GET", &path, None).await?.ok().await?;
+                // Without follow, a running job's output ends with what is written so far.
+                match copy_frames(&mut output, &id, Frames::AsWritten).await {
+                    Ok(_) => Ok(()),
+                    Err(_) if !follow => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })?;
+        }
+        JobsCommand::Cancel { id } => {
+            let job = host.call_blocking("DELETE", &job_path(&id), None)?;
+            if json {
+                crate::output::print_json(&job)?;
+            } else if job.is_null() {
+                println!("{id} had ended; forgotten");
+            } else {
+                println!("{id} is being stopped");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A command's words, space-separated, each quoted when it has to be.
+fn words(command: &Value) -> String {
+    command
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|word| {
+            let word = word.as_str().unwrap_or_default();
+            if !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'\'' && b != b'"')
+            {
+                word.to_owned()
+            } else {
+                format!("{word:?}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

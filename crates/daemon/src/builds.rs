@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, State as Shared};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,9 +18,9 @@ use crate::body::{Body, Params};
 use crate::confine::{beneath, Kind};
 use crate::errors::{ApiError, ErrorBody};
 use crate::helper::{BuildReport, BuildWork, Verify};
-use crate::jobs::OutputQuery;
+use crate::jobs::{CreateQuery, OutputQuery};
 use crate::server::Caller;
-use crate::tasks::{About, Status, Task};
+use crate::tasks::{About, Status, Stdin, Task};
 
 type Ctx = Shared<Arc<State>>;
 
@@ -40,6 +39,9 @@ struct BuildBody {
     script: PathBuf,
     /// The runtime dir's name under the root; else the last line the script prints.
     name: Option<String>,
+    /// Profiles to seal with, like `runseal build --profile`; else detected.
+    #[serde(default)]
+    profiles: Vec<String>,
 }
 
 /// What a build was asked to do.
@@ -94,12 +96,16 @@ fn build(state: &State, id: &str, caller: &Caller) -> Result<(Arc<Task>, BuildVi
 }
 
 /// Starts a build; it is queued while `--max-jobs` jobs and builds run.
-#[utoipa::path(post, path = "/v1/builds", tag = "builds", request_body = BuildBody,
-    responses((status = 403, body = ErrorBody), (status = 201, body = BuildView), (status = 422, body = ErrorBody),
-        (status = 429, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/builds", tag = "builds", request_body = BuildBody, params(CreateQuery),
+    responses(
+        (status = 201, description = "The build, queued or running; with `attach`, its log stream", body = BuildView),
+        (status = 403, description = "Only root may build", body = ErrorBody),
+        (status = 422, description = "The script is not a file under a --script-dir", body = ErrorBody),
+        (status = 429, description = "Too many jobs and builds queued", body = ErrorBody)))]
 async fn create(
     Shared(state): Ctx,
     caller: Caller,
+    Params(query): Params<CreateQuery>,
     Body(body): Body<BuildBody>,
 ) -> Result<Response, ApiError> {
     caller.require_operator("build runtimes")?;
@@ -116,26 +122,34 @@ async fn create(
         name: body.name.clone(),
         root: state.root.clone(),
         profile_dir: state.profile_dir.clone(),
+        profiles: body.profiles,
     };
     let about = BuildAbout {
         script,
         name: body.name,
     };
-    let task = state
-        .tasks
-        .start("build", &work, None, About::Build(about), false, &caller)?;
-    Ok((StatusCode::CREATED, Json(view(&task))).into_response())
+    let task = state.tasks.start(
+        "build",
+        &work,
+        Stdin::Empty,
+        About::Build(about),
+        false,
+        &caller,
+    )?;
+    crate::jobs::created(task, query.attach, view_json).await
 }
 
 /// The builds the daemon knows: queued, running, and ended ones for `--keep-finished`.
-#[utoipa::path(get, path = "/v1/builds", tag = "builds", responses((status = 200, body = Vec<BuildView>)))]
+#[utoipa::path(get, path = "/v1/builds", tag = "builds", responses((status = 200, description = "The builds, oldest first", body = Vec<BuildView>)))]
 async fn list(Shared(state): Ctx, caller: Caller) -> Json<Vec<BuildView>> {
     Json(state.tasks.views(&caller, view))
 }
 
 /// One build's state and, once it has ended, its seal and verify results.
 #[utoipa::path(get, path = "/v1/builds/{id}", tag = "builds", params(("id" = String, Path)),
-    responses((status = 200, body = BuildView), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The build", body = BuildView),
+        (status = 404, description = "No such build", body = ErrorBody)))]
 async fn get(
     Shared(state): Ctx,
     caller: Caller,
@@ -148,8 +162,9 @@ async fn get(
 /// output, then `{"end": BUILD}`.
 #[utoipa::path(get, path = "/v1/builds/{id}/log", tag = "builds",
     params(("id" = String, Path), OutputQuery),
-    responses((status = 200, content_type = "application/x-ndjson", body = crate::spool::Frame),
-        (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "NDJSON: frames, then `{\"end\": BUILD}` once it has ended", content_type = "application/x-ndjson", body = crate::spool::Frame),
+        (status = 404, description = "No such build", body = ErrorBody)))]
 async fn log(
     Shared(state): Ctx,
     caller: Caller,
@@ -157,5 +172,5 @@ async fn log(
     Params(query): Params<OutputQuery>,
 ) -> Result<Response, ApiError> {
     let (task, _) = build(&state, &id, &caller)?;
-    crate::tasks::ndjson(task, query.follow, view_json).await
+    crate::tasks::ndjson(task, query.reading(), view_json).await
 }

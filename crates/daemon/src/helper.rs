@@ -36,6 +36,7 @@ pub struct BuildWork {
     pub name: Option<String>,
     pub root: PathBuf,
     pub profile_dir: PathBuf,
+    pub profiles: Vec<String>,
 }
 
 /// Reads the envelope at `input`, after making sure this helper dies with the daemon:
@@ -147,6 +148,7 @@ pub fn build(input: &Path) -> ExitCode {
         name: work.name,
     };
     let options = SealOptions {
+        profiles: work.profiles,
         profile_dirs: vec![work.profile_dir],
         ..SealOptions::default()
     };

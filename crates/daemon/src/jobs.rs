@@ -23,7 +23,7 @@ use crate::helper::{RunReport, RunWork};
 use crate::runtimes::{blocking, locate};
 use crate::server::Caller;
 use crate::spool::Stream;
-use crate::tasks::{About, Status, Stop, Task};
+use crate::tasks::{About, Reading, Status, Stdin, Stop, StopOnDrop, Task};
 
 type Ctx = Shared<Arc<State>>;
 
@@ -32,6 +32,7 @@ pub fn routes() -> OpenApiRouter<Arc<State>> {
         .routes(routes!(create, list))
         .routes(routes!(get, delete))
         .routes(routes!(output))
+        .routes(routes!(stdin))
         .routes(routes!(run))
 }
 
@@ -68,6 +69,10 @@ pub struct RunBody {
     stdin: Option<String>,
     /// The job's stdin as base64, for bytes that are not text.
     stdin_b64: Option<String>,
+    /// The job's stdin is streamed later, as the body of `PUT /v1/jobs/{id}/stdin`; the job
+    /// reads end-of-file when that body ends. Not for `POST /v1/run`.
+    #[serde(default)]
+    stdin_stream: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -139,9 +144,23 @@ async fn start(
     ephemeral: bool,
     caller: &Caller,
 ) -> Result<Arc<Task>, ApiError> {
+    let given = [
+        body.stdin.is_some(),
+        body.stdin_b64.is_some(),
+        body.stdin_stream,
+    ];
+    if given.iter().filter(|&&g| g).count() > 1 {
+        return Err(unprocessable(
+            "give one of stdin, stdin_b64 and stdin_stream",
+        ));
+    }
+    if body.stdin_stream && ephemeral {
+        return Err(unprocessable(
+            "stdin_stream: a synchronous run takes its stdin in the request (stdin, stdin_b64); stream it to a job of POST /v1/jobs",
+        ));
+    }
     let stdin = match (body.stdin.as_deref(), body.stdin_b64.as_deref()) {
-        (Some(_), Some(_)) => return Err(unprocessable("give stdin or stdin_b64, not both")),
-        (Some(text), None) => Some(text.as_bytes().to_vec()),
+        (Some(text), _) => Some(text.as_bytes().to_vec()),
         (None, Some(b64)) => Some(
             base64::engine::general_purpose::STANDARD
                 .decode(b64)
@@ -149,6 +168,7 @@ async fn start(
         ),
         (None, None) => None,
     };
+    let streamed = body.stdin_stream;
     let owner = (!caller.is_operator()).then_some(caller.uid);
     if let Some(workdir) = &body.workdir {
         beneath(
@@ -200,14 +220,14 @@ async fn start(
         runtime_dir,
         request,
     };
-    state.tasks.start(
-        "run",
-        &work,
-        stdin.as_deref(),
-        About::Job(about),
-        ephemeral,
-        caller,
-    )
+    let stdin = match (&stdin, streamed) {
+        (Some(bytes), _) => Stdin::Bytes(bytes),
+        (None, true) => Stdin::Stream,
+        (None, false) => Stdin::Empty,
+    };
+    state
+        .tasks
+        .start("run", &work, stdin, About::Job(about), ephemeral, caller)
 }
 
 fn job_request(body: RunBody, defaults: &Limits, caller: &Caller) -> Result<JobRequest, ApiError> {
@@ -283,28 +303,57 @@ fn job_user(asked: Option<&str>, caller: &Caller) -> Result<Option<User>, ApiErr
     }
 }
 
-/// Starts a job; it is queued while `--max-jobs` others run.
-#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = RunBody,
-    responses((status = 403, body = ErrorBody), (status = 201, body = JobView), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-async fn create(
-    Shared(state): Ctx,
-    caller: Caller,
-    Body(body): Body<RunBody>,
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CreateQuery {
+    /// Answer with the output instead of the view: NDJSON, `{"start": VIEW}`, the frames as
+    /// they are written, then `{"end": VIEW}`. A client that goes away before the end stops
+    /// the task (SIGTERM, then SIGKILL after the grace period), as nobody is left to read it.
+    #[serde(default)]
+    pub attach: bool,
+}
+
+/// The answer to a create: the view, or with `attach` the output from its start line on.
+pub async fn created(
+    task: Arc<Task>,
+    attach: bool,
+    view: fn(&Task) -> serde_json::Value,
 ) -> Result<Response, ApiError> {
-    let task = start(&state, body, false, &caller).await?;
+    if attach {
+        return crate::tasks::ndjson(task, Reading::Attached, view).await;
+    }
     Ok((StatusCode::CREATED, Json(view(&task))).into_response())
 }
 
+/// Starts a job; it is queued while `--max-jobs` others run.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = RunBody, params(CreateQuery),
+    responses(
+        (status = 201, description = "The job, queued or running; with `attach`, its output stream", body = JobView),
+        (status = 403, description = "A client other than root asked for another user", body = ErrorBody),
+        (status = 404, description = "No such runtime", body = ErrorBody),
+        (status = 422, description = "The request is invalid or the runtime is not runnable", body = ErrorBody),
+        (status = 429, description = "Too many jobs queued, or too many of this client's", body = ErrorBody)))]
+async fn create(
+    Shared(state): Ctx,
+    caller: Caller,
+    Params(query): Params<CreateQuery>,
+    Body(body): Body<RunBody>,
+) -> Result<Response, ApiError> {
+    let task = start(&state, body, false, &caller).await?;
+    created(task, query.attach, view_json).await
+}
+
 /// The jobs the daemon knows: queued, running, and ended ones for `--keep-finished`.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, body = Vec<JobView>)))]
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, description = "The jobs this client may see, oldest first", body = Vec<JobView>)))]
 async fn list(Shared(state): Ctx, caller: Caller) -> Json<Vec<JobView>> {
     Json(state.tasks.views(&caller, view))
 }
 
 /// One job's state, times, exit status and limits.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 404, description = "No such job, or another client's", body = ErrorBody)))]
 async fn get(
     Shared(state): Ctx,
     caller: Caller,
@@ -316,7 +365,10 @@ async fn get(
 /// Cancels a queued or running job (SIGTERM, then SIGKILL after the grace period): 202;
 /// forgets an ended one and its output: 204.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 202, body = JobView), (status = 204), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 202, description = "Being stopped", body = JobView),
+        (status = 204, description = "It had ended, and is forgotten"),
+        (status = 404, description = "No such job, or another client's", body = ErrorBody)))]
 async fn delete(
     Shared(state): Ctx,
     caller: Caller,
@@ -338,13 +390,24 @@ pub struct OutputQuery {
     pub follow: bool,
 }
 
+impl OutputQuery {
+    pub fn reading(&self) -> Reading {
+        if self.follow {
+            Reading::Follow
+        } else {
+            Reading::Written
+        }
+    }
+}
+
 /// The job's stdout and stderr as NDJSON, one frame a chunk:
 /// `{"stream": "stdout"|"stderr", "offset", "data"}` (UTF-8) or `"data_b64"` (other bytes),
 /// then `{"end": JOB}` once the job has ended.
 #[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs",
     params(("id" = String, Path), OutputQuery),
-    responses((status = 200, content_type = "application/x-ndjson", body = crate::spool::Frame),
-        (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "NDJSON: frames, then `{\"end\": JOB}` once it has ended", content_type = "application/x-ndjson", body = crate::spool::Frame),
+        (status = 404, description = "No such job, or another client's", body = ErrorBody)))]
 async fn output(
     Shared(state): Ctx,
     caller: Caller,
@@ -352,7 +415,59 @@ async fn output(
     Params(query): Params<OutputQuery>,
 ) -> Result<Response, ApiError> {
     let (task, _) = job(&state, &id, &caller)?;
-    crate::tasks::ndjson(task, query.follow, view_json).await
+    crate::tasks::ndjson(task, query.reading(), view_json).await
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct StdinWritten {
+    /// Bytes the job's stdin took.
+    written: u64,
+    /// The job closed its stdin (or ended) before the body did; the rest was not written.
+    closed: bool,
+}
+
+/// Streams the request body into the job's stdin (a job made with `stdin_stream`); the job
+/// reads end-of-file when the body ends. One writer per job.
+#[utoipa::path(put, path = "/v1/jobs/{id}/stdin", tag = "jobs", params(("id" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "The body was written, or the job stopped reading", body = StdinWritten),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job's stdin is not streamed, already taken, or the job has ended", body = ErrorBody)))]
+async fn stdin(
+    Shared(state): Ctx,
+    caller: Caller,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Body,
+) -> Result<Json<StdinWritten>, ApiError> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let (task, _) = job(&state, &id, &caller)?;
+    let pipe = task.take_stdin().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job `{id}` takes no streamed stdin: it was not made with stdin_stream, another client streams it, or the job has ended"),
+        )
+    })?;
+    let mut pipe = tokio::net::unix::pipe::Sender::from_owned_fd(pipe).map_err(internal)?;
+    let mut chunks = body.into_data_stream();
+    let mut written = StdinWritten {
+        written: 0,
+        closed: false,
+    };
+    while let Some(chunk) = chunks.next().await {
+        // A client gone mid-body: the job reads end-of-file, as from a closed terminal.
+        let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        match pipe.write_all(&chunk).await {
+            Ok(()) => written.written += chunk.len() as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                written.closed = true;
+                break;
+            }
+            Err(e) => return Err(internal(e)),
+        }
+    }
+    Ok(Json(written))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -372,20 +487,15 @@ struct Ran {
 /// How much of each stream a synchronous answer holds.
 const MAX_ANSWER: usize = 4 << 20;
 
-/// Stops its job when dropped before the job ended: the client went away.
-struct StopOnDrop(Arc<Task>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop(Stop::Kill);
-    }
-}
-
 /// Runs a command in a sealed runtime and answers when it ends, with the job's output (4
 /// MiB a stream at most); a client that goes away takes its job with it.
 #[utoipa::path(post, path = "/v1/run", tag = "jobs", request_body = RunBody,
-    responses((status = 403, body = ErrorBody), (status = 200, body = Ran), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The job ended; its exit code and output", body = Ran),
+        (status = 403, description = "A client other than root asked for another user", body = ErrorBody),
+        (status = 404, description = "No such runtime", body = ErrorBody),
+        (status = 422, description = "The request is invalid or the runtime is not runnable", body = ErrorBody),
+        (status = 429, description = "Too many jobs queued, or too many of this client's", body = ErrorBody)))]
 async fn run(
     Shared(state): Ctx,
     caller: Caller,
@@ -394,7 +504,7 @@ async fn run(
     let task = start(&state, body, true, &caller).await?;
     // Opened now: the job is forgotten, its spool removed, as soon as it ends.
     let mut reader = task.output().await.map_err(internal)?;
-    let guard = StopOnDrop(Arc::clone(&task));
+    let guard = StopOnDrop(Arc::clone(&task), Stop::Kill);
     task.ended().await;
     drop(guard);
     let mut streams = [Vec::new(), Vec::new()];

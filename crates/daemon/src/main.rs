@@ -72,6 +72,10 @@ pub struct Args {
     /// How many more may wait for one to end; requests beyond get 429.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_queue: u16,
+    /// How many jobs and builds one client other than root may have queued or running at
+    /// once; more get 429, so that one user cannot take every slot.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    max_per_client: u16,
     /// The most output a job or build keeps (`64M`); the rest is dropped and `truncated`.
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = size)]
     output_cap: u64,
@@ -212,6 +216,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
             helper: std::env::current_exe()?,
             max_jobs: usize::from(args.max_jobs),
             max_queue: usize::from(args.max_queue),
+            max_per_client: usize::from(args.max_per_client),
             output_cap: args.output_cap,
             keep_finished: Duration::from_secs(args.keep_finished),
             kept_output: args.kept_output,

@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, State as Shared};
-use axum::http::StatusCode;
 use axum::Json;
 use runseal_seal::SealOptions;
 use runseal_spec::RuleOptions;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -56,7 +55,9 @@ pub fn locate(state: &State, spec: &str) -> Result<PathBuf, ApiError> {
 
 /// The runtimes under the root, each with its version, language and whether it is sealed.
 #[utoipa::path(get, path = "/v1/runtimes", tag = "runtimes",
-    responses((status = 200, body = Vec<Object>), (status = "5XX", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The runtimes, as `runseal list --json` prints them", body = Vec<Object>),
+        (status = "5XX", description = "The root could not be read", body = ErrorBody)))]
 async fn list(Shared(state): Ctx) -> Result<Answer, ApiError> {
     blocking(move || json(runseal_seal::inventory::list(&state.root)?)).await
 }
@@ -64,7 +65,10 @@ async fn list(Shared(state): Ctx) -> Result<Answer, ApiError> {
 /// What a sealed runtime holds: size, files, mounts, and why each path is in.
 #[utoipa::path(get, path = "/v1/runtimes/{spec}", tag = "runtimes",
     params(("spec" = String, Path, description = "`name`, `name@version`, `lang:version`; never a path")),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "As `runseal info --json` prints it", body = Object),
+        (status = 404, description = "No such runtime", body = ErrorBody),
+        (status = 422, description = "Not a runtime name, or not sealed", body = ErrorBody)))]
 async fn info(Shared(state): Ctx, UrlPath(spec): UrlPath<String>) -> Result<Answer, ApiError> {
     blocking(move || json(runseal_seal::inventory::info(&locate(&state, &spec)?)?)).await
 }
@@ -72,7 +76,10 @@ async fn info(Shared(state): Ctx, UrlPath(spec): UrlPath<String>) -> Result<Answ
 /// Checks every runtime.yml rule.
 #[utoipa::path(post, path = "/v1/runtimes/{spec}/validate", tag = "runtimes",
     params(("spec" = String, Path, description = "a runtime name, never a path")),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The report, valid or not, as `runseal validate --json` prints it", body = Object),
+        (status = 404, description = "No such runtime", body = ErrorBody),
+        (status = 422, description = "Not a runtime name, or its runtime.yml cannot be read", body = ErrorBody)))]
 async fn validate(Shared(state): Ctx, UrlPath(spec): UrlPath<String>) -> Result<Answer, ApiError> {
     blocking(move || {
         let dir = locate(&state, &spec)?;
@@ -99,8 +106,12 @@ pub struct SealBody {
 #[utoipa::path(post, path = "/v1/runtimes/{spec}/seal", tag = "runtimes",
     params(("spec" = String, Path, description = "a runtime name, never a path")),
     request_body(content = Option<SealBody>),
-    responses((status = 403, body = ErrorBody), (status = 200, body = Object), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The seal's report, as `runseal seal --json` prints it", body = Object),
+        (status = 403, description = "Only root may seal", body = ErrorBody),
+        (status = 404, description = "No such runtime", body = ErrorBody),
+        (status = 409, description = "Another seal of it runs", body = ErrorBody),
+        (status = 422, description = "The runtime cannot be sealed; the message says why", body = ErrorBody)))]
 async fn seal(
     Shared(state): Ctx,
     caller: Caller,
@@ -126,21 +137,32 @@ async fn seal(
     .await
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+struct Removed {
+    /// The runtime dir that was removed.
+    #[schema(value_type = String)]
+    removed: PathBuf,
+}
+
 /// Deletes a runtime; refused (409) while a seal of it or a job on it runs.
 #[utoipa::path(delete, path = "/v1/runtimes/{spec}", tag = "runtimes",
     params(("spec" = String, Path, description = "a runtime name, never a path")),
-    responses((status = 403, body = ErrorBody), (status = 204), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Removed", body = Removed),
+        (status = 403, description = "Only root may remove runtimes", body = ErrorBody),
+        (status = 404, description = "No such runtime", body = ErrorBody),
+        (status = 409, description = "A seal of it or a job on it runs", body = ErrorBody),
+        (status = 422, description = "Not a runtime name", body = ErrorBody)))]
 async fn remove(
     Shared(state): Ctx,
     caller: Caller,
     UrlPath(spec): UrlPath<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<Removed>, ApiError> {
     caller.require_operator("remove runtimes")?;
     blocking(move || {
         let dir = locate(&state, &spec)?;
         runseal_seal::remove_runtime(&dir)?;
-        Ok(StatusCode::NO_CONTENT)
+        Ok(Json(Removed { removed: dir }))
     })
     .await
 }

@@ -4,6 +4,7 @@
 //! request is refused with 429.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ pub struct Settings {
     pub helper: PathBuf,
     pub max_jobs: usize,
     pub max_queue: usize,
+    /// How many jobs and builds one client other than root may have queued or running.
+    pub max_per_client: usize,
     /// The most output one job keeps.
     pub output_cap: u64,
     pub keep_finished: Duration,
@@ -97,6 +100,20 @@ pub struct Task {
     stop: watch::Sender<Option<Stop>>,
     /// Forgotten as soon as it ends: a synchronous run's client has had its answer.
     ephemeral: bool,
+    /// A streamed stdin's pipe: the read end until the helper is started with it, the
+    /// write end until a client takes it to stream into.
+    stdin_reader: Mutex<Option<OwnedFd>>,
+    stdin_writer: Mutex<Option<OwnedFd>>,
+}
+
+/// Where a task's stdin comes from.
+pub enum Stdin<'a> {
+    /// End-of-file at once.
+    Empty,
+    /// These bytes, given with the request.
+    Bytes(&'a [u8]),
+    /// A pipe a client streams into later ([`Task::take_stdin`]); end-of-file when it is done.
+    Stream,
 }
 
 /// What the daemon hands a helper, in a 0600 file of the task's dir.
@@ -117,6 +134,12 @@ pub struct Registry {
     made: std::sync::atomic::AtomicU64,
     running: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn now() -> String {
@@ -153,8 +176,9 @@ fn new_id() -> String {
 
 impl Registry {
     /// Opens the state dir. What an earlier daemon left in it is removed: its helpers died
-    /// with it, so its jobs' spools and dirs are orphans.
+    /// with it, so its jobs' spools and dirs are orphans, and so are their cgroups.
     pub fn open(settings: Settings) -> std::io::Result<Arc<Registry>> {
+        runseal_sandbox::Cgroups::reap_orphans();
         private_dir(&settings.state_dir)?;
         let jobs_dir = settings.state_dir.join("jobs");
         match std::fs::remove_dir_all(&jobs_dir) {
@@ -173,21 +197,36 @@ impl Registry {
     }
 
     fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Task>>> {
-        self.tasks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.tasks)
     }
 
-    /// Queues a task: `--helper MODE` with `work`, its stdin `stdin` or nothing.
+    /// Queues a task: `--helper MODE` with `work` and `stdin`.
     pub fn start(
         self: &Arc<Self>,
         mode: &'static str,
         work: &impl Serialize,
-        stdin: Option<&[u8]>,
+        stdin: Stdin<'_>,
         about: About,
         ephemeral: bool,
         owner: &Caller,
     ) -> Result<Arc<Task>, ApiError> {
+        if !owner.is_operator() {
+            let own = self
+                .tasks()
+                .values()
+                .filter(|task| task.owner == owner.uid)
+                .filter(|task| task.status.borrow().state != State::Exited)
+                .count();
+            if own >= self.settings.max_per_client {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "uid {} already has {own} jobs and builds queued or running, the most --max-per-client allows; try again when one has ended",
+                        owner.uid
+                    ),
+                ));
+            }
+        }
         let admitted = Arc::clone(&self.admitted).try_acquire_owned().map_err(|_| {
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -199,7 +238,7 @@ impl Registry {
         })?;
         let id = new_id();
         let dir = self.jobs_dir.join(&id);
-        let prepare = || -> std::io::Result<spool::Writer> {
+        let prepare = || -> std::io::Result<(spool::Writer, Option<(OwnedFd, OwnedFd)>)> {
             private_dir(&dir)?;
             let envelope = Envelope {
                 parent: std::process::id(),
@@ -207,13 +246,20 @@ impl Registry {
                 work,
             };
             private_file(&dir.join("input.json"), &serde_json::to_vec(&envelope)?)?;
-            if let Some(stdin) = stdin {
-                private_file(&dir.join("stdin"), stdin)?;
-            }
+            let pipe = match stdin {
+                Stdin::Empty => None,
+                Stdin::Bytes(bytes) => {
+                    private_file(&dir.join("stdin"), bytes)?;
+                    None
+                }
+                Stdin::Stream => Some(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?),
+            };
             let (progress, _) = watch::channel(Progress::default());
-            spool::create(&dir.join("output"), self.settings.output_cap, progress)
+            let writer = spool::create(&dir.join("output"), self.settings.output_cap, progress)?;
+            Ok((writer, pipe))
         };
-        let writer = prepare().map_err(|e| internal(format!("{}: {e}", dir.display())))?;
+        let (writer, pipe) = prepare().map_err(|e| internal(format!("{}: {e}", dir.display())))?;
+        let (stdin_reader, stdin_writer) = pipe.unzip();
         let task = Arc::new(Task {
             id: id.clone(),
             order: self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -234,6 +280,8 @@ impl Registry {
             stop: watch::Sender::new(None),
             dir,
             ephemeral,
+            stdin_reader: Mutex::new(stdin_reader),
+            stdin_writer: Mutex::new(stdin_writer),
         });
         self.tasks().insert(id, Arc::clone(&task));
         tokio::spawn(Arc::clone(self).drive(Arc::clone(&task), mode, writer, admitted));
@@ -258,6 +306,9 @@ impl Registry {
             Some(_slot) => self.execute(&task, mode, writer, stop).await,
             None => Ok((None, None)),
         };
+        // A client still streaming stdin into a task that never ran gets EPIPE.
+        drop(lock(&task.stdin_reader).take());
+        drop(lock(&task.stdin_writer).take());
         let report = std::fs::read(task.dir.join("report.json"))
             .ok()
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
@@ -316,9 +367,11 @@ impl Registry {
         writer: spool::Writer,
         mut stop: watch::Receiver<Option<Stop>>,
     ) -> std::io::Result<(Option<i32>, Option<i32>)> {
-        let stdin = match std::fs::File::open(task.dir.join("stdin")) {
-            Ok(file) => Stdio::from(file),
-            Err(_) => Stdio::null(),
+        let streamed = lock(&task.stdin_reader).take();
+        let stdin = match (streamed, std::fs::File::open(task.dir.join("stdin"))) {
+            (Some(pipe), _) => Stdio::from(pipe),
+            (None, Ok(file)) => Stdio::from(file),
+            (None, Err(_)) => Stdio::null(),
         };
         let mut child = tokio::process::Command::new(&self.settings.helper)
             .args(["--helper", mode, "--input"])
@@ -479,6 +532,12 @@ impl Task {
         });
     }
 
+    /// The write end of the task's stdin, to the first client that asks: `None` when stdin
+    /// is not streamed, is already taken, or the task has ended.
+    pub fn take_stdin(&self) -> Option<OwnedFd> {
+        lock(&self.stdin_writer).take()
+    }
+
     pub async fn ended(&self) {
         let _ = self
             .status
@@ -493,23 +552,65 @@ impl Task {
     }
 }
 
+/// How a client reads a task's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// What has been written so far.
+    Written,
+    /// Frames as they are written, until the task ends.
+    Follow,
+    /// Follow, from the request that created the task: a `{"start": VIEW}` line first, and
+    /// the task is stopped (SIGTERM, then SIGKILL after the grace period) if the client goes
+    /// away before it ends, as nobody is left to read it.
+    Attached,
+}
+
+/// Stops its task, `how`, when dropped before the task ended: its client went away.
+pub struct StopOnDrop(pub Arc<Task>, pub Stop);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if self.0.status.borrow().state != State::Exited {
+            tracing::info!(task = %self.0.id, "client gone: stopping");
+            self.0.stop(self.1);
+        }
+    }
+}
+
+fn ndjson_line(key: &str, view: serde_json::Value) -> Option<Vec<u8>> {
+    let mut line = serde_json::to_vec(&serde_json::json!({ key: view })).ok()?;
+    line.push(b'\n');
+    Some(line)
+}
+
 /// A task's output as NDJSON: a frame a record, then, once the task has ended, one line
-/// `{"end": VIEW}`. With `follow`, frames come as they are written until the task ends.
+/// `{"end": VIEW}`; [`Reading`] says which frames, and whether a start line comes first.
 pub async fn ndjson(
     task: Arc<Task>,
-    follow: bool,
+    reading: Reading,
     view: fn(&Task) -> serde_json::Value,
 ) -> Result<Response, ApiError> {
     let reader = task
         .output()
         .await
         .map_err(|_| not_found(format!("`{}` is gone", task.id)))?;
-    let lines = futures_util::stream::unfold(Some(reader), move |reader| {
+    let follow = reading != Reading::Written;
+    let attached = reading == Reading::Attached;
+    let start = attached
+        .then(|| ndjson_line("start", view(&task)))
+        .flatten();
+    // The guard lives in the stream's state: the stream is dropped when the client goes.
+    let guard = attached.then(|| StopOnDrop(Arc::clone(&task), Stop::Term));
+    let state = (start, Some(reader), guard);
+    let lines = futures_util::stream::unfold(state, move |(start, reader, guard)| {
         let task = Arc::clone(&task);
         async move {
+            if let Some(line) = start {
+                return Some((Ok(line), (None, reader, guard)));
+            }
             let mut reader = reader?;
             match reader.next_line(follow).await {
-                Ok(Some(line)) => Some((Ok(line), Some(reader))),
+                Ok(Some(line)) => Some((Ok(line), (None, Some(reader), guard))),
                 Ok(None) => {
                     if follow {
                         task.ended().await;
@@ -517,16 +618,20 @@ pub async fn ndjson(
                     if task.status.borrow().state != State::Exited {
                         return None;
                     }
-                    let end = serde_json::json!({ "end": view(&task) });
-                    let mut line = serde_json::to_vec(&end).ok()?;
-                    line.push(b'\n');
-                    Some((Ok(line), None))
+                    let line = ndjson_line("end", view(&task))?;
+                    Some((Ok(line), (None, None, guard)))
                 }
-                Err(e) => Some((Err(e), None)),
+                Err(e) => Some((Err(e), (None, None, guard))),
             }
         }
     });
+    let status = if attached {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((
+        status,
         [(CONTENT_TYPE, "application/x-ndjson")],
         axum::body::Body::from_stream(lines),
     )

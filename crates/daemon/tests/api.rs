@@ -161,6 +161,7 @@ fn a_client_other_than_root_runs_only_as_itself_and_sees_only_its_own_jobs() {
         scratch.path(),
         &[
             "--socket-group=nogroup",
+            "--max-per-client=2",
             &format!("--workdir-root={}", work.display()),
             &format!("--script-dir={}", scratch.path().display()),
         ],
@@ -229,7 +230,29 @@ fn a_client_other_than_root_runs_only_as_itself_and_sees_only_its_own_jobs() {
     }
     let (_, job) = daemon.call("GET", &format!("/v1/jobs/{root_job}"), None);
     assert_eq!(job["state"], "running", "{job}");
-    daemon.call("DELETE", &format!("/v1/jobs/{root_job}"), None);
+
+    // --max-per-client: nobody gets two at once, root is not counted against it.
+    let sleeper = serde_json::json!({"runtime": "openjdk-17", "command": ["sleep", "30"]});
+    for _ in 0..2 {
+        let (status, job) = daemon.call_as_nobody("POST", "/v1/jobs", Some(sleeper.clone()));
+        assert_eq!(status, 201, "{job}");
+    }
+    let (status, error) = daemon.call_as_nobody("POST", "/v1/jobs", Some(sleeper.clone()));
+    assert_eq!(status, 429, "{error}");
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--max-per-client"));
+    let (status, _) = daemon.call("POST", "/v1/jobs", Some(sleeper));
+    assert_eq!(status, 201, "root is not held to --max-per-client");
+    let (_, jobs) = daemon.call("GET", "/v1/jobs", None);
+    for job in jobs.as_array().unwrap() {
+        daemon.call(
+            "DELETE",
+            &format!("/v1/jobs/{}", job["id"].as_str().unwrap()),
+            None,
+        );
+    }
 }
 
 /// The review's finding: ended jobs kept their output for --keep-finished whatever its
@@ -429,6 +452,7 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
     }
 
     jobs_stream_binary_output_and_are_cancelled(&daemon, &work);
+    stdin_streams_and_attached_jobs_go_with_their_client(&daemon);
 
     // Build scripts come only from --script-dir, and no refusal shows a file's contents.
     std::os::unix::fs::symlink("/etc/shadow", scripts.join("shadow.sh")).unwrap();
@@ -477,8 +501,9 @@ fn the_api_lists_seals_validates_runs_builds_and_removes() {
         .join("built/isolated/usr/local/lib/built/note")
         .is_file());
 
-    let (status, _) = daemon.call("DELETE", "/v1/runtimes/built", None);
-    assert_eq!(status, 204);
+    let (status, removed) = daemon.call("DELETE", "/v1/runtimes/built", None);
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["removed"], root.join("built").to_str().unwrap());
     assert!(!root.join("built").exists());
     let (_, list) = daemon.call("GET", "/v1/runtimes", None);
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -657,6 +682,110 @@ fn jobs_stream_binary_output_and_are_cancelled(daemon: &Daemon, work: &Path) {
         .any(|j| j["id"] == id.as_str()));
 }
 
+/// Stdin streamed with `PUT /v1/jobs/{id}/stdin` (past --max-body, which bounds JSON
+/// bodies only), one writer a job; `?attach=true` answers with the output, and a client that
+/// goes away before the end takes its job with it.
+fn stdin_streams_and_attached_jobs_go_with_their_client(daemon: &Daemon) {
+    let streamed = |command: Value| {
+        let body =
+            serde_json::json!({"runtime": "openjdk-17", "stdin_stream": true, "command": command});
+        let (status, job) = daemon.call("POST", "/v1/jobs", Some(body));
+        assert_eq!(status, 201, "{job}");
+        job["id"].as_str().unwrap().to_owned()
+    };
+    let id = &streamed(serde_json::json!(["sh", "-c", "wc -c; echo end"]));
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), vec![b'z'; 3 << 20]).unwrap();
+    let put = |id: &str| {
+        let mut curl = Command::new("curl");
+        curl.args([
+            "-H",
+            "content-type: application/octet-stream",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", input.path().display()));
+        daemon.call_as(curl, "PUT", &format!("/v1/jobs/{id}/stdin"), None)
+    };
+    let (status, written) = put(id);
+    assert_eq!(
+        (status, written),
+        (
+            200,
+            serde_json::json!({"written": 3 << 20, "closed": false})
+        )
+    );
+    let frames = daemon.output(&format!("/v1/jobs/{id}/output?follow=true"));
+    let stdout: String = frames.iter().filter_map(|f| f["data"].as_str()).collect();
+    assert_eq!(stdout, format!("{}\nend\n", 3 << 20), "{frames:?}");
+    let (status, error) = put(id);
+    assert_eq!(status, 409, "one writer, and the job has ended: {error}");
+
+    // A job that stops reading: the writer learns it, and the rest is not written.
+    let id = &streamed(serde_json::json!(["head", "-c", "3"]));
+    let (status, written) = put(id);
+    assert_eq!(
+        (status, &written["closed"]),
+        (200, &Value::Bool(true)),
+        "{written}"
+    );
+    assert!(written["written"].as_u64().unwrap() < 3 << 20, "{written}");
+    let (status, _) = put(id);
+    assert_eq!(status, 409);
+
+    for (what, body) in [
+        (
+            "two stdins",
+            serde_json::json!({"stdin": "x", "stdin_stream": true}),
+        ),
+        (
+            "a synchronous run",
+            serde_json::json!({"stdin_stream": true}),
+        ),
+    ] {
+        let mut body = body;
+        body["runtime"] = "openjdk-17".into();
+        body["command"] = serde_json::json!(["cat"]);
+        let path = if what == "two stdins" {
+            "/v1/jobs"
+        } else {
+            "/v1/run"
+        };
+        let (status, error) = daemon.call("POST", path, Some(body));
+        assert_eq!(status, 422, "{what}: {error}");
+    }
+
+    // Attached: the output is the answer, a start line first; a client that goes away
+    // stops its job.
+    let attached = Command::new("curl")
+        .args(["-s", "--no-buffer", "--max-time", "2", "--unix-socket"])
+        .arg(&daemon.socket)
+        .args(["-H", "content-type: application/json", "-d"])
+        .arg(r#"{"runtime": "openjdk-17", "command": ["sh", "-c", "echo up; sleep 41"]}"#)
+        .arg("http://runseald/v1/jobs?attach=true")
+        .output()
+        .unwrap();
+    assert_eq!(attached.status.code(), Some(28), "curl gave up on the job");
+    let lines: Vec<Value> = String::from_utf8(attached.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines[0]["start"]["command"][0], "sh", "{lines:?}");
+    assert_eq!(lines[1]["data"], "up\n", "{lines:?}");
+    let id = lines[0]["start"]["id"].as_str().unwrap();
+    let frames = daemon.output(&format!("/v1/jobs/{id}/output?follow=true"));
+    let end = &frames.last().unwrap()["end"];
+    assert_eq!(
+        (end["exit_code"].as_i64(), end["cancelled"].as_bool()),
+        (Some(143), Some(true)),
+        "{end}"
+    );
+    assert!(
+        !job_running("sleep 41"),
+        "the job outlived its attached client"
+    );
+}
+
 /// Whether a process of this exact command line runs on the host.
 fn job_running(command: &str) -> bool {
     std::fs::read_dir("/proc")
@@ -722,4 +851,36 @@ fn idle_connections_do_not_starve_a_request_and_orphans_are_reaped() {
         asked.elapsed()
     );
     drop(idle);
+}
+
+/// A daemon killed with SIGKILL leaves its jobs' cgroups behind (its helpers die with it);
+/// the next one removes them at start instead of waiting for a job with the same limit.
+#[test]
+fn a_restart_reaps_the_cgroups_an_earlier_daemons_jobs_left() {
+    if !require_root() {
+        return;
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let memory = mountinfo
+        .lines()
+        .find_map(|line| {
+            let (fields, rest) = line.split_once(" - ")?;
+            let point = fields.split(' ').nth(4)?;
+            let mut rest = rest.split(' ');
+            match (rest.next()?, rest.nth(1)?) {
+                ("cgroup", options) if options.split(',').any(|o| o == "memory") => {
+                    Some(PathBuf::from(point))
+                }
+                _ => None,
+            }
+        })
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let stale = memory.join(format!("runseal/job-{pid}-1"));
+    std::fs::create_dir_all(&stale).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(scratch.path(), &[]);
+    assert!(!stale.exists(), "{} was kept", stale.display());
 }

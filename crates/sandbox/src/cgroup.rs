@@ -127,6 +127,20 @@ impl Cgroups {
         self.dirs.is_empty()
     }
 
+    /// Removes the job cgroups whose creator is gone from every hierarchy runseal uses. A
+    /// daemon calls it at start: the jobs of the one before died with its helpers, and
+    /// their cgroups would otherwise wait for the next job that asks for the same limit.
+    pub fn reap_orphans() {
+        let Ok(hierarchies) = Hierarchies::read() else {
+            return;
+        };
+        for controller in ["memory", "pids", "cpu"] {
+            if let Ok((mount, _)) = hierarchies.locate(controller) {
+                reap_stale(&mount.join("runseal"));
+            }
+        }
+    }
+
     /// What the job's init needs to start in the job's cgroups, opened before it is
     /// cloned: the v2 dir to clone it into, and the v1 `tasks` files it writes itself into.
     pub fn joining(&self) -> Result<Joining> {

@@ -16,7 +16,7 @@ mod verify;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::{Args, Command};
+use crate::cli::{Args, Command, JobsCommand};
 use crate::client;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -113,7 +113,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Verify { .. } if host.is_some() => Err(client::local_only("verify")),
-        Command::Build { .. } if host.is_some() => Err(client::local_only("build")),
         Command::Verify { runtime, profile } => {
             verify::run(&locate(&runtime)?, &profile, &profile_dir, args.json)
         }
@@ -133,7 +132,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             script,
             name,
             profile,
-        } => build::run(&root, &script, name, profile, &profile_dir, args.json),
+        } => match host {
+            Some(host) => client::build(host, &script, name, profile, args.json),
+            None => build::run(&root, &script, name, profile, &profile_dir, args.json),
+        },
+        Command::Jobs { command } => match host {
+            Some(host) => client::jobs(host, command.unwrap_or(JobsCommand::List), args.json),
+            None => Err(anyhow::anyhow!(
+                "`runseal jobs` needs --host: jobs are runseald's (a local `runseal run` is a process of your own)"
+            )),
+        },
         Command::Export {
             runtime,
             destination,
