@@ -310,6 +310,11 @@ pub enum Command {
         runtime: String,
         /// Where to write the image.
         destination: String,
+        /// For a push: a repository of the same registry (`runtimes/openjdk`) that may hold
+        /// some of the layers already; the registry is asked to mount each layer it has from
+        /// there instead of receiving it again (repeatable, tried in order).
+        #[arg(long, value_name = "REPO")]
+        mount_from: Vec<String>,
         #[command(flatten)]
         registry: RegistryArgs,
     },

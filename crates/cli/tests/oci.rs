@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::util::{allow_skip, json, text, TestRoot};
+use crate::util::{allow_skip, code, json, text, TestRoot};
 
 /// A docker-registry on 127.0.0.1 with no auth and its storage in a temp dir, stopped when
 /// dropped.
@@ -240,6 +240,9 @@ fn podman_runs_an_exported_openjdk_image_under_runc() {
     ok(&removed.unwrap(), "podman rmi");
 }
 
+/// Shared libraries are layers of their own: pushed to the same repository, a second and
+/// third runtime find them there; pushed to a repository of their own, the registry mounts
+/// them from the first (`--mount-from`), and the image it holds is whole.
 #[test]
 fn runtimes_sealed_on_one_host_push_their_shared_libraries_once() {
     let t = sealtest!();
@@ -252,31 +255,67 @@ fn runtimes_sealed_on_one_host_push_their_shared_libraries_once() {
         ok(&t.run(&["seal", runtime]), "seal");
     }
     let mut pushes = Vec::new();
-    for runtime in ["openjdk-17", "python-3.11", "node-20"] {
-        let dest = format!(
-            "docker://{}",
-            registry.reference(&format!("runtimes:{runtime}"))
-        );
-        let out = t.run(&["--json", "export", runtime, &dest, "--tls-verify=false"]);
+    for (runtime, repository, mount_from) in [
+        ("openjdk-17", "runtimes:openjdk-17", None),
+        ("python-3.11", "runtimes:python-3.11", None),
+        ("node-20", "node:20", Some("runtimes")),
+    ] {
+        let dest = format!("docker://{}", registry.reference(repository));
+        let mut args = vec!["--json", "export", runtime, &dest, "--tls-verify=false"];
+        args.extend(mount_from.iter().flat_map(|repo| ["--mount-from", repo]));
+        let out = t.run(&args);
         ok(&out, "export to the registry");
         let push = json(&out)["push"].clone();
         eprintln!(
-            "{runtime}: pushed {} blobs, {} bytes; the registry had {} blobs, {} bytes",
+            "{runtime} to {repository}: pushed {} blobs, {} bytes; the registry had {} blobs, {} bytes; mounted {} blobs, {} bytes",
             push["pushed_blobs"],
             push["pushed_bytes"],
             push["existing_blobs"],
-            push["existing_bytes"]
+            push["existing_bytes"],
+            push["mounted_blobs"],
+            push["mounted_bytes"]
         );
         pushes.push(push);
     }
     assert_eq!(pushes[0]["existing_blobs"], 0);
     // libc, libm, ld-linux, libstdc++, libgcc_s and libz are in all three: the second and
     // third pushes send none of them.
-    for push in &pushes[1..] {
-        assert!(push["existing_blobs"].as_u64().unwrap() >= 6, "{push}");
+    for (push, reused) in [(&pushes[1], "existing"), (&pushes[2], "mounted")] {
         assert!(
-            push["existing_bytes"].as_u64().unwrap() > 2_000_000,
+            push[format!("{reused}_blobs")].as_u64().unwrap() >= 6,
+            "{push}"
+        );
+        assert!(
+            push[format!("{reused}_bytes")].as_u64().unwrap() > 2_000_000,
             "{push}"
         );
     }
+    assert_eq!(
+        pushes[2]["existing_blobs"], 0,
+        "node:20 is a new repository"
+    );
+
+    // The repository that got mounted blobs holds the whole image: skopeo copies it out.
+    let copied = tempfile::tempdir().unwrap();
+    let out = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}", registry.reference("node:20")))
+        .arg(format!("oci:{}:20", copied.path().display()))
+        .output()
+        .unwrap();
+    ok(&out, "skopeo copy of the image with mounted layers");
+
+    let out = t.run(&[
+        "export",
+        "node-20",
+        "oci:/var/tmp/x",
+        "--mount-from",
+        "runtimes",
+    ]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--mount-from is for a push"),
+        "{}",
+        text(&out.stderr)
+    );
 }

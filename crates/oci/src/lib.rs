@@ -34,8 +34,14 @@ pub struct ExportReport {
     pub push: Option<PushReport>,
 }
 
-/// Writes the image of the sealed runtime in `dir` to `destination`.
-pub fn export(dir: &Path, destination: &Location, transport: &Transport) -> Result<ExportReport> {
+/// Writes the image of the sealed runtime in `dir` to `destination`; a push may mount blobs
+/// from the registry's `mount_from` repositories.
+pub fn export(
+    dir: &Path,
+    destination: &Location,
+    transport: &Transport,
+    mount_from: &[String],
+) -> Result<ExportReport> {
     let mut push = None;
     let image = match destination {
         Location::Dir { path, tag } => {
@@ -56,7 +62,9 @@ pub fn export(dir: &Path, destination: &Location, transport: &Transport) -> Resu
             let scratch = scratch()?;
             let layout = OciDir::create(scratch.path())?;
             let image = export::build_image(dir, &layout)?;
-            push = Some(registry::push(&layout, &image, reference, transport)?);
+            push = Some(registry::push(
+                &layout, &image, reference, transport, mount_from,
+            )?);
             image
         }
     };

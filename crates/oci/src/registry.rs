@@ -36,6 +36,10 @@ pub struct PushReport {
     pub pushed_bytes: u64,
     pub existing_blobs: usize,
     pub existing_bytes: u64,
+    /// Blobs the registry mounted from another of its repositories (`--mount-from`), sent
+    /// no more than existing ones.
+    pub mounted_blobs: usize,
+    pub mounted_bytes: u64,
 }
 
 /// The registry calls are async; runseal is not, so each runs on a small runtime of its own.
@@ -132,12 +136,15 @@ fn auth_files(transport: &Transport) -> Vec<PathBuf> {
 }
 
 /// Pushes the image `image` of `layout` to `reference`: each blob the registry lacks, then
-/// the manifest, byte for byte as in the layout, so its digest is the same everywhere.
+/// the manifest, byte for byte as in the layout, so its digest is the same everywhere. A
+/// blob the repository lacks is first asked of the registry's `mount_from` repositories (a
+/// cross-repository mount, which sends nothing), then sent.
 pub fn push(
     layout: &OciDir,
     image: &ImageReport,
     reference: &Reference,
     transport: &Transport,
+    mount_from: &[String],
 ) -> Result<PushReport> {
     let (client, auth) = client(reference, transport)?;
     let fail = |e| registry_error(reference, e);
@@ -152,7 +159,19 @@ pub fn push(
             pushed_bytes: 0,
             existing_blobs: 0,
             existing_bytes: 0,
+            mounted_blobs: 0,
+            mounted_bytes: 0,
         };
+        let sources: Vec<Reference> = mount_from
+            .iter()
+            .map(|repository| {
+                Reference::with_tag(
+                    reference.registry().to_owned(),
+                    repository.clone(),
+                    "latest".to_owned(),
+                )
+            })
+            .collect();
         let blobs = std::iter::once(&image.config).chain(image.layers.iter().map(|l| &l.digest));
         for digest in blobs {
             let path = layout.blob_path(digest);
@@ -165,6 +184,23 @@ pub fn push(
             {
                 report.existing_blobs += 1;
                 report.existing_bytes += size;
+                continue;
+            }
+            // A source lacking the blob answers 202 (an upload begun), which is no mount.
+            let mut mounted = false;
+            for source in &sources {
+                if client
+                    .mount_blob(reference, source, digest.as_str())
+                    .await
+                    .is_ok()
+                {
+                    mounted = true;
+                    break;
+                }
+            }
+            if mounted {
+                report.mounted_blobs += 1;
+                report.mounted_bytes += size;
                 continue;
             }
             client

@@ -10,10 +10,16 @@ pub fn run(
     dir: &Path,
     destination: &str,
     registry: &RegistryArgs,
+    mount_from: &[String],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let destination = Location::parse(destination, None)?;
-    let report = runseal_oci::export(dir, &destination, &super::import::transport(registry))?;
+    anyhow::ensure!(
+        mount_from.is_empty() || matches!(destination, Location::Registry(_)),
+        "--mount-from is for a push (docker://...), not {destination}"
+    );
+    let transport = super::import::transport(registry);
+    let report = runseal_oci::export(dir, &destination, &transport, mount_from)?;
     if json {
         print_json(&report)?;
     } else {
@@ -41,11 +47,13 @@ fn print_human(report: &ExportReport) {
     }
     if let Some(push) = &report.push {
         println!(
-            "  pushed {} blobs ({}); the registry had {} already ({})",
+            "  pushed {} blobs ({}); the registry had {} already ({}) and mounted {} from other repositories ({})",
             push.pushed_blobs,
             human_bytes(push.pushed_bytes),
             push.existing_blobs,
-            human_bytes(push.existing_bytes)
+            human_bytes(push.existing_bytes),
+            push.mounted_blobs,
+            human_bytes(push.mounted_bytes)
         );
     }
 }

@@ -146,7 +146,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             runtime,
             destination,
             registry,
-        } => export::run(&locate(&runtime)?, &destination, &registry, args.json),
+            mount_from,
+        } => export::run(
+            &locate(&runtime)?,
+            &destination,
+            &registry,
+            &mount_from,
+            args.json,
+        ),
         Command::Sbom { runtime } => sbom::run(&locate(&runtime)?),
         Command::Import { source, options } => {
             import::run(&root, &source, None, &options, args.json)
