@@ -368,8 +368,8 @@ pub enum Command {
 /// How to reach a registry, as skopeo takes it.
 #[derive(Debug, clap::Args)]
 pub struct RegistryArgs {
-    /// Require HTTPS with a verified certificate; `--tls-verify=false` talks plain HTTP to
-    /// the registry.
+    /// Require HTTPS with a certificate the system trusts; `--tls-verify=false` accepts
+    /// any certificate, and plain HTTP from a registry that does not speak TLS (as skopeo's).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub tls_verify: bool,
     /// Registry credentials (default: the containers auth.json entry for the registry:

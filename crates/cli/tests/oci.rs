@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::util::{allow_skip, code, json, text, TestRoot};
+use crate::util::{allow_skip, code, host_yaml, json, text, TestRoot};
 
 /// A docker-registry on 127.0.0.1 with no auth and its storage in a temp dir, stopped when
 /// dropped.
@@ -16,6 +16,11 @@ struct Registry {
 
 impl Registry {
     fn start(test: &str) -> Option<Registry> {
+        Registry::start_with(test, false)
+    }
+
+    /// With `tls`, the registry serves HTTPS with a self-signed certificate for 127.0.0.1.
+    fn start_with(test: &str, tls: bool) -> Option<Registry> {
         let binary = Path::new("/usr/bin/docker-registry");
         if !binary.exists() || !Path::new("/usr/bin/skopeo").exists() {
             allow_skip(
@@ -32,19 +37,41 @@ impl Registry {
             .local_addr()
             .unwrap()
             .port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if tls {
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            let out = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .expect("openssl is installed");
+            ok(&out, "openssl req");
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        let config_file = dir.path().join("config.yml");
+        std::fs::write(&config_file, config).unwrap();
         let child = Command::new(binary)
             .arg("serve")
-            .arg(&config)
+            .arg(&config_file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -318,4 +345,46 @@ fn runtimes_sealed_on_one_host_push_their_shared_libraries_once() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// `--tls-verify=false` as skopeo reads it: HTTPS whatever the certificate, plain HTTP only
+/// from a registry without TLS; without it, a certificate the system does not trust stops
+/// the push and the pull.
+#[test]
+fn tls_verify_false_accepts_a_self_signed_registry_and_the_default_refuses_it() {
+    let t = sealtest!();
+    let Some(registry) = Registry::start_with("oci::tls_verify_false", true) else {
+        return;
+    };
+    t.runtime("plain", &host_yaml(&[Path::new("/usr/bin/busybox")]));
+    ok(&t.run(&["seal", "plain"]), "seal");
+    let dest = format!("docker://{}", registry.reference("plain:1"));
+    let out = t.run(&["export", "plain", &dest]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).to_lowercase().contains("certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(
+        &t.run(&["export", "plain", &dest, "--tls-verify=false"]),
+        "export over HTTPS",
+    );
+    // skopeo reads it over HTTPS too, so it was not sent in plain HTTP.
+    let out = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    ok(&out, "skopeo inspect");
+    let second = TestRoot::new();
+    let out = second.run(&["install", &registry.reference("plain:1")]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    let out = second.run(&[
+        "install",
+        &registry.reference("plain:1"),
+        "--tls-verify=false",
+    ]);
+    ok(&out, "install over HTTPS");
+    ok(&second.run(&["verify", "fixture"]), "verify");
 }

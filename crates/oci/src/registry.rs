@@ -20,7 +20,7 @@ use crate::layout::{Digest, OciDir, MAX_JSON};
 /// How to reach a registry.
 #[derive(Debug, Clone, Default)]
 pub struct Transport {
-    /// `false`: plain HTTP to this registry, as skopeo's `--tls-verify=false` allows.
+    /// Skopeo's `--tls-verify=false`: HTTPS with any certificate, else plain HTTP.
     pub insecure: bool,
     /// `USER:PASSWORD`.
     pub creds: Option<String>,
@@ -58,19 +58,57 @@ fn registry_error(reference: &Reference, e: impl std::fmt::Display) -> Error {
     }
 }
 
-fn client(reference: &Reference, transport: &Transport) -> Result<(Client, RegistryAuth)> {
+/// An error and its causes (reqwest hides a TLS failure's reason in its source).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(&format!(": {e}"));
+        cause = e.source();
+    }
+    text
+}
+
+fn client(protocol: ClientProtocol, accept_invalid_certificates: bool) -> Client {
     // rustls needs one process-wide crypto provider; a second install is refused, harmlessly.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let protocol = if transport.insecure {
-        ClientProtocol::HttpsExcept(vec![reference.resolve_registry().to_string()])
-    } else {
-        ClientProtocol::Https
-    };
-    let config = ClientConfig {
+    Client::new(ClientConfig {
         protocol,
+        accept_invalid_certificates,
         ..Default::default()
+    })
+}
+
+/// A client for `reference`'s registry, signed in for `operation`. As skopeo's
+/// `--tls-verify=false` does, an insecure transport takes HTTPS without checking the
+/// certificate, and plain HTTP when the registry does not speak TLS.
+async fn connect(
+    reference: &Reference,
+    transport: &Transport,
+    operation: RegistryOperation,
+) -> Result<(Client, RegistryAuth)> {
+    let auth = auth(reference, transport)?;
+    let https = client(ClientProtocol::Https, transport.insecure);
+    let over_https = https.auth(reference, &auth, operation.clone()).await;
+    let Err(https_error) = over_https else {
+        return Ok((https, auth));
     };
-    Ok((Client::new(config), auth(reference, transport)?))
+    if !transport.insecure {
+        return Err(registry_error(reference, causes(&https_error)));
+    }
+    let registry = reference.resolve_registry().to_string();
+    let http = client(ClientProtocol::HttpsExcept(vec![registry]), true);
+    match http.auth(reference, &auth, operation).await {
+        Ok(_) => Ok((http, auth)),
+        Err(http_error) => Err(registry_error(
+            reference,
+            format!(
+                "over HTTPS: {}; over HTTP: {}",
+                causes(&https_error),
+                causes(&http_error)
+            ),
+        )),
+    }
 }
 
 /// `--creds`, else the first auth file with an entry for this registry, else anonymous.
@@ -146,13 +184,9 @@ pub fn push(
     transport: &Transport,
     mount_from: &[String],
 ) -> Result<PushReport> {
-    let (client, auth) = client(reference, transport)?;
     let fail = |e| registry_error(reference, e);
     block_on(async {
-        client
-            .auth(reference, &auth, RegistryOperation::Push)
-            .await
-            .map_err(fail)?;
+        let (client, _) = connect(reference, transport, RegistryOperation::Push).await?;
         let mut report = PushReport {
             reference: reference.to_string(),
             pushed_blobs: 0,
@@ -230,10 +264,10 @@ pub fn pull(
     layout: &OciDir,
     limits: Limits,
 ) -> Result<Descriptor> {
-    let (client, auth) = client(reference, transport)?;
     let fail = |e| registry_error(reference, e);
     let image = format!("docker://{reference}");
     block_on(async {
+        let (client, auth) = connect(reference, transport, RegistryOperation::Pull).await?;
         let accepted = [MediaType::ImageManifest.to_string()];
         let accepted: Vec<&str> = accepted.iter().map(String::as_str).collect();
         let (bytes, _) = client
