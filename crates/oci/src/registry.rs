@@ -89,7 +89,7 @@ async fn connect(
 ) -> Result<(Client, RegistryAuth)> {
     let auth = auth(reference, transport)?;
     let https = client(ClientProtocol::Https, transport.insecure);
-    let over_https = https.auth(reference, &auth, operation.clone()).await;
+    let over_https = https.auth(reference, &auth, operation).await;
     let Err(https_error) = over_https else {
         return Ok((https, auth));
     };
