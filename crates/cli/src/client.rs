@@ -5,7 +5,7 @@
 //! as NDJSON lines while the daemon writes them. The daemon is ours and speaks a narrow subset
 //! of HTTP, so a few dozen lines serve where a general client would add a dependency tree.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -445,18 +445,27 @@ async fn attach(host: &Host, path: &str, body: &Value) -> anyhow::Result<(Respon
 /// block for ever (a terminal nobody types in), and the job must not wait for it. Whatever
 /// happens to the stream (the job closed its stdin or ended) is no error of the job's.
 fn stream_stdin(host: &Host, job_path: &str) {
+    // In the background, a read of the terminal would stop this process (SIGTTIN), as a
+    // local job's read would stop that job; the job reads end-of-file instead.
+    let stdin = std::io::stdin();
+    let background = stdin.is_terminal()
+        && rustix::termios::tcgetpgrp(&stdin).ok() != Some(rustix::process::getpgrp());
     let socket = host.socket.clone();
     let path = format!("{job_path}/stdin");
     std::thread::spawn(move || {
-        if let Err(e) = send_stdin(&socket, &path) {
+        let sent = if background {
+            send_stdin(&socket, &path, std::io::empty())
+        } else {
+            send_stdin(&socket, &path, stdin.lock())
+        };
+        if let Err(e) = sent {
             tracing::debug!("stdin to {path}: {e}");
         }
     });
 }
 
-/// `PUT path` with this process's stdin as a chunked body.
-fn send_stdin(socket: &Path, path: &str) -> std::io::Result<()> {
-    use std::io::Read;
+/// `PUT path` with `input` as a chunked body.
+fn send_stdin(socket: &Path, path: &str, mut input: impl std::io::Read) -> std::io::Result<()> {
     let stream = std::os::unix::net::UnixStream::connect(socket)?;
     // MSG_NOSIGNAL: runseal dies of SIGPIPE (as `runseal list | head` should), but a daemon
     // that stops reading a job's stdin is not a reason to.
@@ -475,10 +484,9 @@ fn send_stdin(socket: &Path, path: &str) -> std::io::Result<()> {
         )
         .as_bytes(),
     )?;
-    let mut stdin = std::io::stdin().lock();
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = match stdin.read(&mut buf) {
+        let n = match input.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

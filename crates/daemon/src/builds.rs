@@ -52,6 +52,14 @@ pub struct BuildAbout {
     name: Option<String>,
 }
 
+impl BuildAbout {
+    /// Its strings' bytes and the rest, as [`crate::jobs::JobAbout::weight`] counts them.
+    pub fn weight(&self) -> u64 {
+        let name = self.name.as_ref().map_or(0, String::len);
+        (self.script.as_os_str().len() + name) as u64 + 384
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 struct BuildView {
     id: String,

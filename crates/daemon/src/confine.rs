@@ -56,7 +56,19 @@ pub fn beneath(
     )
     .and_then(|root| beneath::open(&root, rel, OFlags::PATH, Links::Refuse))
     .and_then(rustix::fs::fstat);
+    // To a client other than root, a path it does not own and one that is not there look
+    // the same: the daemon looks as root, and must not tell what lies in dirs the client
+    // cannot search.
+    let not_owned = |owner: u32| {
+        ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            format!("{field} {shown}: not a path this client (uid {owner}) owns"),
+        )
+    };
     let stat = opened.map_err(|e| {
+        if let Some(owner) = owner {
+            return not_owned(owner);
+        }
         let why = match e {
             rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => {
                 format!("reached from {} through a symlink", root.display())
@@ -66,10 +78,7 @@ pub fn beneath(
         unprocessable(format!("{field} {shown}: {why}"))
     })?;
     if let Some(owner) = owner.filter(|&uid| uid != stat.st_uid) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            format!("{field} {shown}: not owned by this client (uid {owner})"),
-        ));
+        return Err(not_owned(owner));
     }
     let found = FileType::from_raw_mode(stat.st_mode);
     match (kind, found) {

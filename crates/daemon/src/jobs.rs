@@ -96,6 +96,17 @@ pub struct JobAbout {
     limits: LimitsView,
 }
 
+impl JobAbout {
+    /// Its strings' bytes, each with what a heap allocation costs beside, and the rest.
+    pub fn weight(&self) -> u64 {
+        let strings = self.command.iter().map(String::len).chain([
+            self.runtime.len(),
+            self.workdir.as_ref().map_or(0, |w| w.as_os_str().len()),
+        ]);
+        strings.map(|len| len as u64 + 64).sum::<u64>() + 256
+    }
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 struct LimitsView {
     memory_bytes: Option<u64>,
@@ -234,6 +245,14 @@ fn job_request(body: RunBody, defaults: &Limits, caller: &Caller) -> Result<JobR
     if body.command.is_empty() {
         return Err(unprocessable("command is empty"));
     }
+    bounded("command", &body.command)?;
+    bounded("env", &body.env)?;
+    if body.volumes.len() > MAX_VOLUMES {
+        return Err(unprocessable(format!(
+            "volumes: {} of them; at most {MAX_VOLUMES}",
+            body.volumes.len()
+        )));
+    }
     let positive = |name: &str, value: Option<f64>| match value {
         Some(v) if !(v.is_finite() && v > 0.0 && v < 1e9) => {
             Err(unprocessable(format!("{name} must be a number above zero")))
@@ -248,15 +267,24 @@ fn job_request(body: RunBody, defaults: &Limits, caller: &Caller) -> Result<JobR
             .transpose()
             .map_err(|e| unprocessable(format!("{name}: {e}")))
     };
-    let limits = Limits {
+    let asked = Limits {
         memory_bytes: size("memory", body.memory.as_deref())?,
         tmp_size: size("tmp_size", body.tmp_size.as_deref())?,
         cpus: positive("cpus", body.cpus)?,
         pids: body.pids.filter(|&p| p > 0),
         timeout: positive("timeout_secs", body.timeout_secs)?
             .map(std::time::Duration::from_secs_f64),
+    };
+    if !caller.is_operator() {
+        within(&asked, defaults)?;
+        if body.network == Network::Host {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "only root may run a job on the host's network",
+            ));
+        }
     }
-    .or(defaults);
+    let limits = asked.or(defaults);
     Ok(JobRequest {
         command: body.command,
         env,
@@ -274,6 +302,70 @@ fn job_request(body: RunBody, defaults: &Limits, caller: &Caller) -> Result<JobR
             })
             .collect(),
     })
+}
+
+/// The most strings a command or env may have, and their bytes together: what a kept job
+/// costs the daemon stays small whatever a client sends.
+const MAX_STRINGS: usize = 4096;
+const MAX_STRING_BYTES: usize = 256 << 10;
+const MAX_VOLUMES: usize = 64;
+
+fn bounded(field: &str, strings: &[String]) -> Result<(), ApiError> {
+    let bytes: usize = strings.iter().map(String::len).sum();
+    if strings.len() > MAX_STRINGS || bytes > MAX_STRING_BYTES {
+        return Err(unprocessable(format!(
+            "{field}: {} strings, {bytes} bytes; at most {MAX_STRINGS} strings and {MAX_STRING_BYTES} bytes",
+            strings.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses limits above the operator's: for a client other than root, the config's job
+/// limits are ceilings, not defaults.
+fn within(asked: &Limits, ceiling: &Limits) -> Result<(), ApiError> {
+    let above = |name: &str, asked: Option<f64>, ceiling: Option<f64>, shown: String| match (
+        asked, ceiling,
+    ) {
+        (Some(a), Some(c)) if a > c => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{name} is above runseald's limit for clients other than root ({shown})"),
+        )),
+        _ => Ok(()),
+    };
+    let bytes = |v: Option<u64>| v.map(|b| b as f64);
+    let shown_bytes = |v: Option<u64>| v.map_or_else(String::new, |b| format!("{b} bytes"));
+    above(
+        "memory",
+        bytes(asked.memory_bytes),
+        bytes(ceiling.memory_bytes),
+        shown_bytes(ceiling.memory_bytes),
+    )?;
+    above(
+        "tmp_size",
+        bytes(asked.tmp_size),
+        bytes(ceiling.tmp_size),
+        shown_bytes(ceiling.tmp_size),
+    )?;
+    above(
+        "pids",
+        bytes(asked.pids),
+        bytes(ceiling.pids),
+        format!("{:?}", ceiling.pids.unwrap_or_default()),
+    )?;
+    above(
+        "cpus",
+        asked.cpus,
+        ceiling.cpus,
+        format!("{}", ceiling.cpus.unwrap_or_default()),
+    )?;
+    let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
+    above(
+        "timeout_secs",
+        secs(asked.timeout),
+        secs(ceiling.timeout),
+        format!("{} s", secs(ceiling.timeout).unwrap_or_default()),
+    )
 }
 
 /// The user a job runs as: as asked, for root; for another client, its own uid and gid
@@ -320,7 +412,9 @@ pub async fn created(
     view: fn(&Task) -> serde_json::Value,
 ) -> Result<Response, ApiError> {
     if attach {
-        return crate::tasks::ndjson(task, Reading::Attached, view).await;
+        // Made before any await: a client gone at the next one stops its task.
+        let guard = StopOnDrop(Arc::clone(&task), Stop::Term);
+        return crate::tasks::ndjson(task, Reading::Attached(guard), view).await;
     }
     Ok((StatusCode::CREATED, Json(view(&task))).into_response())
 }
@@ -329,7 +423,7 @@ pub async fn created(
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = RunBody, params(CreateQuery),
     responses(
         (status = 201, description = "The job, queued or running; with `attach`, its output stream", body = JobView),
-        (status = 403, description = "A client other than root asked for another user", body = ErrorBody),
+        (status = 403, description = "A client other than root asked for another user, limits above the operator's or the host's network", body = ErrorBody),
         (status = 404, description = "No such runtime", body = ErrorBody),
         (status = 422, description = "The request is invalid or the runtime is not runnable", body = ErrorBody),
         (status = 429, description = "Too many jobs queued, or too many of this client's", body = ErrorBody)))]
@@ -455,7 +549,16 @@ async fn stdin(
         written: 0,
         closed: false,
     };
-    while let Some(chunk) = chunks.next().await {
+    loop {
+        // A body that stalls does not hold its connection past the job's end.
+        let chunk = tokio::select! {
+            chunk = chunks.next() => chunk,
+            () = task.ended() => {
+                written.closed = true;
+                break;
+            }
+        };
+        let Some(chunk) = chunk else { break };
         // A client gone mid-body: the job reads end-of-file, as from a closed terminal.
         let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
         match pipe.write_all(&chunk).await {
@@ -492,7 +595,7 @@ const MAX_ANSWER: usize = 4 << 20;
 #[utoipa::path(post, path = "/v1/run", tag = "jobs", request_body = RunBody,
     responses(
         (status = 200, description = "The job ended; its exit code and output", body = Ran),
-        (status = 403, description = "A client other than root asked for another user", body = ErrorBody),
+        (status = 403, description = "A client other than root asked for another user, limits above the operator's or the host's network", body = ErrorBody),
         (status = 404, description = "No such runtime", body = ErrorBody),
         (status = 422, description = "The request is invalid or the runtime is not runnable", body = ErrorBody),
         (status = 429, description = "Too many jobs queued, or too many of this client's", body = ErrorBody)))]
@@ -502,9 +605,10 @@ async fn run(
     Body(body): Body<RunBody>,
 ) -> Result<Json<Ran>, ApiError> {
     let task = start(&state, body, true, &caller).await?;
+    // Made before any await: a client gone at the next one takes its job with it.
+    let guard = StopOnDrop(Arc::clone(&task), Stop::Kill);
     // Opened now: the job is forgotten, its spool removed, as soon as it ends.
     let mut reader = task.output().await.map_err(internal)?;
-    let guard = StopOnDrop(Arc::clone(&task), Stop::Kill);
     task.ended().await;
     drop(guard);
     let mut streams = [Vec::new(), Vec::new()];

@@ -91,8 +91,12 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     stop_grace: u64,
     /// How many connections are served at once; more wait to be accepted.
-    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(2..))]
     max_connections: u32,
+    /// How many of those one client other than root may hold; clients other than root
+    /// together hold at most seven eighths, so that root can always connect.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_client_connections: u32,
     /// How long a client has to send a request's head.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     header_timeout: u64,
@@ -236,6 +240,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         tracing::info!("listening on {}", args.socket.display());
         let limits = server::Limits {
             max_connections: args.max_connections as usize,
+            max_client_connections: args.max_client_connections as usize,
             header_timeout: Duration::from_secs(args.header_timeout),
         };
         server::serve(

@@ -1,6 +1,8 @@
 //! The accept loop: at most `--max-connections` connections at once (the next waits in the
 //! listen backlog, costing the daemon no fd), each given `--header-timeout` to send its
-//! request head, so idle or half-sent requests cannot hold the daemon for long. Every
+//! request head, so idle or half-sent requests cannot hold the daemon for long. A client
+//! other than root holds at most `--max-client-connections` of them, and all such clients
+//! together leave an eighth to root, so that no user can lock the operator out. Every
 //! request carries its peer's credentials (`SO_PEERCRED`), for the log and for [`Caller`].
 
 use std::future::Future;
@@ -79,12 +81,85 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 pub struct Limits {
     pub max_connections: usize,
+    pub max_client_connections: usize,
     pub header_timeout: Duration,
+}
+
+/// The connections each client other than root holds, and all of them together.
+struct Held {
+    by_uid: std::sync::Mutex<std::collections::HashMap<u32, usize>>,
+    others: Arc<Semaphore>,
+    per_client: usize,
+}
+
+/// One connection of a client other than root, counted while it lives.
+struct Slot {
+    held: Arc<Held>,
+    uid: u32,
+    _other: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Held {
+    /// A slot for a connection of `peer`; `None` when its client (or the unknown peers
+    /// together, as uid `u32::MAX`) holds all it may. Root needs none.
+    fn admit(self: &Arc<Held>, peer: Option<Peer>) -> Result<Option<Slot>, &'static str> {
+        let uid = peer.map_or(u32::MAX, |p| p.uid);
+        if uid == 0 {
+            return Ok(None);
+        }
+        let mut by_uid = self.by_uid.lock().unwrap_or_else(|e| e.into_inner());
+        let count = by_uid.entry(uid).or_default();
+        if *count >= self.per_client {
+            return Err("this client holds --max-client-connections connections already");
+        }
+        let other = Arc::clone(&self.others)
+            .try_acquire_owned()
+            .map_err(|_| "clients other than root hold every connection they may")?;
+        *count += 1;
+        Ok(Some(Slot {
+            held: Arc::clone(self),
+            uid,
+            _other: other,
+        }))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut by_uid = self.held.by_uid.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = by_uid.get_mut(&self.uid) {
+            *count -= 1;
+            if *count == 0 {
+                by_uid.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// Answers a connection refused at accept with 429 and closes it, reading nothing: waiting
+/// for its request head would hold the slot it was refused.
+fn refuse(stream: &tokio::net::UnixStream, why: &str) {
+    let body =
+        serde_json::json!({"error": {"code": "too_many_requests", "message": why}}).to_string();
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // A fresh socket's buffer takes it whole; a peer that cannot read it loses nothing.
+    let _ = stream.try_write(answer.as_bytes());
 }
 
 /// Serves `router` on `listener` until `stop` completes; then accepts no more.
 pub async fn serve(listener: UnixListener, router: Router, limits: Limits, stop: impl Future) {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let reserved = (limits.max_connections / 8)
+        .max(1)
+        .min(limits.max_connections - 1);
+    let held = Arc::new(Held {
+        by_uid: Default::default(),
+        others: Arc::new(Semaphore::new(limits.max_connections - reserved)),
+        per_client: limits.max_client_connections,
+    });
     let mut stop = std::pin::pin!(stop);
     loop {
         let permit = tokio::select! {
@@ -110,6 +185,18 @@ pub async fn serve(listener: UnixListener, router: Router, limits: Limits, stop:
             gid: cred.gid(),
             pid: cred.pid(),
         });
+        let slot = match held.admit(peer) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::info!(
+                    peer_uid = peer.map(|p| p.uid),
+                    peer_pid = peer.and_then(|p| p.pid),
+                    "connection refused: {why}"
+                );
+                refuse(&stream, why);
+                continue;
+            }
+        };
         let router = router.clone();
         let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
@@ -125,6 +212,7 @@ pub async fn serve(listener: UnixListener, router: Router, limits: Limits, stop:
             if let Err(e) = served {
                 tracing::debug!("connection: {e}");
             }
+            drop(slot);
             drop(permit);
         });
     }

@@ -65,6 +65,16 @@ pub enum About {
     Build(crate::builds::BuildAbout),
 }
 
+impl About {
+    /// About what keeping it costs in memory, for the bound on what ended tasks keep.
+    fn weight(&self) -> u64 {
+        match self {
+            About::Job(job) => job.weight(),
+            About::Build(build) => build.weight(),
+        }
+    }
+}
+
 /// Where a task stands, as every view of it shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Status {
@@ -134,6 +144,31 @@ pub struct Registry {
     made: std::sync::atomic::AtomicU64,
     running: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
+    /// Queued and running tasks of each client other than root.
+    active: Mutex<HashMap<u32, usize>>,
+}
+
+/// At most this many ended tasks are kept.
+const MAX_KEPT: usize = 4096;
+/// At most this much of ended tasks' requests (commands, paths: [`About::weight`]) is kept.
+const KEPT_REQUESTS: u64 = 64 << 20;
+
+/// A queued-or-running place of a client other than root, given back when its task ends.
+struct ClientSlot {
+    registry: Arc<Registry>,
+    uid: u32,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut active = lock(&self.registry.active);
+        if let Some(count) = active.get_mut(&self.uid) {
+            *count -= 1;
+            if *count == 0 {
+                active.remove(&self.uid);
+            }
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -190,6 +225,7 @@ impl Registry {
             running: Arc::new(Semaphore::new(settings.max_jobs)),
             admitted: Arc::new(Semaphore::new(settings.max_jobs + settings.max_queue)),
             tasks: Mutex::default(),
+            active: Mutex::default(),
             made: Default::default(),
             jobs_dir,
             settings,
@@ -210,23 +246,7 @@ impl Registry {
         ephemeral: bool,
         owner: &Caller,
     ) -> Result<Arc<Task>, ApiError> {
-        if !owner.is_operator() {
-            let own = self
-                .tasks()
-                .values()
-                .filter(|task| task.owner == owner.uid)
-                .filter(|task| task.status.borrow().state != State::Exited)
-                .count();
-            if own >= self.settings.max_per_client {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!(
-                        "uid {} already has {own} jobs and builds queued or running, the most --max-per-client allows; try again when one has ended",
-                        owner.uid
-                    ),
-                ));
-            }
-        }
+        let client = self.client_slot(owner)?;
         let admitted = Arc::clone(&self.admitted).try_acquire_owned().map_err(|_| {
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -284,7 +304,7 @@ impl Registry {
             stdin_writer: Mutex::new(stdin_writer),
         });
         self.tasks().insert(id, Arc::clone(&task));
-        tokio::spawn(Arc::clone(self).drive(Arc::clone(&task), mode, writer, admitted));
+        tokio::spawn(Arc::clone(self).drive(Arc::clone(&task), mode, writer, (admitted, client)));
         Ok(task)
     }
 
@@ -295,7 +315,7 @@ impl Registry {
         task: Arc<Task>,
         mode: &'static str,
         writer: spool::Writer,
-        admitted: OwnedSemaphorePermit,
+        admitted: (OwnedSemaphorePermit, Option<ClientSlot>),
     ) {
         let mut stop = task.stop.subscribe();
         let slot = tokio::select! {
@@ -309,6 +329,10 @@ impl Registry {
         // A client still streaming stdin into a task that never ran gets EPIPE.
         drop(lock(&task.stdin_reader).take());
         drop(lock(&task.stdin_writer).take());
+        // Only the output and the report are kept past the end.
+        for input in ["input.json", "stdin"] {
+            let _ = std::fs::remove_file(task.dir.join(input));
+        }
         let report = std::fs::read(task.dir.join("report.json"))
             .ok()
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
@@ -339,23 +363,64 @@ impl Registry {
         self.forget(&task.id);
     }
 
-    /// Forgets the oldest ended tasks while their output together is over
-    /// [`Settings::kept_output`].
+    /// Holds a queued-or-running place of `caller`'s, a client other than root, of the
+    /// `--max-per-client` it has: counted and taken under one lock, so that concurrent
+    /// requests cannot pass the bound together.
+    fn client_slot(self: &Arc<Self>, caller: &Caller) -> Result<Option<ClientSlot>, ApiError> {
+        if caller.is_operator() {
+            return Ok(None);
+        }
+        let mut active = lock(&self.active);
+        let count = active.entry(caller.uid).or_default();
+        if *count >= self.settings.max_per_client {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "uid {} already has {count} jobs and builds queued or running, the most --max-per-client allows; try again when one has ended",
+                    caller.uid
+                ),
+            ));
+        }
+        *count += 1;
+        Ok(Some(ClientSlot {
+            registry: Arc::clone(self),
+            uid: caller.uid,
+        }))
+    }
+
+    /// Forgets ended tasks, the oldest of the client whose ended tasks weigh most first,
+    /// while they keep more than [`Settings::kept_output`] of output together, more than
+    /// [`KEPT_REQUESTS`] of requests, or are more than [`MAX_KEPT`]; so that no client can
+    /// fill the disk or the daemon's memory, nor push another's results out with its own.
     fn evict_past_quota(&self) {
-        let ended: Vec<(String, u64)> = self
+        let mut ended: Vec<Arc<Task>> = self
             .list()
             .into_iter()
             .filter(|task| task.status.borrow().state == State::Exited)
-            .map(|task| (task.id.clone(), task.progress.borrow().len()))
             .collect();
-        let mut kept: u64 = ended.iter().map(|(_, len)| len).sum();
-        for (id, len) in ended {
-            if kept <= self.settings.kept_output {
-                break;
+        let output = |task: &Task| task.progress.borrow().len();
+        let mut kept_output: u64 = ended.iter().map(|t| output(t)).sum();
+        let mut kept_requests: u64 = ended.iter().map(|t| t.about.weight()).sum();
+        while kept_output > self.settings.kept_output
+            || kept_requests > KEPT_REQUESTS
+            || ended.len() > MAX_KEPT
+        {
+            let mut weights: HashMap<u32, u64> = HashMap::new();
+            for task in &ended {
+                *weights.entry(task.owner).or_default() += output(task) + task.about.weight();
             }
-            tracing::info!(task = %id, "forgotten early: ended tasks keep more output than --kept-output");
-            self.forget(&id);
-            kept -= len;
+            let Some((&heaviest, _)) = weights.iter().max_by_key(|(_, weight)| **weight) else {
+                break;
+            };
+            // `ended` is oldest first.
+            let Some(at) = ended.iter().position(|t| t.owner == heaviest) else {
+                break;
+            };
+            let task = ended.remove(at);
+            tracing::info!(task = %task.id, owner = task.owner, "forgotten early: ended tasks keep more than runseald's bounds");
+            kept_output -= output(&task);
+            kept_requests -= task.about.weight();
+            self.forget(&task.id);
         }
     }
 
@@ -553,16 +618,16 @@ impl Task {
 }
 
 /// How a client reads a task's output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reading {
     /// What has been written so far.
     Written,
     /// Frames as they are written, until the task ends.
     Follow,
     /// Follow, from the request that created the task: a `{"start": VIEW}` line first, and
-    /// the task is stopped (SIGTERM, then SIGKILL after the grace period) if the client goes
-    /// away before it ends, as nobody is left to read it.
-    Attached,
+    /// the guard, made before the request's first await, stops the task (SIGTERM, then
+    /// SIGKILL after the grace period) if the client goes away before it ends, as nobody is
+    /// left to read it.
+    Attached(StopOnDrop),
 }
 
 /// Stops its task, `how`, when dropped before the task ended: its client went away.
@@ -594,13 +659,16 @@ pub async fn ndjson(
         .output()
         .await
         .map_err(|_| not_found(format!("`{}` is gone", task.id)))?;
-    let follow = reading != Reading::Written;
-    let attached = reading == Reading::Attached;
+    let (follow, guard) = match reading {
+        Reading::Written => (false, None),
+        Reading::Follow => (true, None),
+        Reading::Attached(guard) => (true, Some(guard)),
+    };
+    let attached = guard.is_some();
     let start = attached
         .then(|| ndjson_line("start", view(&task)))
         .flatten();
     // The guard lives in the stream's state: the stream is dropped when the client goes.
-    let guard = attached.then(|| StopOnDrop(Arc::clone(&task), Stop::Term));
     let state = (start, Some(reader), guard);
     let lines = futures_util::stream::unfold(state, move |(start, reader, guard)| {
         let task = Arc::clone(&task);

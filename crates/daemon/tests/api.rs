@@ -137,6 +137,10 @@ fn scratch_with_openjdk() -> tempfile::TempDir {
     scratch
 }
 
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
 /// The review's finding: whoever `--socket-group` let in could run jobs as any uid (root
 /// included), bind any dir under a work dir root, read every job's output and build (which
 /// reads the host as root). A client other than root now runs jobs only as itself, on dirs
@@ -147,11 +151,7 @@ fn a_client_other_than_root_runs_only_as_itself_and_sees_only_its_own_jobs() {
         return;
     }
     let scratch = scratch_with_openjdk();
-    std::fs::set_permissions(
-        scratch.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    set_mode(scratch.path(), 0o755);
     let work = scratch.path().join("work");
     for dir in ["mine", "roots"] {
         std::fs::create_dir_all(work.join(dir)).unwrap();
@@ -291,6 +291,212 @@ fn ended_jobs_keep_no_more_output_together_than_kept_output() {
         .unwrap()
         .count();
     assert_eq!(spools, 2);
+    // An ended job keeps its output and report, not its request or stdin.
+    let kept = scratch.path().join("state/jobs").join(&ids[2]);
+    assert!(kept.join("output").is_file());
+    assert!(!kept.join("input.json").exists());
+
+    // The second review's finding: eviction took the oldest ended jobs whoever owned them,
+    // so one client's output pushed another's results out. The client whose ended jobs
+    // weigh most loses its own first.
+    let body = serde_json::json!({"runtime": "openjdk-17",
+        "command": ["head", "-c", "1200000", "/dev/zero"], "user": "1000"});
+    let (_, other) = daemon.call("POST", "/v1/jobs", Some(body));
+    let other = other["id"].as_str().unwrap().to_string();
+    daemon.output(&format!("/v1/jobs/{other}/output?follow=true"));
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, _) = daemon.call("GET", &format!("/v1/jobs/{other}"), None);
+    assert_eq!(status, 200, "the newest job is kept");
+    let (_, jobs) = daemon.call("GET", "/v1/jobs", None);
+    assert_eq!(jobs.as_array().unwrap().len(), 2, "{jobs}");
+}
+
+/// The second review's findings against clients other than root: each holds at most
+/// --max-client-connections (root keeps slots of its own), is answered the same for a path
+/// that is not there and one it does not own, may not raise the operator's limits or use
+/// the host's network, and sends bounded commands and volumes.
+#[test]
+fn a_client_other_than_root_cannot_starve_probe_or_outgrow_the_daemon() {
+    if !require_root() {
+        return;
+    }
+    let scratch = scratch_with_openjdk();
+    set_mode(scratch.path(), 0o755);
+    let work = scratch.path().join("work");
+    std::fs::create_dir_all(work.join("alice/secret")).unwrap();
+    set_mode(&work.join("alice"), 0o700);
+    let daemon = Daemon::start(
+        scratch.path(),
+        &[
+            "--socket-group=nogroup",
+            "--max-connections=16",
+            "--max-client-connections=3",
+            &format!("--workdir-root={}", work.display()),
+        ],
+    );
+    let (status, sealed) = daemon.call("POST", "/v1/runtimes/openjdk-17/seal", None);
+    assert_eq!(status, 200, "{sealed}");
+
+    // nobody opens five connections and sends nothing: three are held, two are answered
+    // 429 at once; root is served meanwhile.
+    let holder = scratch.path().join("holder.py");
+    std::fs::write(
+        &holder,
+        r#"import socket, sys, time
+held = []
+for _ in range(5):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.settimeout(2)
+    try:
+        print(s.recv(200).split(b"\r\n")[0].decode())
+    except socket.timeout:
+        print("held")
+    held.append(s)
+    sys.stdout.flush()
+time.sleep(30)
+"#,
+    )
+    .unwrap();
+    // Debian's python3: a developer's PATH may put one nobody cannot read first.
+    let mut holder = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+        ])
+        .arg(&holder)
+        .arg(&daemon.socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut answers =
+        std::io::BufRead::lines(std::io::BufReader::new(holder.stdout.take().unwrap()));
+    let answers: Vec<String> = (0..5).map(|_| answers.next().unwrap().unwrap()).collect();
+    assert_eq!(
+        answers.iter().filter(|a| *a == "held").count(),
+        3,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| a.starts_with("HTTP/1.1 429"))
+            .count(),
+        2,
+        "{answers:?}"
+    );
+    let (status, _) = daemon.call("GET", "/v1/runtimes", None);
+    assert_eq!(
+        status, 200,
+        "root is served while nobody holds its connections"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    let run = |extra: Value| {
+        let mut body = serde_json::json!({"runtime": "openjdk-17", "command": ["true"]});
+        for (key, value) in extra.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        daemon.call_as_nobody("POST", "/v1/run", Some(body))
+    };
+    // Hidden dirs do not tell what they hold.
+    let (missing, not_there) = run(serde_json::json!({"volumes": [
+        {"source": work.join("alice/nothere"), "target": "/data"}]}));
+    let (hidden, secret) = run(serde_json::json!({"volumes": [
+        {"source": work.join("alice/secret"), "target": "/data"}]}));
+    assert_eq!((missing, hidden), (403, 403), "{not_there} {secret}");
+    let message = |e: &Value, path: &str| {
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace(path, "PATH")
+    };
+    assert_eq!(
+        message(&not_there, "alice/nothere"),
+        message(&secret, "alice/secret")
+    );
+    // The operator's limits are ceilings, and the host's network is root's.
+    for (extra, code) in [
+        (serde_json::json!({"memory": "100T"}), 403),
+        (serde_json::json!({"tmp_size": "100T"}), 403),
+        (serde_json::json!({"pids": 4000000}), 403),
+        (serde_json::json!({"cpus": 64}), 403),
+        (serde_json::json!({"network": "host"}), 403),
+        (serde_json::json!({"memory": "64M", "cpus": 0.5}), 200),
+    ] {
+        let (status, answer) = run(extra.clone());
+        assert_eq!(status, code, "{extra}: {answer}");
+    }
+    // Bounded requests: every string of a kept job costs the daemon memory.
+    let long: Vec<String> = std::iter::once("true")
+        .chain(std::iter::repeat_n("a", 5000))
+        .map(String::from)
+        .collect();
+    let (status, _) = run(serde_json::json!({ "command": long }));
+    assert_eq!(status, 422);
+    let volumes: Vec<Value> = (0..65)
+        .map(|i| serde_json::json!({"source": work.join("alice"), "target": format!("/v{i}")}))
+        .collect();
+    let (status, _) = daemon.call(
+        "POST",
+        "/v1/run",
+        Some(serde_json::json!({"runtime": "openjdk-17", "command": ["true"], "volumes": volumes})),
+    );
+    assert_eq!(status, 422, "at most 64 volumes, for root too");
+}
+
+/// The second review's finding: a client that closed its connection between the job's
+/// creation and the first await of its handler left an attached or synchronous job running
+/// with nobody to stop it (5 of 100). Each now has its guard before any await.
+#[test]
+fn jobs_whose_clients_vanish_at_once_are_stopped() {
+    if !require_root() {
+        return;
+    }
+    let scratch = scratch_with_openjdk();
+    let daemon = Daemon::start(scratch.path(), &["--max-jobs=64", "--stop-grace=2"]);
+    let (status, sealed) = daemon.call("POST", "/v1/runtimes/openjdk-17/seal", None);
+    assert_eq!(status, 200, "{sealed}");
+    let body = r#"{"runtime": "openjdk-17", "command": ["sleep", "1000"]}"#;
+    for i in 0..60u64 {
+        let path = if i % 2 == 0 {
+            "/v1/jobs?attach=true"
+        } else {
+            "/v1/run"
+        };
+        let mut stream = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+        // Gone within 0 to 5 ms: some while the daemon still checks the request, some
+        // while it starts the job.
+        std::thread::sleep(Duration::from_micros(i * 83 % 5000));
+        drop(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, jobs) = daemon.call("GET", "/v1/jobs", None);
+        let running: Vec<&Value> = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["state"] != "exited")
+            .collect();
+        if running.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jobs outlived their clients: {running:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!job_running("sleep 1000"));
 }
 
 #[test]
@@ -607,11 +813,7 @@ fn jobs_stream_binary_output_and_are_cancelled(daemon: &Daemon, work: &Path) {
 
     // Work dirs only beneath --workdir-root, reached through no symlink.
     std::os::unix::fs::symlink("/", work.join("host")).unwrap();
-    std::fs::set_permissions(
-        work.join("job"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
+    set_mode(&work.join("job"), 0o777);
     for workdir in [
         "/".into(),
         "/srv".into(),
