@@ -19,6 +19,7 @@ fn help_texts() {
     let t = TestRoot::new();
     for command in [
         "", "seal", "validate", "run", "verify", "info", "generate", "export", "import", "sbom",
+        "du", "gc",
     ] {
         let mut args: Vec<&str> = command.split_whitespace().collect();
         args.push("--help");

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
+use rayon::prelude::*;
 use runseal_seal::dirfd::DirFd;
+use runseal_seal::store::{Key, Store};
 use runseal_seal::{Manifest, ManifestKind, FORMAT, MANIFEST_NAME};
 use runseal_spec::{RuntimeConfig, ISOLATED_DIR, RUNTIME_YML};
 use rustix::fs::{renameat_with, RenameFlags};
@@ -113,15 +115,13 @@ pub fn import_image(
     let staging = format!("{prefix}{}", std::process::id());
     let runtime = parent.create_dir(&staging, 0o755)?;
     let _lock = runtime.lock(false)?;
-    let written = unpack(
+    let source = Source {
         layout,
-        &manifest,
-        &runtime,
+        manifest: &manifest,
         image,
-        &yml_text,
-        options.limits,
-    )
-    .and_then(|report| {
+        yml_text: &yml_text,
+    };
+    let written = unpack(&source, &runtime, root, options.limits).and_then(|report| {
         runseal_seal::runnable_config(runtime.path())?;
         renameat_with(
             parent.fd(),
@@ -157,16 +157,24 @@ pub fn import_image(
     }
 }
 
-/// Unpacks the layers into `runtime`/isolated and writes the manifest and runtime.yml;
-/// returns the files and bytes written.
-fn unpack(
-    layout: &OciDir,
-    manifest: &ImageManifest,
-    runtime: &DirFd,
-    image: &str,
-    yml_text: &str,
-    limits: Limits,
-) -> Result<(u64, u64)> {
+/// The image being imported.
+struct Source<'a> {
+    layout: &'a OciDir,
+    manifest: &'a ImageManifest,
+    /// Where it came from, for messages.
+    image: &'a str,
+    yml_text: &'a str,
+}
+
+/// Unpacks the layers into `runtime`/isolated, shares its files through the store of
+/// `root`, and writes the manifest and runtime.yml; returns the files and bytes written.
+fn unpack(source: &Source, runtime: &DirFd, root: &Path, limits: Limits) -> Result<(u64, u64)> {
+    let Source {
+        layout,
+        manifest,
+        image,
+        yml_text,
+    } = *source;
     let tree = runtime.create_dir(ISOLATED_DIR, 0o755)?;
     let mut extraction = Extraction::new(&tree, image, limits);
     for layer in manifest.layers() {
@@ -220,11 +228,38 @@ fn unpack(
         unmet_on_source: shipped.map(|m| m.unmet_on_source).unwrap_or_default(),
         entries,
     };
+    // Opened only now: an image refused while unpacking leaves no store behind.
+    if let Some(store) = Store::open(root, runtime)? {
+        share(&tree, &sealed, &store)?;
+    }
     runseal_seal::stamp(&tree, &mut sealed)?;
     tree.write_atomic(MANIFEST_NAME, &sealed.to_json())?;
     runtime.write_atomic(RUNTIME_YML, yml_text.as_bytes())?;
     runtime.sync_filesystem()?;
     Ok((files, bytes))
+}
+
+/// Offers every file of `tree` to the store: each was written and hashed by the
+/// extraction, as its record says.
+fn share(tree: &DirFd, manifest: &Manifest, store: &Store) -> Result<()> {
+    manifest.entries.par_iter().try_for_each(|(path, record)| {
+        let ManifestKind::File { blake3, .. } = &record.kind else {
+            return Ok(());
+        };
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        let (dir, name) = tree.parent_of(rel)?;
+        let copy = dir
+            .open_file(name)?
+            .ok_or_else(|| Error::io(dir.join(name), std::io::ErrorKind::NotFound.into()))?;
+        let key = Key {
+            blake3,
+            mode: record.mode,
+            mtime: record.mtime,
+            mtime_nsec: record.mtime_nsec,
+        };
+        store.share(&dir, name, &copy, &key)?;
+        Ok(())
+    })
 }
 
 fn valid_name(name: &str) -> bool {

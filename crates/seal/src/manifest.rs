@@ -83,6 +83,21 @@ impl CopyStamp {
             ctime_nsec: meta.ctime_nsec(),
         }
     }
+
+    /// Whether the file `meta` describes is still the copy this stamp records, holding
+    /// `blake3`: the same inode, and the same ctime or else the same bytes (`hash` reads
+    /// them). An inode shared through the store changes its ctime whenever another runtime
+    /// links or unlinks it, which changes nothing the job sees.
+    pub fn holds(
+        &self,
+        meta: &std::fs::Metadata,
+        blake3: &str,
+        hash: impl FnOnce() -> std::io::Result<blake3::Hash>,
+    ) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        meta.ino() == self.ino
+            && (*self == CopyStamp::of(meta) || hash().is_ok_and(|h| h.to_hex().as_str() == blake3))
+    }
 }
 
 /// Who owns every sealed copy, whoever owned its source: root, who makes the copies. A host

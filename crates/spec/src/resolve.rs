@@ -373,6 +373,8 @@ fn sorted_subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
     };
     let mut dirs: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
+        // Hidden names are runseal's own: its store, imports and removals under way.
+        .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path())
         .collect();
