@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::export::RUNTIME_YML_LABEL;
 use crate::extract::{Extraction, Limits};
-use crate::layout::{Digest, OciDir};
+use crate::layout::{Digest, HashingReader, OciDir};
 
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
@@ -118,6 +118,7 @@ pub fn import_image(
     let source = Source {
         layout,
         manifest: &manifest,
+        diff_ids: config.rootfs().diff_ids(),
         image,
         yml_text: &yml_text,
     };
@@ -161,6 +162,8 @@ pub fn import_image(
 struct Source<'a> {
     layout: &'a OciDir,
     manifest: &'a ImageManifest,
+    /// The digest of each layer's uncompressed tar, as the config lists them.
+    diff_ids: &'a [String],
     /// Where it came from, for messages.
     image: &'a str,
     yml_text: &'a str,
@@ -172,18 +175,45 @@ fn unpack(source: &Source, runtime: &DirFd, root: &Path, limits: Limits) -> Resu
     let Source {
         layout,
         manifest,
+        diff_ids,
         image,
         yml_text,
     } = *source;
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(Error::refused(
+            image,
+            format!(
+                "has {} layers but its config lists {} diff_ids",
+                manifest.layers().len(),
+                diff_ids.len()
+            ),
+        ));
+    }
     let tree = runtime.create_dir(ISOLATED_DIR, 0o755)?;
     let mut extraction = Extraction::new(&tree, image, limits);
-    for layer in manifest.layers() {
+    for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
+        let expected = Digest::parse(diff_id, &image)?;
         let blob = layout.open_blob(layer)?;
         let reader: Box<dyn Read> = match layer.media_type() {
             MediaType::ImageLayerGzip => Box::new(GzDecoder::new(std::io::BufReader::new(blob))),
             _ => Box::new(std::io::BufReader::new(blob)),
         };
-        extraction.layer(reader)?;
+        let mut tar = HashingReader::new(reader);
+        extraction.layer(&mut tar)?;
+        let actual = tar.finish().map_err(|e| Error::io(image, e))?;
+        // The manifest names each layer by its compressed blob, the config by its tar,
+        // which other engines key unpacked layers by: where the two disagree, the image
+        // is not one image.
+        if actual != expected {
+            return Err(Error::refused(
+                image,
+                format!(
+                    "layer {} unpacks to {actual}, but the config's rootfs.diff_ids names \
+                     {expected}; refusing an inconsistent or tampered image",
+                    layer.digest()
+                ),
+            ));
+        }
     }
     let shipped = extraction
         .shipped_manifest
@@ -296,12 +326,28 @@ mod tests {
 
     /// A layout holding one image whose only layer is `layer` (uncompressed).
     fn image_with(layout: &OciDir, layer: &[u8]) -> Descriptor {
+        image_claiming(layout, layer, None)
+    }
+
+    /// [`image_with`], its config naming `diff_id` as the layer's tar (default: the true one).
+    fn image_claiming(layout: &OciDir, layer: &[u8], diff_id: Option<&[u8]>) -> Descriptor {
         let descriptor = |media, (digest, size): (Digest, u64)| {
             Descriptor::new(media, size, oci_digest(&digest))
         };
+        let tar_digest = |bytes: &[u8]| {
+            let mut hashing = crate::layout::Hashing::new(std::io::sink());
+            std::io::Write::write_all(&mut hashing, bytes).unwrap();
+            hashing.finish().1.to_string()
+        };
+        let rootfs = oci_spec::image::RootFsBuilder::default()
+            .typ("layers")
+            .diff_ids(vec![tar_digest(diff_id.unwrap_or(layer))])
+            .build()
+            .unwrap();
         let yml =
             "name: evil\nmounts:\n  - source: isolated/usr\n    target: /usr\n    readonly: true\n";
         let config = ImageConfigurationBuilder::default()
+            .rootfs(rootfs)
             .config(
                 ConfigBuilder::default()
                     .labels(std::collections::HashMap::from([(
@@ -372,5 +418,29 @@ mod tests {
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
         // A digest naming a path is refused before it names a file.
         assert!(Digest::parse("sha256:../../etc/passwd", &"test").is_err());
+    }
+
+    #[test]
+    fn a_layer_that_is_not_the_tar_its_config_names_is_refused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let layout = OciDir::create(&scratch.path().join("layout")).unwrap();
+        let root = scratch.path().join("root");
+        let named = tar_of(&[raw(b"usr/", tar::EntryType::Directory)]);
+        let swapped = tar_of(&[
+            raw(b"usr/", tar::EntryType::Directory),
+            raw(b"usr/bin/", tar::EntryType::Directory),
+        ]);
+        // The blob and its descriptor agree; the config (which the image digest covers)
+        // names another tar.
+        let image = image_claiming(&layout, &swapped, Some(&named));
+        let err = import_image(&layout, &image, "test", &root, &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rootfs.diff_ids"), "{err}");
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+
+        let image = image_claiming(&layout, &named, None);
+        let report = import_image(&layout, &image, "test", &root, &ImportOptions::default());
+        assert!(report.is_ok(), "{report:?}");
     }
 }
