@@ -470,6 +470,23 @@ mod tests {
     }
 
     #[test]
+    fn equal_files_shared_at_once_by_many_threads_end_on_one_inode() {
+        let s = Scene::new();
+        let store = s.store();
+        let names: Vec<String> = (0..16).map(|i| format!("copy{i}")).collect();
+        std::thread::scope(|scope| {
+            for name in &names {
+                let (s, store) = (&s, &store);
+                scope.spawn(move || assert!(s.share(store, name, b"same", 0o644, 1000)));
+            }
+        });
+        let ino = s.meta("copy0").ino();
+        assert!(names.iter().all(|n| s.meta(n).ino() == ino));
+        assert_eq!(s.meta("copy0").nlink(), 17);
+        assert_eq!(s.entries().len(), 1);
+    }
+
+    #[test]
     fn a_damaged_entry_is_replaced_never_linked() {
         let s = Scene::new();
         let store = s.store();
