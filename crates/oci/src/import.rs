@@ -443,4 +443,39 @@ mod tests {
         let report = import_image(&layout, &image, "test", &root, &ImportOptions::default());
         assert!(report.is_ok(), "{report:?}");
     }
+
+    #[test]
+    fn two_imports_under_one_root_share_each_file_through_the_store() {
+        use std::os::unix::fs::MetadataExt;
+        let scratch = tempfile::tempdir().unwrap();
+        let layout = OciDir::create(&scratch.path().join("layout")).unwrap();
+        let root = scratch.path().join("root");
+        let tool = crate::extract::tests::Raw {
+            data: b"#!/bin/sh\n",
+            mode: 0o755,
+            ..raw(b"usr/tool", tar::EntryType::Regular)
+        };
+        let image = image_with(
+            &layout,
+            &tar_of(&[raw(b"usr/", tar::EntryType::Directory), tool]),
+        );
+        for name in ["one", "two"] {
+            let options = ImportOptions {
+                name: Some(name.into()),
+                ..Default::default()
+            };
+            import_image(&layout, &image, "test", &root, &options).unwrap();
+        }
+        let meta =
+            |name: &str| std::fs::metadata(root.join(name).join("isolated/usr/tool")).unwrap();
+        assert_eq!(meta("one").ino(), meta("two").ino());
+        // The two trees and the store's entry.
+        assert_eq!(meta("one").nlink(), 3);
+        assert_eq!(meta("one").mode() & 0o7777, 0o755);
+        for name in ["one", "two"] {
+            let (_, differences) =
+                runseal_seal::check_integrity(&root.join(name).join(ISOLATED_DIR)).unwrap();
+            assert!(differences.is_empty(), "{differences:?}");
+        }
+    }
 }
