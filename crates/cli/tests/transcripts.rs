@@ -69,3 +69,17 @@ fn list_shows_each_runtime_and_its_state() {
     insta::assert_snapshot!(transcript(&t, &["list"]));
     insta::assert_snapshot!(transcript(&t, &["--json", "list"]));
 }
+
+#[test]
+fn du_and_gc_as_text_and_json() {
+    let t = TestRoot::new();
+    let dir = t.runtime("app", "name: app\nmounts: []\n");
+    // What a seal killed while it rewrote runtime.yml leaves.
+    std::fs::write(dir.join("runtime.yml.tmp"), "name: a").unwrap();
+    insta::assert_snapshot!(transcript(&t, &["du"]));
+    insta::assert_snapshot!(transcript(&t, &["--json", "du"]));
+    insta::assert_snapshot!(transcript(&t, &["gc", "--dry-run"]));
+    insta::assert_snapshot!(transcript(&t, &["--json", "gc"]));
+    assert!(!dir.join("runtime.yml.tmp").exists());
+    insta::assert_snapshot!(transcript(&t, &["gc"]));
+}

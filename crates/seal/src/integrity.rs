@@ -28,8 +28,9 @@ pub fn check_integrity(tree: &Path) -> Result<(Manifest, Vec<Difference>)> {
 }
 
 /// Whether `tree` still matches `manifest` by metadata alone (type, mode, size, mtime, and
-/// each file's inode and ctime; a file whose ctime moved is hashed): cheap enough to run on every seal, so a damaged tree is
-/// rebuilt instead of trusted, even one rewritten in place with size and mtime put back.
+/// each file's inode and ctime; only a file whose ctime moved is hashed): cheap enough to
+/// run on every seal, so a damaged tree is rebuilt instead of trusted, even one rewritten in
+/// place with size and mtime put back.
 pub fn matches_quickly(tree: &Path, manifest: &Manifest) -> bool {
     differences(tree, manifest, Depth::Metadata).is_ok_and(|d| d.is_empty())
 }
