@@ -452,6 +452,29 @@ mod tests {
     }
 
     #[test]
+    fn hidden_dirs_are_runseals_own_and_never_runtimes() {
+        let t = fixture();
+        // An import under way holds a runtime.yml; the store is a dir no one else may read.
+        runtime(
+            t.path(),
+            ".openjdk-99.importing-1",
+            "name: openjdk-99\nversion: \"99\"\n",
+        );
+        let store = t.path().join(".runseal-store");
+        std::fs::create_dir(&store).unwrap();
+        std::fs::set_permissions(&store, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let names: Vec<String> = list_runtimes(t.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names.len(), 6, "{names:?}");
+        assert!(!names.iter().any(|n| n.contains("99")), "{names:?}");
+        assert!(resolve(t.path(), "openjdk-99").is_err());
+    }
+
+    #[test]
     fn unknown_and_ambiguous_specs_list_what_exists() {
         let t = fixture();
         let err = resolve(t.path(), "java:8").unwrap_err().to_string();
