@@ -353,6 +353,29 @@ pub enum Command {
         #[command(flatten)]
         options: ImportArgs,
     },
+    /// Show how much the runtimes under --root hold and how much the disk keeps.
+    ///
+    /// Seals and imports under one root keep identical files once: each sealed file is
+    /// offered to the root's store (ROOT/.runseal-store/, root's alone), and one equal in
+    /// bytes, mode and mtime to a stored one becomes a hard link to it. Jobs still see only
+    /// their own runtime. For each runtime: its files, LOGICAL (every file counted, as if
+    /// nothing were shared), PHYSICAL (each inode once) and EXCLUSIVE (what no other runtime
+    /// shares: what `remove` and then `gc` free). The total's PHYSICAL counts each inode
+    /// under the root once, the store included. Sizes are file bytes, not disk blocks.
+    Du,
+    /// Remove what nothing under --root uses, safe while seals, imports and jobs run.
+    ///
+    /// Removes store entries that no runtime links any more (after `remove`, or a re-seal
+    /// that dropped a file), what seals and imports killed midway left (staging trees,
+    /// temp files), and trees a re-seal replaced once no job runs on them. A runtime being
+    /// sealed, a tree a job runs on and the store's temp files while a seal or import has
+    /// the store open are left and listed as busy; run gc again later.
+    Gc {
+        /// List what would be removed; remove nothing. Store entries that removing the
+        /// listed trees would free are not counted until those trees are gone.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a shell's completion script, or write the man pages, both generated from this
     /// interface.
     ///

@@ -25,5 +25,6 @@ mod security_closure;
 mod security_jobs;
 mod security_sandbox;
 mod security_seal;
+mod store;
 mod transcripts;
 mod validate;

@@ -19,6 +19,7 @@ fn help_texts() {
     let t = TestRoot::new();
     for command in [
         "", "seal", "validate", "run", "verify", "info", "generate", "export", "import", "sbom",
+        "du", "gc",
     ] {
         let mut args: Vec<&str> = command.split_whitespace().collect();
         args.push("--help");
@@ -67,4 +68,18 @@ fn list_shows_each_runtime_and_its_state() {
     t.runtime("broken", "name: [\n");
     insta::assert_snapshot!(transcript(&t, &["list"]));
     insta::assert_snapshot!(transcript(&t, &["--json", "list"]));
+}
+
+#[test]
+fn du_and_gc_as_text_and_json() {
+    let t = TestRoot::new();
+    let dir = t.runtime("app", "name: app\nmounts: []\n");
+    // What a seal killed while it rewrote runtime.yml leaves.
+    std::fs::write(dir.join("runtime.yml.tmp"), "name: a").unwrap();
+    insta::assert_snapshot!(transcript(&t, &["du"]));
+    insta::assert_snapshot!(transcript(&t, &["--json", "du"]));
+    insta::assert_snapshot!(transcript(&t, &["gc", "--dry-run"]));
+    insta::assert_snapshot!(transcript(&t, &["--json", "gc"]));
+    assert!(!dir.join("runtime.yml.tmp").exists());
+    insta::assert_snapshot!(transcript(&t, &["gc"]));
 }

@@ -142,15 +142,16 @@ pub fn build(input: &Path) -> ExitCode {
         }
     };
     let work = input.work;
+    let options = SealOptions {
+        profiles: work.profiles,
+        profile_dirs: vec![work.profile_dir],
+        store: Some(work.root.clone()),
+        ..SealOptions::default()
+    };
     let spec = BuildSpec {
         script: work.script,
         runtimes_root: work.root,
         name: work.name,
-    };
-    let options = SealOptions {
-        profiles: work.profiles,
-        profile_dirs: vec![work.profile_dir],
-        ..SealOptions::default()
     };
     let seal = |merged: &Path, dir: &Path| {
         runseal_seal::seal_from(&Root::new(merged), dir, &options, &NoProgress)

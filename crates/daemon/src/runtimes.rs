@@ -126,6 +126,7 @@ async fn seal(
             dry_run: body.dry_run,
             profiles: body.profiles,
             profile_dirs: vec![state.profile_dir.clone()],
+            store: Some(state.root.clone()),
             ..SealOptions::default()
         };
         json(runseal_seal::seal(

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
+use rayon::prelude::*;
 use runseal_seal::dirfd::DirFd;
+use runseal_seal::store::{Key, Store};
 use runseal_seal::{Manifest, ManifestKind, FORMAT, MANIFEST_NAME};
 use runseal_spec::{RuntimeConfig, ISOLATED_DIR, RUNTIME_YML};
 use rustix::fs::{renameat_with, RenameFlags};
@@ -19,7 +21,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::export::RUNTIME_YML_LABEL;
 use crate::extract::{Extraction, Limits};
-use crate::layout::{Digest, OciDir};
+use crate::layout::{Digest, HashingReader, OciDir};
 
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
@@ -113,15 +115,14 @@ pub fn import_image(
     let staging = format!("{prefix}{}", std::process::id());
     let runtime = parent.create_dir(&staging, 0o755)?;
     let _lock = runtime.lock(false)?;
-    let written = unpack(
+    let source = Source {
         layout,
-        &manifest,
-        &runtime,
+        manifest: &manifest,
+        diff_ids: config.rootfs().diff_ids(),
         image,
-        &yml_text,
-        options.limits,
-    )
-    .and_then(|report| {
+        yml_text: &yml_text,
+    };
+    let written = unpack(&source, &runtime, root, options.limits).and_then(|report| {
         runseal_seal::runnable_config(runtime.path())?;
         renameat_with(
             parent.fd(),
@@ -157,25 +158,62 @@ pub fn import_image(
     }
 }
 
-/// Unpacks the layers into `runtime`/isolated and writes the manifest and runtime.yml;
-/// returns the files and bytes written.
-fn unpack(
-    layout: &OciDir,
-    manifest: &ImageManifest,
-    runtime: &DirFd,
-    image: &str,
-    yml_text: &str,
-    limits: Limits,
-) -> Result<(u64, u64)> {
+/// The image being imported.
+struct Source<'a> {
+    layout: &'a OciDir,
+    manifest: &'a ImageManifest,
+    /// The digest of each layer's uncompressed tar, as the config lists them.
+    diff_ids: &'a [String],
+    /// Where it came from, for messages.
+    image: &'a str,
+    yml_text: &'a str,
+}
+
+/// Unpacks the layers into `runtime`/isolated, shares its files through the store of
+/// `root`, and writes the manifest and runtime.yml; returns the files and bytes written.
+fn unpack(source: &Source, runtime: &DirFd, root: &Path, limits: Limits) -> Result<(u64, u64)> {
+    let Source {
+        layout,
+        manifest,
+        diff_ids,
+        image,
+        yml_text,
+    } = *source;
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(Error::refused(
+            image,
+            format!(
+                "has {} layers but its config lists {} diff_ids",
+                manifest.layers().len(),
+                diff_ids.len()
+            ),
+        ));
+    }
     let tree = runtime.create_dir(ISOLATED_DIR, 0o755)?;
     let mut extraction = Extraction::new(&tree, image, limits);
-    for layer in manifest.layers() {
+    for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
+        let expected = Digest::parse(diff_id, &image)?;
         let blob = layout.open_blob(layer)?;
         let reader: Box<dyn Read> = match layer.media_type() {
             MediaType::ImageLayerGzip => Box::new(GzDecoder::new(std::io::BufReader::new(blob))),
             _ => Box::new(std::io::BufReader::new(blob)),
         };
-        extraction.layer(reader)?;
+        let mut tar = HashingReader::new(reader);
+        extraction.layer(&mut tar)?;
+        let actual = tar.finish().map_err(|e| Error::io(image, e))?;
+        // The manifest names each layer by its compressed blob, the config by its tar,
+        // which other engines key unpacked layers by: where the two disagree, the image
+        // is not one image.
+        if actual != expected {
+            return Err(Error::refused(
+                image,
+                format!(
+                    "layer {} unpacks to {actual}, but the config's rootfs.diff_ids names \
+                     {expected}; refusing an inconsistent or tampered image",
+                    layer.digest()
+                ),
+            ));
+        }
     }
     let shipped = extraction
         .shipped_manifest
@@ -220,11 +258,38 @@ fn unpack(
         unmet_on_source: shipped.map(|m| m.unmet_on_source).unwrap_or_default(),
         entries,
     };
+    // Opened only now: an image refused while unpacking leaves no store behind.
+    if let Some(store) = Store::open(root, runtime)? {
+        share(&tree, &sealed, &store)?;
+    }
     runseal_seal::stamp(&tree, &mut sealed)?;
     tree.write_atomic(MANIFEST_NAME, &sealed.to_json())?;
     runtime.write_atomic(RUNTIME_YML, yml_text.as_bytes())?;
     runtime.sync_filesystem()?;
     Ok((files, bytes))
+}
+
+/// Offers every file of `tree` to the store: each was written and hashed by the
+/// extraction, as its record says.
+fn share(tree: &DirFd, manifest: &Manifest, store: &Store) -> Result<()> {
+    manifest.entries.par_iter().try_for_each(|(path, record)| {
+        let ManifestKind::File { blake3, .. } = &record.kind else {
+            return Ok(());
+        };
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        let (dir, name) = tree.parent_of(rel)?;
+        let copy = dir
+            .open_file(name)?
+            .ok_or_else(|| Error::io(dir.join(name), std::io::ErrorKind::NotFound.into()))?;
+        let key = Key {
+            blake3,
+            mode: record.mode,
+            mtime: record.mtime,
+            mtime_nsec: record.mtime_nsec,
+        };
+        store.share(&dir, name, &copy, &key)?;
+        Ok(())
+    })
 }
 
 fn valid_name(name: &str) -> bool {
@@ -261,12 +326,28 @@ mod tests {
 
     /// A layout holding one image whose only layer is `layer` (uncompressed).
     fn image_with(layout: &OciDir, layer: &[u8]) -> Descriptor {
+        image_claiming(layout, layer, None)
+    }
+
+    /// [`image_with`], its config naming `diff_id` as the layer's tar (default: the true one).
+    fn image_claiming(layout: &OciDir, layer: &[u8], diff_id: Option<&[u8]>) -> Descriptor {
         let descriptor = |media, (digest, size): (Digest, u64)| {
             Descriptor::new(media, size, oci_digest(&digest))
         };
+        let tar_digest = |bytes: &[u8]| {
+            let mut hashing = crate::layout::Hashing::new(std::io::sink());
+            std::io::Write::write_all(&mut hashing, bytes).unwrap();
+            hashing.finish().1.to_string()
+        };
+        let rootfs = oci_spec::image::RootFsBuilder::default()
+            .typ("layers")
+            .diff_ids(vec![tar_digest(diff_id.unwrap_or(layer))])
+            .build()
+            .unwrap();
         let yml =
             "name: evil\nmounts:\n  - source: isolated/usr\n    target: /usr\n    readonly: true\n";
         let config = ImageConfigurationBuilder::default()
+            .rootfs(rootfs)
             .config(
                 ConfigBuilder::default()
                     .labels(std::collections::HashMap::from([(
@@ -337,5 +418,64 @@ mod tests {
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
         // A digest naming a path is refused before it names a file.
         assert!(Digest::parse("sha256:../../etc/passwd", &"test").is_err());
+    }
+
+    #[test]
+    fn a_layer_that_is_not_the_tar_its_config_names_is_refused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let layout = OciDir::create(&scratch.path().join("layout")).unwrap();
+        let root = scratch.path().join("root");
+        let named = tar_of(&[raw(b"usr/", tar::EntryType::Directory)]);
+        let swapped = tar_of(&[
+            raw(b"usr/", tar::EntryType::Directory),
+            raw(b"usr/bin/", tar::EntryType::Directory),
+        ]);
+        // The blob and its descriptor agree; the config (which the image digest covers)
+        // names another tar.
+        let image = image_claiming(&layout, &swapped, Some(&named));
+        let err = import_image(&layout, &image, "test", &root, &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rootfs.diff_ids"), "{err}");
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+
+        let image = image_claiming(&layout, &named, None);
+        let report = import_image(&layout, &image, "test", &root, &ImportOptions::default());
+        assert!(report.is_ok(), "{report:?}");
+    }
+
+    #[test]
+    fn two_imports_under_one_root_share_each_file_through_the_store() {
+        use std::os::unix::fs::MetadataExt;
+        let scratch = tempfile::tempdir().unwrap();
+        let layout = OciDir::create(&scratch.path().join("layout")).unwrap();
+        let root = scratch.path().join("root");
+        let tool = crate::extract::tests::Raw {
+            data: b"#!/bin/sh\n",
+            mode: 0o755,
+            ..raw(b"usr/tool", tar::EntryType::Regular)
+        };
+        let image = image_with(
+            &layout,
+            &tar_of(&[raw(b"usr/", tar::EntryType::Directory), tool]),
+        );
+        for name in ["one", "two"] {
+            let options = ImportOptions {
+                name: Some(name.into()),
+                ..Default::default()
+            };
+            import_image(&layout, &image, "test", &root, &options).unwrap();
+        }
+        let meta =
+            |name: &str| std::fs::metadata(root.join(name).join("isolated/usr/tool")).unwrap();
+        assert_eq!(meta("one").ino(), meta("two").ino());
+        // The two trees and the store's entry.
+        assert_eq!(meta("one").nlink(), 3);
+        assert_eq!(meta("one").mode() & 0o7777, 0o755);
+        for name in ["one", "two"] {
+            let (_, differences) =
+                runseal_seal::check_integrity(&root.join(name).join(ISOLATED_DIR)).unwrap();
+            assert!(differences.is_empty(), "{differences:?}");
+        }
     }
 }

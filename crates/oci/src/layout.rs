@@ -99,6 +99,36 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// A reader that hashes what is read through it: a layer's tar as it is unpacked, whose
+/// digest is the layer's diff_id.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// The digest of everything the inner reader holds, the part not read yet included.
+    pub fn finish(mut self) -> std::io::Result<Digest> {
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        Ok(Digest::of(self.hasher))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// JSON with every object's keys sorted: oci-spec keeps labels and annotations in hash
 /// maps, whose order changes from run to run, and a digest must not.
 pub fn canonical_json(value: &impl Serialize) -> Vec<u8> {

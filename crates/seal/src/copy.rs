@@ -21,6 +21,7 @@ use crate::dirfd::DirFd;
 use crate::error::{Error, Result};
 use crate::manifest::{sealed_mode, CopyStamp, Manifest, ManifestEntry, ManifestKind, FORMAT};
 use crate::progress::Progress;
+use crate::store::{Key, Store};
 
 /// What writing the tree did.
 #[derive(Debug)]
@@ -49,6 +50,7 @@ pub fn materialize(
     plan: &Plan,
     tree: &DirFd,
     previous: Option<Previous>,
+    store: Option<&Store>,
     progress: &dyn Progress,
 ) -> Result<Materialized> {
     for (job, entry) in &plan.entries {
@@ -90,6 +92,15 @@ pub fn materialize(
                     let dest = parent.create_file(name, 0o600)?;
                     let hash = copy_file(root, entry, &dest, &|_| {})?;
                     set_metadata(&dest, entry).map_err(|e| Error::io(parent.join(name), e))?;
+                    if let Some(store) = store {
+                        let key = Key {
+                            blake3: &hash,
+                            mode: sealed_mode(entry.mode),
+                            mtime: entry.mtime,
+                            mtime_nsec: entry.mtime_nsec,
+                        };
+                        store.share(&parent, name, &dest, &key)?;
+                    }
                     (hash, true)
                 }
             };
@@ -183,7 +194,7 @@ pub fn stamp(tree: &DirFd, manifest: &mut Manifest) -> Result<()> {
 
 /// Links the previous copy of `job` as `name` in `parent` and returns its hash, if its source
 /// has not changed since and the copy is exactly as that seal left it (no rewrite in place:
-/// same inode and ctime).
+/// see [`CopyStamp::holds`]).
 fn reuse(
     previous: &Previous,
     parent: &DirFd,
@@ -210,7 +221,11 @@ fn reuse(
     };
     let untouched = meta.len() == *size
         && (meta.mtime(), meta.mtime_nsec()) == (record.mtime, record.mtime_nsec)
-        && CopyStamp::of(&meta) == *stamp;
+        && stamp.holds(&meta, blake3, || {
+            blake3::Hasher::new()
+                .update_reader(&old)
+                .map(|h| h.finalize())
+        });
     if !(record.matches(entry) && untouched) {
         return Ok(None);
     }

@@ -225,7 +225,7 @@ impl DirFd {
         syncfs(&self.fd).map_err(|e| Error::io(&self.path, e.into()))
     }
 
-    /// The names in this dir that start with `prefix`.
+    /// The names in this dir that start with `prefix` (`.` and `..` never).
     pub fn names_starting(&self, prefix: &str) -> Result<Vec<String>> {
         let io = |e: Errno| Error::io(&self.path, e.into());
         let fd = openat(
@@ -239,7 +239,7 @@ impl DirFd {
         for entry in Dir::new(fd).map_err(io)? {
             let entry = entry.map_err(io)?;
             if let Ok(name) = entry.file_name().to_str() {
-                if name.starts_with(prefix) {
+                if name.starts_with(prefix) && name != "." && name != ".." {
                     names.push(name.to_string());
                 }
             }

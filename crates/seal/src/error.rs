@@ -19,7 +19,7 @@ pub enum Error {
     },
     #[error("{file}: {message}")]
     Unsealable { file: PathBuf, message: String },
-    #[error("{path}: runtime is being sealed by another process")]
+    #[error("{path}: runtime is being sealed by another process (or cleaned by `runseal gc`)")]
     Busy { path: PathBuf },
     #[error("{path}: jobs are running on it; remove it once they have ended")]
     InUse { path: PathBuf },

@@ -12,7 +12,7 @@ use runseal_spec::paths::below_root;
 
 use crate::error::{Error, Result};
 use crate::layout::{Layout, MANIFEST_NAME};
-use crate::manifest::{CopyStamp, Manifest, ManifestEntry, ManifestKind};
+use crate::manifest::{Manifest, ManifestEntry, ManifestKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
@@ -28,8 +28,9 @@ pub fn check_integrity(tree: &Path) -> Result<(Manifest, Vec<Difference>)> {
 }
 
 /// Whether `tree` still matches `manifest` by metadata alone (type, mode, size, mtime, and
-/// each file's inode and ctime): cheap enough to run on every seal, so a damaged tree is
-/// rebuilt instead of trusted, even one rewritten in place with size and mtime put back.
+/// each file's inode and ctime; only a file whose ctime moved is hashed): cheap enough to
+/// run on every seal, so a damaged tree is rebuilt instead of trusted, even one rewritten in
+/// place with size and mtime put back.
 pub fn matches_quickly(tree: &Path, manifest: &Manifest) -> bool {
     differences(tree, manifest, Depth::Metadata).is_ok_and(|d| d.is_empty())
 }
@@ -125,8 +126,13 @@ fn compare(
                 if sealed_time != (meta.mtime(), meta.mtime_nsec()) {
                     return Some("modification time changed".into());
                 }
-                return (*copy != Some(CopyStamp::of(meta)))
-                    .then(|| "inode or change time differs from the sealed copy's".into());
+                let hash = || {
+                    blake3::Hasher::new()
+                        .update_mmap(&real)
+                        .map(|h| h.finalize())
+                };
+                return (!copy.is_some_and(|c| c.holds(meta, blake3, hash)))
+                    .then(|| "inode or content differs from the sealed copy's".into());
             }
             let mut hasher = blake3::Hasher::new();
             match hasher.update_mmap(&real).map(|h| h.finalize()) {

@@ -14,7 +14,9 @@ mod manifest;
 mod progress;
 mod sbom;
 mod seal;
+pub mod store;
 mod trust;
+pub mod usage;
 mod validate;
 
 pub use copy::stamp;

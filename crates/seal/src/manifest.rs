@@ -83,6 +83,21 @@ impl CopyStamp {
             ctime_nsec: meta.ctime_nsec(),
         }
     }
+
+    /// Whether the file `meta` describes is still the copy this stamp records, holding
+    /// `blake3`: the same inode, and the same ctime or else the same bytes (`hash` reads
+    /// them). An inode shared through the store changes its ctime whenever another runtime
+    /// links or unlinks it, which changes nothing the job sees.
+    pub fn holds(
+        &self,
+        meta: &std::fs::Metadata,
+        blake3: &str,
+        hash: impl FnOnce() -> std::io::Result<blake3::Hash>,
+    ) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        meta.ino() == self.ino
+            && (*self == CopyStamp::of(meta) || hash().is_ok_and(|h| h.to_hex().as_str() == blake3))
+    }
 }
 
 /// Who owns every sealed copy, whoever owned its source: root, who makes the copies. A host
@@ -208,5 +223,49 @@ impl Manifest {
             .map(|(p, _)| p.clone())
             .chain(self.unmet_on_source.iter().cloned())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn blake3_file(path: &Path) -> std::io::Result<blake3::Hash> {
+        blake3::Hasher::new()
+            .update_mmap(path)
+            .map(|h| h.finalize())
+    }
+
+    #[test]
+    fn a_copy_whose_ctime_moved_holds_while_its_bytes_are_the_sealed_ones() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("copy");
+        std::fs::write(&path, b"sealed").unwrap();
+        let hash = blake3::hash(b"sealed").to_hex().to_string();
+        let stamp = CopyStamp::of(&std::fs::metadata(&path).unwrap());
+        let holds = |stamp: &CopyStamp| {
+            stamp.holds(&std::fs::metadata(&path).unwrap(), &hash, || {
+                blake3_file(&path)
+            })
+        };
+        assert!(holds(&stamp));
+
+        // Another runtime linking the inode moves its ctime, and changes nothing else.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::hard_link(&path, t.path().join("other")).unwrap();
+        assert_ne!(CopyStamp::of(&std::fs::metadata(&path).unwrap()), stamp);
+        assert!(holds(&stamp));
+
+        // Rewritten in place, same size: the ctime moved and the bytes differ.
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all(b"SEALED").unwrap();
+        assert!(!holds(&stamp));
+
+        // Another inode at the name never holds, whatever it holds (the old one kept
+        // linked, so that its number is not reused).
+        std::fs::rename(&path, t.path().join("old")).unwrap();
+        std::fs::write(&path, b"sealed").unwrap();
+        assert!(!holds(&stamp));
     }
 }

@@ -23,6 +23,7 @@ use crate::layout::{Layout, MANIFEST_NAME, ORIGINAL_YML, PREVIOUS_DIR, STAGING_D
 use crate::manifest::{Manifest, ManifestEntry, ManifestKind, SEALED_OWNER};
 use crate::progress::Progress;
 use crate::sbom::{sbom_path, Subject, SBOM_NAME};
+use crate::store::Store;
 use crate::trust::untrusted_because;
 use crate::validate::architecture_violation;
 
@@ -49,6 +50,9 @@ pub struct SealOptions {
     /// the sets the current tree's manifest records (a set of the same command replaces
     /// the recorded one), so a re-seal keeps what was learned without running anything.
     pub learned: Vec<LearnedSet>,
+    /// The runtimes root whose store (see [`crate::store`]) the sealed files are shared
+    /// through; without one every file is the runtime's own copy.
+    pub store: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -267,7 +271,19 @@ pub fn seal_from(
                 version: version.as_deref(),
             },
         };
-        let built = build(root, &plan, &runtime, &staging, previous, &record, progress);
+        let store = match &options.store {
+            Some(root) => Store::open(root, &runtime)?,
+            None => None,
+        };
+        let built = build(
+            root,
+            &plan,
+            (&runtime, &staging),
+            previous,
+            store.as_ref(),
+            &record,
+            progress,
+        );
         let done = match built {
             Ok(done) => done,
             Err(e) => {
@@ -371,9 +387,9 @@ struct Record<'a> {
 fn build(
     root: &Root,
     plan: &Plan,
-    runtime: &DirFd,
-    staging: &DirFd,
+    (runtime, staging): (&DirFd, &DirFd),
     previous: Option<Previous>,
+    store: Option<&Store>,
     record: &Record,
     progress: &dyn Progress,
 ) -> Result<Materialized> {
@@ -383,7 +399,7 @@ fn build(
             message: "is where the sealed tree keeps its SBOM; a runtime cannot hold it".into(),
         });
     }
-    let mut done = materialize(root, plan, staging, previous, progress)?;
+    let mut done = materialize(root, plan, staging, previous, store, progress)?;
     // Replaced trees go now rather than after the swap: unlinking their files changes the
     // ctime of those the new tree shares with them, and the manifest records ctimes.
     prune_replaced(runtime)?;
@@ -600,24 +616,36 @@ const RETIRED_PREFIX: &str = "isolated.retired-";
 /// its tree for its whole life). The tree before last, still in use, moves to a retired
 /// name, so the tree the coming swap replaces can take its place.
 fn prune_replaced(runtime: &DirFd) -> Result<()> {
-    for name in replaced_trees(runtime)? {
-        // Not a directory (a link the author planted): no job runs on it.
-        let Ok(tree) = runtime.open_dir(&name) else {
-            runtime.remove_tree(&name)?;
-            continue;
-        };
-        match lock_if_unused(&tree)? {
-            Some(_unused) => runtime.remove_tree(&name)?,
-            None if name == PREVIOUS_DIR => {
-                let inode = rustix::fs::fstat(tree.fd())
-                    .map_err(|e| Error::io(tree.path(), e.into()))?
-                    .st_ino;
-                runtime.rename(PREVIOUS_DIR, &format!("{RETIRED_PREFIX}{inode}"))?;
-            }
-            None => {}
-        }
+    for (name, _unused) in unused_replaced(runtime)? {
+        runtime.remove_tree(&name)?;
+    }
+    if runtime.exists(PREVIOUS_DIR)? {
+        let tree = runtime.open_dir(PREVIOUS_DIR)?;
+        let inode = rustix::fs::fstat(tree.fd())
+            .map_err(|e| Error::io(tree.path(), e.into()))?
+            .st_ino;
+        runtime.rename(PREVIOUS_DIR, &format!("{RETIRED_PREFIX}{inode}"))?;
     }
     Ok(())
+}
+
+/// The replaced trees in `runtime` that no job uses, each with the exclusive lock that
+/// keeps jobs off it until it is removed (none for a name that is not a directory: a link
+/// the author planted, on which no job runs).
+pub(crate) fn unused_replaced(
+    runtime: &DirFd,
+) -> Result<Vec<(String, Option<rustix::fd::OwnedFd>)>> {
+    let mut unused = Vec::new();
+    for name in replaced_trees(runtime)? {
+        let Ok(tree) = runtime.open_dir(&name) else {
+            unused.push((name, None));
+            continue;
+        };
+        if let Some(held) = lock_if_unused(&tree)? {
+            unused.push((name, Some(held)));
+        }
+    }
+    Ok(unused)
 }
 
 /// The trees earlier seals replaced that are still in the runtime dir.
@@ -658,9 +686,24 @@ fn swap_in(runtime: &DirFd) -> Result<()> {
 
 /// What an interrupted seal left behind; never part of either runtime.
 fn remove_leftovers(runtime: &DirFd) -> Result<()> {
-    runtime.remove_tree(STAGING_DIR)?;
-    for file in [RUNTIME_YML, ORIGINAL_YML] {
-        runtime.remove_tree(&temp_name(file))?;
+    for name in leftovers(runtime)? {
+        runtime.remove_tree(&name)?;
     }
     Ok(())
+}
+
+/// The names in `runtime` that only a seal writes, and only while it holds the runtime's
+/// lock: whoever holds it now finds there what a seal that died left.
+pub(crate) fn leftovers(runtime: &DirFd) -> Result<Vec<String>> {
+    let mut present = Vec::new();
+    for name in [
+        STAGING_DIR.to_string(),
+        temp_name(RUNTIME_YML),
+        temp_name(ORIGINAL_YML),
+    ] {
+        if runtime.exists(&name)? {
+            present.push(name);
+        }
+    }
+    Ok(present)
 }

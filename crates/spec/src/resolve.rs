@@ -373,6 +373,8 @@ fn sorted_subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
     };
     let mut dirs: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
+        // Hidden names are runseal's own: its store, imports and removals under way.
+        .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path())
         .collect();
@@ -447,6 +449,29 @@ mod tests {
         runtime(root, "dir-name", "name: other-name\n");
         assert_eq!(pick(root, "dir-name"), "dir-name");
         assert_eq!(pick(root, "other-name"), "dir-name");
+    }
+
+    #[test]
+    fn hidden_dirs_are_runseals_own_and_never_runtimes() {
+        let t = fixture();
+        // An import under way holds a runtime.yml; the store is a dir no one else may read.
+        runtime(
+            t.path(),
+            ".openjdk-99.importing-1",
+            "name: openjdk-99\nversion: \"99\"\n",
+        );
+        let store = t.path().join(".runseal-store");
+        std::fs::create_dir(&store).unwrap();
+        std::fs::set_permissions(&store, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let names: Vec<String> = list_runtimes(t.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names.len(), 6, "{names:?}");
+        assert!(!names.iter().any(|n| n.contains("99")), "{names:?}");
+        assert!(resolve(t.path(), "openjdk-99").is_err());
     }
 
     #[test]

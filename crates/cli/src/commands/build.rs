@@ -26,6 +26,7 @@ pub fn run(
     let options = SealOptions {
         profiles,
         profile_dirs: vec![profile_dir.to_path_buf()],
+        store: Some(root.clone()),
         ..SealOptions::default()
     };
     let seal = |merged: &Path, dir: &Path| {

@@ -1,7 +1,9 @@
 //! One module per subcommand; each calls the libraries and prints.
 
 mod build;
+mod du;
 mod export;
+mod gc;
 mod generate;
 mod import;
 pub mod info;
@@ -57,6 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 allow_paths: allow_path,
                 allow_untrusted_dir,
                 learned: Vec::new(),
+                store: None,
             };
             let learning = seal::Learning {
                 relearn: learn,
@@ -68,7 +71,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "`runseal seal --learn` does not take --host: it runs the command where the runtime is"
                 )),
                 Some(host) => client::seal(host, &runtime, &options, args.json),
-                None => seal::run(&locate(&runtime)?, options, &learning, args.json),
+                None => {
+                    let dir = locate(&runtime)?;
+                    let options = runseal_seal::SealOptions {
+                        store: runseal_seal::store::store_root_for(&root, &dir),
+                        ..options
+                    };
+                    seal::run(&dir, options, &learning, args.json)
+                }
             }
         }
         Command::Run {
@@ -113,6 +123,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Verify { .. } if host.is_some() => Err(client::local_only("verify")),
+        Command::Du if host.is_some() => Err(client::local_only("du")),
+        Command::Gc { .. } if host.is_some() => Err(client::local_only("gc")),
+        Command::Du => du::run(&root, args.json),
+        Command::Gc { dry_run } => gc::run(&root, dry_run, args.json),
         Command::Verify { runtime, profile } => {
             verify::run(&locate(&runtime)?, &profile, &profile_dir, args.json)
         }

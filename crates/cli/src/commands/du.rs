@@ -1,0 +1,42 @@
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::output::{human_bytes, print_json};
+
+pub fn run(root: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let usage = runseal_seal::usage::usage(root)?;
+    if json {
+        print_json(&usage)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>8}  {:>10}  {:>10}  {:>10}  RUNTIME",
+        "FILES", "LOGICAL", "PHYSICAL", "EXCLUSIVE"
+    );
+    for r in &usage.runtimes {
+        println!(
+            "{:>8}  {:>10}  {:>10}  {:>10}  {}",
+            r.files,
+            human_bytes(r.logical),
+            human_bytes(r.physical),
+            human_bytes(r.exclusive),
+            r.dir.display()
+        );
+    }
+    println!(
+        "{:>8}  {:>10}  {:>10}  {:>10}  total",
+        "",
+        human_bytes(usage.logical),
+        human_bytes(usage.physical),
+        ""
+    );
+    let store = &usage.store;
+    println!(
+        "store: {} entries, {}; {} unreferenced ({}), which `runseal gc` removes",
+        store.entries,
+        human_bytes(store.bytes),
+        store.unreferenced,
+        human_bytes(store.unreferenced_bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}

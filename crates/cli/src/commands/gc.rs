@@ -1,0 +1,25 @@
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::output::{human_bytes, print_json};
+
+pub fn run(root: &Path, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let report = runseal_seal::store::gc(root, dry_run)?;
+    if json {
+        print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for path in &report.removed {
+        println!("{verb} {}", path.display());
+    }
+    for path in &report.busy {
+        println!("busy, left: {}", path.display());
+    }
+    println!(
+        "{verb} {} store entries nothing links ({})",
+        report.entries,
+        human_bytes(report.bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}
