@@ -47,8 +47,9 @@ pub struct LearnRequest {
 /// What a learn run saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Learned {
-    /// Every regular file the process tree opened or executed, by host path, but those under
-    /// its work dir and what no sealed tree holds (see [`keep`]).
+    /// Every regular file the process tree opened or executed, by host path, and the links
+    /// that lead to them (see [`links_to`]), but those under its work dir and what no sealed
+    /// tree holds (see [`keep`]).
     pub paths: BTreeSet<PathBuf>,
     /// The command's exit code, or 128 + the signal that ended it.
     pub exit_code: i32,
@@ -105,6 +106,39 @@ pub fn keep(path: &Path, workdir: &Path) -> bool {
         && !["/etc/ld.so.cache", "/etc/ld.so.preload"]
             .iter()
             .any(|p| path == Path::new(p))
+}
+
+/// The names that lead to a learned file through a symlink, from the file's own dir or a
+/// `PATH` dir: fanotify reports the file opened, never the name it was opened by, and a
+/// program run by a link's name (`which` through /etc/alternatives), through a dir link on
+/// `PATH` (`/bin/sed` with /bin -> usr/bin) or a library `dlopen`ed by its soname link is
+/// not found in the sealed tree without that name. Links are resolved on the host, the view
+/// the learned command had; a link learned this way brings its whole chain into the closure.
+pub fn links_to(files: &BTreeSet<PathBuf>, path_dirs: &[PathBuf]) -> BTreeSet<PathBuf> {
+    let dirs: BTreeSet<&Path> = files
+        .iter()
+        .filter_map(|file| file.parent())
+        .chain(path_dirs.iter().map(PathBuf::as_path))
+        .collect();
+    let mut links = BTreeSet::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        // Through a dir link every entry is another name; else only the links in it are.
+        let through_link = std::fs::canonicalize(dir).is_ok_and(|real| real != dir);
+        for entry in entries.flatten() {
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            let path = entry.path();
+            if (is_link || through_link)
+                && !files.contains(&path)
+                && std::fs::canonicalize(&path).is_ok_and(|target| files.contains(&target))
+            {
+                links.insert(path);
+            }
+        }
+    }
+    links
 }
 
 /// The environment of a learn run: the runtime's, then `PATH`, `HOME` (the work dir),
@@ -197,6 +231,14 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
     };
     // Every open was queued before it returned, so what the tree did is all queued now.
     collect(&group, &workdir, &mut paths, &mut overflowed)?;
+    let path_dirs: Vec<PathBuf> = environment
+        .iter()
+        .filter(|(key, _)| key == "PATH")
+        .flat_map(|(_, value)| std::env::split_paths(value))
+        .filter(|dir| dir.is_absolute())
+        .collect();
+    let links = links_to(&paths, &path_dirs);
+    paths.extend(links.into_iter().filter(|link| keep(link, &workdir)));
     let elapsed = started.elapsed();
     let mut setup_error = String::new();
     let _ = report_read.read_to_string(&mut setup_error);
@@ -333,6 +375,55 @@ mod tests {
         assert!(!keep(Path::new("/usr/lib/x.so (deleted)"), work));
         assert!(!keep(Path::new("/etc/ld.so.cache"), work));
         assert!(!keep(Path::new("relative"), work));
+    }
+
+    #[test]
+    fn links_to_a_learned_file_from_its_dir_or_a_path_dir_are_learned_with_it() {
+        let t = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(t.path()).unwrap();
+        let (usr_bin, alternatives, lib) =
+            (base.join("usr/bin"), base.join("alt"), base.join("lib"));
+        for dir in [&usr_bin, &alternatives, &lib] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        for file in [
+            "usr/bin/which.debianutils",
+            "usr/bin/sed",
+            "usr/bin/awk",
+            "lib/libz.so.1.3",
+        ] {
+            std::fs::write(base.join(file), "x").unwrap();
+        }
+        let link = |target: &Path, link: &str| {
+            std::os::unix::fs::symlink(target, base.join(link)).unwrap()
+        };
+        link(&usr_bin.join("which.debianutils"), "alt/which");
+        link(&alternatives.join("which"), "usr/bin/which");
+        link(Path::new("usr/bin"), "bin");
+        link(Path::new("libz.so.1.3"), "lib/libz.so.1");
+        link(Path::new("awk"), "usr/bin/nawk");
+        link(Path::new("gone"), "usr/bin/dangling");
+        let files: BTreeSet<PathBuf> = [
+            "usr/bin/which.debianutils",
+            "usr/bin/sed",
+            "lib/libz.so.1.3",
+        ]
+        .iter()
+        .map(|f| base.join(f))
+        .collect();
+        let found = links_to(&files, &[base.join("bin"), base.join("nonexistent")]);
+        let expected: BTreeSet<PathBuf> = [
+            "usr/bin/which",
+            "bin/which",
+            "bin/which.debianutils",
+            "bin/sed",
+            "lib/libz.so.1",
+        ]
+        .iter()
+        .map(|f| base.join(f))
+        .collect();
+        // Not the link to awk, which the command never ran, nor one leading nowhere.
+        assert_eq!(found, expected);
     }
 
     #[test]
