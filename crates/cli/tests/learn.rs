@@ -156,3 +156,30 @@ fn ruby_with_its_profile_seals_verifies_and_runs_without_learning() {
         .unwrap()
         .contains_key(RBCONFIG));
 }
+
+/// An operator's profile with a learn command, detected from `/usr/bin/ruby3.1` (no
+/// `--profile`, no `language`): its command runs at the first seal like a named one's.
+#[test]
+fn a_detected_profiles_learn_commands_run_without_naming_it() {
+    let t = sealtest!();
+    t.runtime("ruby", RUBY_YML);
+    let profiles = t.path().join("profiles");
+    std::fs::create_dir(&profiles).unwrap();
+    std::fs::write(
+        profiles.join("ruby.yml"),
+        "name: ruby\nanchors: [\"ruby{version}\"]\nlearn:\n  - [ruby, -ropenssl, -rjson, -rzlib, -e, \"puts 1\"]\n",
+    )
+    .unwrap();
+    let dir = profiles.to_str().unwrap();
+    let out = t.run(&["--json", "seal", "ruby", "--profile-dir", dir]);
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    assert_eq!(json(&out)["profile"], "ruby+generic+base");
+    assert!(
+        stderr.contains("learn `ruby -ropenssl -rjson -rzlib -e 'puts 1'`"),
+        "{stderr}"
+    );
+    assert!(learned_reason(&t.manifest("ruby"), RBCONFIG).is_some());
+    let out = run_check(&t, "ruby");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+}

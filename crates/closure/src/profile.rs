@@ -231,6 +231,13 @@ impl ProfileSet {
             .cloned()
     }
 
+    /// Whether a profile found by [`ProfileSet::detect`] may have learn commands.
+    pub fn detected_may_learn(&self) -> bool {
+        self.profiles
+            .iter()
+            .any(|p| !p.anchors.is_empty() && !p.learn.is_empty())
+    }
+
     /// The first profile one of whose anchors names a file among `paths`.
     pub fn detect<'a>(&self, mut paths: impl Iterator<Item = &'a Path>) -> Option<Profile> {
         paths.find_map(|path| {

@@ -260,6 +260,37 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
     })
 }
 
+/// Runs `f` in a forked child and returns what it returned. The threads `f` starts (a
+/// closure plan's) end with the child, so this process stays single-threaded and can still
+/// [`learn`] afterwards.
+pub fn in_child_process(f: impl FnOnce() -> String) -> Result<String> {
+    let (mut read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map(|(r, w)| (std::fs::File::from(r), w))
+        .map_err(|e| Error::sys("pipe2(O_CLOEXEC)", e))?;
+    let pid = match sys::clone_into_namespaces(0)? {
+        sys::Forked::Child => {
+            drop(read);
+            let answer = f();
+            let mut pipe = std::fs::File::from(write);
+            let written = pipe.write_all(answer.as_bytes());
+            sys::exit_now(i32::from(written.is_err()));
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    drop(write);
+    let mut answer = String::new();
+    let read_result = read.read_to_string(&mut answer);
+    let status = sys::wait_child(pid, true)?.expect("a blocking wait returns a status");
+    read_result.map_err(|e| Error::sys("read(child's answer)", e))?;
+    if status.exit_status() != Some(0) {
+        return Err(Error::sys(
+            "fork",
+            std::io::Error::other(format!("the child ended with {status:?}")),
+        ));
+    }
+    Ok(answer)
+}
+
 /// Reads the queued events into `paths`, closing each event's fd.
 fn collect(
     group: &OwnedFd,
