@@ -280,20 +280,36 @@ fn r_with_its_profile_seals_verifies_and_runs() {
     job_prints(&t, "r", None, &R_CHECK, "r-ok 5");
 }
 
+const PHP_YML: &str =
+    "name: php\nmounts:\n  - {source: /usr/bin/php, target: /usr/bin/php, readonly: true}\n";
+
+const PHP_CHECK: [&str; 3] = [
+    "php",
+    "-r",
+    "echo ctype_digit('42') ? 'php-ok' : 'no', PHP_EOL;",
+];
+
+const PERL_YML: &str = "name: perl\nlanguage: perl\nmounts:\n  - {source: /usr/bin/perl, target: /usr/bin/perl, readonly: true}\n";
+
+const PERL_CHECK: [&str; 5] = [
+    "perl",
+    "-MDigest::SHA=sha1_hex",
+    "-MJSON::PP",
+    "-e",
+    "print encode_json([sha1_hex('x')]), qq(\\n)",
+];
+
+const PERL_OK: &str = r#"["11f6ad8ec52a2984abaafd7c3b516503785c2072"]"#;
+
 /// PHP without its ini files starts with no extension loaded; with the php profile
 /// (detected from `/usr/bin/php8.2` behind Debian's alternatives links) conf.d loads them.
 #[test]
 fn php_without_its_ini_files_lacks_extensions_and_with_its_profile_runs() {
     let t = sealtest!();
-    let yml =
-        "name: php\nmounts:\n  - {source: /usr/bin/php, target: /usr/bin/php, readonly: true}\n";
-    let check = [
-        "php",
-        "-r",
-        "echo ctype_digit('42') ? 'php-ok' : 'no', PHP_EOL;",
-    ];
     let without = "undefined function ctype_digit";
-    fails_without_its_profile_and_runs_with_it(&t, "php", yml, None, &check, without, "php-ok");
+    fails_without_its_profile_and_runs_with_it(
+        &t, "php", PHP_YML, None, &PHP_CHECK, without, "php-ok",
+    );
 }
 
 /// Perl's modules are in its @INC dirs, which nothing in `/usr/bin/perl` names; with
@@ -301,15 +317,51 @@ fn php_without_its_ini_files_lacks_extensions_and_with_its_profile_runs() {
 #[test]
 fn perl_without_its_inc_dirs_lacks_modules_and_with_its_profile_runs() {
     let t = sealtest!();
-    let yml = "name: perl\nlanguage: perl\nmounts:\n  - {source: /usr/bin/perl, target: /usr/bin/perl, readonly: true}\n";
-    let check = [
-        "perl",
-        "-MDigest::SHA=sha1_hex",
-        "-MJSON::PP",
-        "-e",
-        "print encode_json([sha1_hex('x')]), qq(\\n)",
-    ];
     let without = "Can't locate Digest/SHA.pm in @INC";
-    let with = r#"["11f6ad8ec52a2984abaafd7c3b516503785c2072"]"#;
-    fails_without_its_profile_and_runs_with_it(&t, "perl", yml, None, &check, without, with);
+    fails_without_its_profile_and_runs_with_it(
+        &t,
+        "perl",
+        PERL_YML,
+        None,
+        &PERL_CHECK,
+        without,
+        PERL_OK,
+    );
+}
+
+/// With no profile, learning alone: PHP reads its extensions' ini files through the links
+/// in the conf.d it lists, and Perl its modules through the `5.36 -> 5.36.0` links of its
+/// @INC dirs; fanotify reports neither name, only the files they lead to.
+#[test]
+fn php_and_perl_learned_without_a_profile_keep_the_links_they_read_through() {
+    let t = sealtest!();
+    for (runtime, yml, check, expected, link) in [
+        (
+            "php",
+            PHP_YML,
+            &PHP_CHECK[..],
+            "php-ok",
+            "/etc/php/8.2/cli/conf.d/20-ctype.ini",
+        ),
+        (
+            "perl",
+            PERL_YML,
+            &PERL_CHECK[..],
+            PERL_OK,
+            "/usr/lib/x86_64-linux-gnu/perl/5.36",
+        ),
+    ] {
+        t.runtime(runtime, yml);
+        let mut args = vec![runtime, "--profile", "generic", "--learn", "--"];
+        args.extend(check);
+        seal(&t, &args);
+        let sealed = t.manifest(runtime);
+        assert_eq!(
+            entry_kind(&sealed, link).as_deref(),
+            Some("symlink"),
+            "{link}"
+        );
+        t.verified_with(runtime, "learned");
+        job_prints(&t, runtime, None, check, expected);
+    }
 }
