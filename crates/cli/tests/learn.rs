@@ -17,14 +17,6 @@ const CHECK: [&str; 6] = ["ruby", "-ropenssl", "-rjson", "-rzlib", "-e", "puts 1
 
 const RBCONFIG: &str = "/usr/lib/x86_64-linux-gnu/ruby/3.1.0/rbconfig.rb";
 
-fn manifest(t: &TestRoot, runtime: &str) -> serde_json::Value {
-    let path = t
-        .path()
-        .join(runtime)
-        .join("isolated/.runseal-manifest.json");
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
 fn learned_reason(manifest: &serde_json::Value, path: &str) -> Option<String> {
     manifest["inclusions"]
         .as_array()
@@ -77,7 +69,7 @@ fn ruby_sealed_statically_fails_and_learned_seals_verifies_runs_and_stays_learne
         "{stderr}"
     );
 
-    let sealed = manifest(&t, "ruby");
+    let sealed = t.manifest("ruby");
     let entries = sealed["entries"].as_object().unwrap();
     assert!(
         learned_reason(&sealed, RBCONFIG).is_some(),
@@ -88,16 +80,7 @@ fn ruby_sealed_statically_fails_and_learned_seals_verifies_runs_and_stays_learne
     }
     assert!(!t.path().join("ruby/isolated/etc/shadow").exists());
 
-    let out = t.run(&["--json", "verify", "ruby"]);
-    let report = json(&out);
-    assert_eq!(code(&out), 0, "{report:#}");
-    let smoke = report["smoke_tests"].as_array().unwrap();
-    assert!(
-        smoke
-            .iter()
-            .any(|s| s["profile"] == "learned" && s["passed"] == true),
-        "{report:#}"
-    );
+    t.verified_with("ruby", "learned");
     let out = run_check(&t, "ruby");
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "1");
@@ -115,7 +98,7 @@ fn ruby_sealed_statically_fails_and_learned_seals_verifies_runs_and_stays_learne
         "{}",
         text(&out.stdout)
     );
-    assert!(learned_reason(&manifest(&t, "ruby"), RBCONFIG).is_some());
+    assert!(learned_reason(&t.manifest("ruby"), RBCONFIG).is_some());
 }
 
 #[test]
@@ -164,22 +147,39 @@ fn ruby_with_its_profile_seals_verifies_and_runs_without_learning() {
     let out = t.run(&["--json", "seal", "ruby"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(json(&out)["profile"], "ruby+generic+base");
-    let out = t.run(&["--json", "verify", "ruby"]);
-    let report = json(&out);
-    assert_eq!(code(&out), 0, "{report:#}");
-    assert!(
-        report["smoke_tests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["profile"] == "ruby" && s["passed"] == true),
-        "{report:#}"
-    );
+    t.verified_with("ruby", "ruby");
     let out = run_check(&t, "ruby");
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    assert!(learned_reason(&manifest(&t, "ruby"), RBCONFIG).is_none());
-    assert!(manifest(&t, "ruby")["entries"]
+    assert!(learned_reason(&t.manifest("ruby"), RBCONFIG).is_none());
+    assert!(t.manifest("ruby")["entries"]
         .as_object()
         .unwrap()
         .contains_key(RBCONFIG));
+}
+
+/// An operator's profile with a learn command, detected from `/usr/bin/ruby3.1` (no
+/// `--profile`, no `language`): its command runs at the first seal like a named one's.
+#[test]
+fn a_detected_profiles_learn_commands_run_without_naming_it() {
+    let t = sealtest!();
+    t.runtime("ruby", RUBY_YML);
+    let profiles = t.path().join("profiles");
+    std::fs::create_dir(&profiles).unwrap();
+    std::fs::write(
+        profiles.join("ruby.yml"),
+        "name: ruby\nanchors: [\"ruby{version}\"]\nlearn:\n  - [ruby, -ropenssl, -rjson, -rzlib, -e, \"puts 1\"]\n",
+    )
+    .unwrap();
+    let dir = profiles.to_str().unwrap();
+    let out = t.run(&["--json", "seal", "ruby", "--profile-dir", dir]);
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    assert_eq!(json(&out)["profile"], "ruby+generic+base");
+    assert!(
+        stderr.contains("learn `ruby -ropenssl -rjson -rzlib -e 'puts 1'`"),
+        "{stderr}"
+    );
+    assert!(learned_reason(&t.manifest("ruby"), RBCONFIG).is_some());
+    let out = run_check(&t, "ruby");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
 }

@@ -13,6 +13,7 @@ mod docs;
 mod generate;
 mod job_env;
 mod joblet_forms;
+mod languages;
 mod learn;
 mod limits;
 mod logging;

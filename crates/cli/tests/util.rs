@@ -318,6 +318,31 @@ impl TestRoot {
         work
     }
 
+    /// The manifest of the sealed tree of the runtime dir `runtime`.
+    pub fn manifest(&self, runtime: &str) -> Value {
+        let path = self
+            .path()
+            .join(runtime)
+            .join("isolated/.runseal-manifest.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// `runseal verify RUNTIME` passes, a passed smoke test of `profile` (`learned` for the
+    /// learn commands) among its checks.
+    pub fn verified_with(&self, runtime: &str, profile: &str) {
+        let out = self.run(&["--json", "verify", runtime]);
+        let report = json(&out);
+        assert_eq!(code(&out), 0, "{report:#}");
+        assert!(
+            report["smoke_tests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["profile"] == profile && s["passed"] == true),
+            "no passed smoke test of {profile}: {report:#}"
+        );
+    }
+
     /// A work dir `name` under the test root, owned by the user jobs run as by default.
     pub fn workdir(&self, name: &str) -> PathBuf {
         let work = self.path().join(name);

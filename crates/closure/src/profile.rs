@@ -61,15 +61,19 @@ pub struct ProfilePath {
     pub optional: bool,
 }
 
-const BUILTIN: [(&str, &str); 9] = [
+const BUILTIN: [(&str, &str); 13] = [
     ("base", include_str!("../../../profiles/base.yml")),
     ("busybox", include_str!("../../../profiles/busybox.yml")),
     ("certs", include_str!("../../../profiles/certs.yml")),
     ("generic", include_str!("../../../profiles/generic.yml")),
+    ("go", include_str!("../../../profiles/go.yml")),
     ("java", include_str!("../../../profiles/java.yml")),
     ("node", include_str!("../../../profiles/node.yml")),
     ("nss", include_str!("../../../profiles/nss.yml")),
+    ("perl", include_str!("../../../profiles/perl.yml")),
+    ("php", include_str!("../../../profiles/php.yml")),
     ("python", include_str!("../../../profiles/python.yml")),
+    ("r", include_str!("../../../profiles/r.yml")),
     ("ruby", include_str!("../../../profiles/ruby.yml")),
 ];
 
@@ -227,6 +231,13 @@ impl ProfileSet {
             .cloned()
     }
 
+    /// Whether a profile found by [`ProfileSet::detect`] may have learn commands.
+    pub fn detected_may_learn(&self) -> bool {
+        self.profiles
+            .iter()
+            .any(|p| !p.anchors.is_empty() && !p.learn.is_empty())
+    }
+
     /// The first profile one of whose anchors names a file among `paths`.
     pub fn detect<'a>(&self, mut paths: impl Iterator<Item = &'a Path>) -> Option<Profile> {
         paths.find_map(|path| {
@@ -274,6 +285,29 @@ mod tests {
         let found =
             set.detect([Path::new("/a/b"), Path::new("/opt/py/bin/python3.12")].into_iter());
         assert_eq!(found.unwrap().name, "python");
+    }
+
+    #[test]
+    fn go_r_and_php_anchors_find_their_homes_and_perl_is_no_anchor() {
+        let set = ProfileSet::builtin().unwrap();
+        let go = set.get("go").unwrap();
+        let goroot = go.anchor_of(Path::new("/usr/lib/go-1.19/bin/go")).unwrap();
+        assert_eq!(goroot.fill("{prefix}"), "/usr/lib/go-1.19");
+        let r = set
+            .get("r")
+            .unwrap()
+            .anchor_of(Path::new("/usr/bin/Rscript"));
+        assert_eq!(r.unwrap().fill("{prefix}/lib/R"), "/usr/lib/R");
+        let php = set.get("php").unwrap();
+        let anchor = php.anchor_of(Path::new("/usr/bin/php8.2")).unwrap();
+        assert_eq!(anchor.fill("/etc/php/{version}/cli"), "/etc/php/8.2/cli");
+        // Go's tree carries `#!/usr/bin/perl` scripts: it is Go's, not Perl's.
+        let go_closure = [
+            Path::new("/usr/bin/perl"),
+            Path::new("/usr/lib/go-1.19/bin/go"),
+        ];
+        assert_eq!(set.detect(go_closure.into_iter()).unwrap().name, "go");
+        assert_eq!(set.for_language("perl").unwrap().name, "perl");
     }
 
     #[test]

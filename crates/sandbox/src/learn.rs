@@ -47,8 +47,9 @@ pub struct LearnRequest {
 /// What a learn run saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Learned {
-    /// Every regular file the process tree opened or executed, by host path, but those under
-    /// its work dir and what no sealed tree holds (see [`keep`]).
+    /// Every regular file the process tree opened or executed, by host path, and the links
+    /// that lead to them (see [`links_to`]), but those under its work dir and what no sealed
+    /// tree holds (see [`keep`]).
     pub paths: BTreeSet<PathBuf>,
     /// The command's exit code, or 128 + the signal that ended it.
     pub exit_code: i32,
@@ -105,6 +106,50 @@ pub fn keep(path: &Path, workdir: &Path) -> bool {
         && !["/etc/ld.so.cache", "/etc/ld.so.preload"]
             .iter()
             .any(|p| path == Path::new(p))
+}
+
+/// Names that lead to a learned file through a symlink, which fanotify never reports (it
+/// names the file opened, not the path it was opened by), found on the host, the view the
+/// learned command had: a link to the file in a dir it listed (PHP's
+/// `conf.d/20-ctype.ini`), in its own dir (a library `dlopen`ed by its soname link) or in a
+/// `PATH` dir (`which` through /etc/alternatives); every name in a `PATH` dir reached through
+/// a dir link (`/bin/sed` with /bin -> usr/bin); and, through a link to a dir above the file
+/// (Perl's `5.36 -> 5.36.0` in @INC), one path per link, which brings that link in. A link
+/// learned this way brings its whole chain into the closure, under the same refusals.
+pub fn links_to(files: &BTreeSet<PathBuf>, dirs: &BTreeSet<PathBuf>) -> BTreeSet<PathBuf> {
+    let above: BTreeSet<&Path> = files
+        .iter()
+        .flat_map(|file| file.ancestors().skip(1))
+        .collect();
+    let mut links = BTreeSet::new();
+    for dir in above
+        .iter()
+        .copied()
+        .chain(dirs.iter().map(PathBuf::as_path))
+    {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        // Through a dir link every entry is another name; else only the links in it are.
+        let through_link = std::fs::canonicalize(dir).is_ok_and(|real| real != dir);
+        for entry in entries.flatten() {
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            let path = entry.path();
+            if !(is_link || through_link) || files.contains(&path) {
+                continue;
+            }
+            let Ok(target) = std::fs::canonicalize(&path) else {
+                continue;
+            };
+            if files.contains(&target) {
+                links.insert(path);
+            } else if is_link && above.contains(target.as_path()) {
+                let below = files.iter().find_map(|f| f.strip_prefix(&target).ok());
+                links.extend(below.map(|below| path.join(below)));
+            }
+        }
+    }
+    links
 }
 
 /// The environment of a learn run: the runtime's, then `PATH`, `HOME` (the work dir),
@@ -174,12 +219,12 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
     };
     drop(report_write);
 
-    let mut paths = BTreeSet::new();
+    let mut seen = Seen::default();
     let mut overflowed = false;
     let deadline = started + request.timeout;
     let mut timed_out = false;
     let status = loop {
-        collect(&group, &workdir, &mut paths, &mut overflowed)?;
+        collect(&group, &workdir, &mut seen, &mut overflowed)?;
         if let Some(status) = sys::wait_child(pid, false)? {
             break status;
         }
@@ -196,7 +241,16 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
         )?;
     };
     // Every open was queued before it returned, so what the tree did is all queued now.
-    collect(&group, &workdir, &mut paths, &mut overflowed)?;
+    collect(&group, &workdir, &mut seen, &mut overflowed)?;
+    let path_dirs = environment
+        .iter()
+        .filter(|(key, _)| key == "PATH")
+        .flat_map(|(_, value)| std::env::split_paths(value))
+        .filter(|dir| dir.is_absolute());
+    seen.dirs.extend(path_dirs);
+    let mut paths = seen.files;
+    let links = links_to(&paths, &seen.dirs);
+    paths.extend(links.into_iter().filter(|link| keep(link, &workdir)));
     let elapsed = started.elapsed();
     let mut setup_error = String::new();
     let _ = report_read.read_to_string(&mut setup_error);
@@ -218,13 +272,46 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
     })
 }
 
-/// Reads the queued events into `paths`, closing each event's fd.
-fn collect(
-    group: &OwnedFd,
-    workdir: &Path,
-    paths: &mut BTreeSet<PathBuf>,
-    overflowed: &mut bool,
-) -> Result<()> {
+/// Runs `f` in a forked child and returns what it returned. The threads `f` starts (a
+/// closure plan's) end with the child, so this process stays single-threaded and can still
+/// [`learn`] afterwards.
+pub fn in_child_process(f: impl FnOnce() -> String) -> Result<String> {
+    let (mut read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map(|(r, w)| (std::fs::File::from(r), w))
+        .map_err(|e| Error::sys("pipe2(O_CLOEXEC)", e))?;
+    let pid = match sys::clone_into_namespaces(0)? {
+        sys::Forked::Child => {
+            drop(read);
+            let answer = f();
+            let mut pipe = std::fs::File::from(write);
+            let written = pipe.write_all(answer.as_bytes());
+            sys::exit_now(i32::from(written.is_err()));
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    drop(write);
+    let mut answer = String::new();
+    let read_result = read.read_to_string(&mut answer);
+    let status = sys::wait_child(pid, true)?.expect("a blocking wait returns a status");
+    read_result.map_err(|e| Error::sys("read(child's answer)", e))?;
+    if status.exit_status() != Some(0) {
+        return Err(Error::sys(
+            "fork",
+            std::io::Error::other(format!("the child ended with {status:?}")),
+        ));
+    }
+    Ok(answer)
+}
+
+/// What the events named: the files opened or executed, and the dirs listed.
+#[derive(Default)]
+struct Seen {
+    files: BTreeSet<PathBuf>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+/// Reads the queued events into `seen`, closing each event's fd.
+fn collect(group: &OwnedFd, workdir: &Path, seen: &mut Seen, overflowed: &mut bool) -> Result<()> {
     let me = rustix::process::getpid().as_raw_nonzero().get();
     for event in sys::fanotify_read(group.as_fd())? {
         *overflowed |= event.mask & libc::FAN_Q_OVERFLOW != 0;
@@ -235,7 +322,13 @@ fn collect(
         let Some(file) = event.file else { continue };
         if let Ok(path) = std::fs::read_link(sys::fd_path(file.as_fd())) {
             if keep(&path, workdir) {
-                paths.insert(path);
+                // The event's mask need not say FAN_ONDIR (not without FID reporting).
+                let is_dir = rustix::fs::fstat(&file)
+                    .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir());
+                match is_dir {
+                    true => seen.dirs.insert(path),
+                    false => seen.files.insert(path),
+                };
             }
         }
     }
@@ -265,7 +358,7 @@ fn child(
                 if point == Path::new("/") || e.raw_os_error() != Some(libc::ENOENT) {
                     return Err(Error::sys(
                         format!(
-                            "fanotify_mark({}, FAN_MARK_MOUNT, FAN_OPEN|FAN_OPEN_EXEC)",
+                            "fanotify_mark({}, FAN_MARK_MOUNT, FAN_OPEN|FAN_OPEN_EXEC|FAN_ONDIR)",
                             point.display()
                         ),
                         e,
@@ -333,6 +426,67 @@ mod tests {
         assert!(!keep(Path::new("/usr/lib/x.so (deleted)"), work));
         assert!(!keep(Path::new("/etc/ld.so.cache"), work));
         assert!(!keep(Path::new("relative"), work));
+    }
+
+    #[test]
+    fn the_links_that_lead_to_a_learned_file_are_learned_with_it() {
+        let t = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(t.path()).unwrap();
+        for dir in [
+            "usr/bin",
+            "alt",
+            "lib",
+            "perl/5.36.0/Digest",
+            "mods",
+            "conf.d",
+            "other.d",
+        ] {
+            std::fs::create_dir_all(base.join(dir)).unwrap();
+        }
+        let files = [
+            "usr/bin/which.debianutils",
+            "usr/bin/sed",
+            "lib/libz.so.1.3",
+            "perl/5.36.0/Digest/SHA.pm",
+            "mods/ctype.ini",
+        ];
+        for file in files.iter().chain(&["usr/bin/awk"]) {
+            std::fs::write(base.join(file), "x").unwrap();
+        }
+        for (target, link) in [
+            ("../usr/bin/which.debianutils", "alt/which"),
+            ("../../alt/which", "usr/bin/which"),
+            ("usr/bin", "bin"),
+            ("libz.so.1.3", "lib/libz.so.1"),
+            ("awk", "usr/bin/nawk"),
+            ("gone", "usr/bin/dangling"),
+            ("5.36.0", "perl/5.36"),
+            ("../mods/ctype.ini", "conf.d/20-ctype.ini"),
+            ("../mods/ctype.ini", "other.d/20-ctype.ini"),
+        ] {
+            std::os::unix::fs::symlink(target, base.join(link)).unwrap();
+        }
+        let files: BTreeSet<PathBuf> = files.iter().map(|f| base.join(f)).collect();
+        let dirs = BTreeSet::from([
+            base.join("bin"),
+            base.join("conf.d"),
+            base.join("nonexistent"),
+        ]);
+        let expected: BTreeSet<PathBuf> = [
+            "usr/bin/which",
+            "bin/which",
+            "bin/which.debianutils",
+            "bin/sed",
+            "lib/libz.so.1",
+            "perl/5.36/Digest/SHA.pm",
+            "conf.d/20-ctype.ini",
+        ]
+        .iter()
+        .map(|f| base.join(f))
+        .collect();
+        // Not the link to awk, which the command never ran, one leading nowhere, or one in
+        // a dir the command did not list.
+        assert_eq!(links_to(&files, &dirs), expected);
     }
 
     #[test]

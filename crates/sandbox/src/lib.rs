@@ -37,7 +37,7 @@ pub use job::{
     DEFAULT_USER,
 };
 pub use launch::{mount_table, run, SETUP_FAILED, STOP_GRACE};
-pub use learn::{learn, LearnRequest, Learned};
+pub use learn::{in_child_process, learn, LearnRequest, Learned};
 pub use rootfs::{plan_root, Source, Step};
 pub use seccomp::builder_filters;
 pub use sys::{die_with_parent, restore_default_sigpipe};

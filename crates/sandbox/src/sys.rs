@@ -808,7 +808,7 @@ pub fn fanotify_init() -> Result<OwnedFd> {
 }
 
 /// Marks the mount holding `path` (in the caller's mount namespace) for the opens and execs
-/// of regular files there (`FAN_MARK_MOUNT`, `FAN_OPEN|FAN_OPEN_EXEC`; dirs are not reported).
+/// of files there and the opens of dirs (`FAN_MARK_MOUNT`, `FAN_OPEN|FAN_OPEN_EXEC|FAN_ONDIR`).
 pub fn fanotify_mark_mount(group: BorrowedFd<'_>, path: &Path) -> std::io::Result<()> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
@@ -817,7 +817,7 @@ pub fn fanotify_mark_mount(group: BorrowedFd<'_>, path: &Path) -> std::io::Resul
         libc::fanotify_mark(
             group.as_raw_fd(),
             libc::FAN_MARK_ADD | libc::FAN_MARK_MOUNT,
-            libc::FAN_OPEN | libc::FAN_OPEN_EXEC,
+            libc::FAN_OPEN | libc::FAN_OPEN_EXEC | libc::FAN_ONDIR,
             libc::AT_FDCWD,
             c_path.as_ptr(),
         )

@@ -27,7 +27,7 @@ pub use manifest::{sealed_mode, CopyStamp, Manifest, ManifestEntry, ManifestKind
 pub use progress::{NoProgress, Progress};
 pub use sbom::{read_sbom, sbom_path, SBOM_NAME};
 pub use seal::{
-    learn_commands, profiles_for, remove_runtime, seal, seal_from, LearnPlan, Outcome, SealOptions,
-    SealReport,
+    detection_may_learn, learn_commands, profiles_for, remove_runtime, seal, seal_from, LearnPlan,
+    Outcome, SealOptions, SealReport,
 };
 pub use validate::{runnable_config, validate_runtime, ValidationReport};

@@ -337,14 +337,7 @@ fn merge_learned(mut recorded: Vec<LearnedSet>, fresh: &[LearnedSet]) -> Vec<Lea
 /// names or the runtime's `language` selects (a detected profile's commands need
 /// `--profile`). With `relearn`, recorded commands are due again too.
 pub fn learn_commands(dir: &Path, options: &SealOptions, relearn: bool) -> Result<LearnPlan> {
-    let layout = Layout::new(dir);
-    let runtime = DirFd::open(dir)?;
-    let text = runtime
-        .read_to_string(RUNTIME_YML)?
-        .ok_or_else(|| Error::io(layout.runtime_yml(), std::io::ErrorKind::NotFound.into()))?;
-    let current = RuntimeConfig::parse(&text, &layout.runtime_yml())?;
-    let (input, _, _) = sealing_input(&runtime, &layout, &current)?;
-    let set = ProfileSet::load(&options.profile_dirs)?;
+    let (runtime, current, input, set) = learning_input(dir, options)?;
     let profiles = profiles_for(&input, &options.profiles, &set, std::iter::empty())?;
     let recorded = recorded_learned(&runtime)?;
     let mut commands: Vec<Vec<String>> = Vec::new();
@@ -366,6 +359,31 @@ pub fn learn_commands(dir: &Path, options: &SealOptions, relearn: bool) -> Resul
         commands,
         environment: current.environment.into_iter().collect(),
     })
+}
+
+/// Whether a seal of `dir` may detect, from its closure, a profile with learn commands of
+/// its own. Those are due too, but [`learn_commands`] sees only the profiles named or
+/// selected by `language`: the caller finds the detected one (a dry run) and names it.
+pub fn detection_may_learn(dir: &Path, options: &SealOptions) -> Result<bool> {
+    let (_, _, input, set) = learning_input(dir, options)?;
+    Ok(needs_detection(&input, &options.profiles, &set) && set.detected_may_learn())
+}
+
+/// What [`learn_commands`] reads: the runtime dir, its runtime.yml, the sealing input and
+/// the profiles.
+fn learning_input(
+    dir: &Path,
+    options: &SealOptions,
+) -> Result<(DirFd, RuntimeConfig, RuntimeConfig, ProfileSet)> {
+    let layout = Layout::new(dir);
+    let runtime = DirFd::open(dir)?;
+    let text = runtime
+        .read_to_string(RUNTIME_YML)?
+        .ok_or_else(|| Error::io(layout.runtime_yml(), std::io::ErrorKind::NotFound.into()))?;
+    let current = RuntimeConfig::parse(&text, &layout.runtime_yml())?;
+    let (input, _, _) = sealing_input(&runtime, &layout, &current)?;
+    let set = ProfileSet::load(&options.profile_dirs)?;
+    Ok((runtime, current, input, set))
 }
 
 /// See [`learn_commands`].

@@ -56,6 +56,17 @@ fn learn(
     learning: &Learning,
 ) -> anyhow::Result<Vec<LearnedSet>> {
     let mut due = runseal_seal::learn_commands(dir, options, learning.relearn)?;
+    if let Some(profile) = detected_profile(dir, options)? {
+        let named = SealOptions {
+            profiles: vec![profile],
+            ..options.clone()
+        };
+        for command in runseal_seal::learn_commands(dir, &named, learning.relearn)?.commands {
+            if !due.commands.contains(&command) {
+                due.commands.push(command);
+            }
+        }
+    }
     if !learning.command.is_empty() && !due.commands.contains(&learning.command) {
         due.commands.push(learning.command.clone());
     }
@@ -92,6 +103,27 @@ fn learn(
         });
     }
     Ok(sets)
+}
+
+/// The profile a seal of `dir` detects from its closure, when it may be one with learn
+/// commands: the closure is planned by a dry run in a child process, so that its threads
+/// end there and this process can still learn.
+fn detected_profile(dir: &Path, options: &SealOptions) -> anyhow::Result<Option<String>> {
+    if !runseal_seal::detection_may_learn(dir, options)? {
+        return Ok(None);
+    }
+    let dry_run = SealOptions {
+        dry_run: true,
+        ..options.clone()
+    };
+    let answer = runseal_sandbox::in_child_process(|| {
+        match runseal_seal::seal(dir, &dry_run, &runseal_seal::NoProgress) {
+            Ok(report) => report.profile.split('+').next().unwrap_or_default().into(),
+            // The seal itself fails next, and says why.
+            Err(_) => String::new(),
+        }
+    })?;
+    Ok((!answer.is_empty()).then_some(answer))
 }
 
 pub fn run(
