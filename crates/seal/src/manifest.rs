@@ -83,6 +83,14 @@ impl CopyStamp {
             ctime_nsec: meta.ctime_nsec(),
         }
     }
+
+    pub fn of_stat(stat: &rustix::fs::Stat) -> Self {
+        CopyStamp {
+            ino: stat.st_ino,
+            ctime: stat.st_ctime,
+            ctime_nsec: stat.st_ctime_nsec as i64,
+        }
+    }
 }
 
 /// Who owns every sealed copy, whoever owned its source: root, who makes the copies. A host
