@@ -3,11 +3,12 @@
 //! stays there. Every symlink passed on the way is reported, because the sealed tree must hold
 //! each link of a chain, not only its end.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use runseal_spec::beneath::{self, Links};
 use rustix::fs::{Mode, OFlags};
@@ -24,6 +25,16 @@ pub struct Root {
     base: PathBuf,
     /// (target, source): the tree at `source` (resolved) is what is seen at `target`.
     mounts: Vec<(PathBuf, PathBuf)>,
+    /// What `lstat` and `readlink` said of each real path, where this root remembers it.
+    seen: Option<Arc<Mutex<Seen>>>,
+}
+
+/// The answers a planning root remembers: one plan resolves the same few dirs and links
+/// (`/lib`, `/usr`, the loader) hundreds of times, each a full path lookup.
+#[derive(Debug, Default)]
+struct Seen {
+    metadata: HashMap<PathBuf, Metadata>,
+    links: HashMap<PathBuf, PathBuf>,
 }
 
 /// A symlink met while resolving: where it is (a path under the root) and what it says.
@@ -47,6 +58,7 @@ impl Root {
         Root {
             base: base.into(),
             mounts: Vec::new(),
+            seen: None,
         }
     }
 
@@ -56,7 +68,41 @@ impl Root {
         Root {
             base: self.base.clone(),
             mounts,
+            seen: self.seen.clone(),
         }
+    }
+
+    /// This root, remembering what `lstat` and `readlink` answer for as long as it (and the
+    /// roots made from it) live: for one plan, which reads and changes nothing.
+    pub fn remembering(&self) -> Self {
+        Root {
+            seen: Some(Arc::default()),
+            ..self.clone()
+        }
+    }
+
+    /// `seen`'s answer for `real`, else `ask`'s, kept when it succeeds.
+    fn recall<T: Clone>(
+        &self,
+        real: PathBuf,
+        table: fn(&mut Seen) -> &mut HashMap<PathBuf, T>,
+        ask: impl FnOnce(&Path) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        let Some(seen) = &self.seen else {
+            return ask(&real);
+        };
+        if let Some(known) = seen
+            .lock()
+            .ok()
+            .and_then(|mut s| table(&mut s).get(&real).cloned())
+        {
+            return Ok(known);
+        }
+        let answer = ask(&real)?;
+        if let Ok(mut seen) = seen.lock() {
+            table(&mut seen).insert(real, answer.clone());
+        }
+        Ok(answer)
     }
 
     /// Where `path`, as seen through the mounts, is on this root: under the longest target
@@ -96,7 +142,11 @@ impl Root {
     }
 
     pub fn symlink_metadata(&self, path: &Path) -> std::io::Result<Metadata> {
-        std::fs::symlink_metadata(self.real(path))
+        self.recall(
+            self.real(path),
+            |s| &mut s.metadata,
+            |p| std::fs::symlink_metadata(p),
+        )
     }
 
     /// Whether `path` resolves, links followed, to a regular file under the root.
@@ -140,7 +190,9 @@ impl Root {
     }
 
     pub fn read_link(&self, path: &Path) -> Result<PathBuf> {
-        std::fs::read_link(self.real(path)).map_err(|e| Error::io(self.real(path), e))
+        let real = self.real(path);
+        self.recall(real.clone(), |s| &mut s.links, |p| std::fs::read_link(p))
+            .map_err(|e| Error::io(real, e))
     }
 
     /// Resolves every component of `path`, following symlinks, including the last one.

@@ -22,12 +22,16 @@ pub enum CgroupMode {
 #[derive(Debug)]
 pub struct Cgroups {
     dirs: Vec<(PathBuf, CgroupMode)>,
+    /// The dir of `dirs` the memory controller limits, if one does.
+    memory: Option<(PathBuf, CgroupMode)>,
 }
 
 /// Where each controller can be used, read from /proc/self/mountinfo.
 #[derive(Debug, Default)]
 struct Hierarchies {
     unified: Option<PathBuf>,
+    /// The controllers the unified hierarchy offers (`cgroup.controllers`).
+    unified_controllers: Vec<String>,
     v1: Vec<(PathBuf, Vec<String>)>,
 }
 
@@ -35,7 +39,13 @@ impl Hierarchies {
     fn read() -> Result<Hierarchies> {
         let text = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| Error::sys("read(/proc/self/mountinfo)", e))?;
-        Ok(Self::parse(&text))
+        let mut found = Self::parse(&text);
+        if let Some(unified) = &found.unified {
+            let listed =
+                std::fs::read_to_string(unified.join("cgroup.controllers")).unwrap_or_default();
+            found.unified_controllers = listed.split_whitespace().map(String::from).collect();
+        }
+        Ok(found)
     }
 
     fn parse(mountinfo: &str) -> Hierarchies {
@@ -68,9 +78,7 @@ impl Hierarchies {
     /// The hierarchy serving `controller`: unified if it lists it, else a v1 mount.
     fn locate(&self, controller: &str) -> Result<(PathBuf, CgroupMode)> {
         if let Some(unified) = &self.unified {
-            let listed =
-                std::fs::read_to_string(unified.join("cgroup.controllers")).unwrap_or_default();
-            if listed.split_whitespace().any(|c| c == controller) {
+            if self.unified_controllers.iter().any(|c| c == controller) {
                 return Ok((unified.clone(), CgroupMode::V2));
             }
         }
@@ -103,7 +111,10 @@ impl Cgroups {
             let quota = ((cpus * PERIOD_US as f64).round() as u64).max(1000);
             wanted.push(("cpu", vec![("quota", quota.to_string())]));
         }
-        let mut cgroups = Cgroups { dirs: Vec::new() };
+        let mut cgroups = Cgroups {
+            dirs: Vec::new(),
+            memory: None,
+        };
         for (controller, settings) in wanted {
             let (mount, mode) = hierarchies.locate(controller)?;
             let base = mount.join("runseal");
@@ -119,6 +130,9 @@ impl Cgroups {
                 cgroups.dirs.push((dir.clone(), mode));
             }
             apply(&dir, mode, controller, &settings)?;
+            if controller == "memory" {
+                cgroups.memory = Some((dir, mode));
+            }
         }
         Ok(cgroups)
     }
@@ -181,17 +195,14 @@ impl Cgroups {
     /// How many processes the OOM killer killed in the job's memory cgroup (v1
     /// `memory.oom_control`, v2 `memory.events`); 0 without one. Read before removal.
     pub fn oom_kills(&self) -> u64 {
-        self.dirs
-            .iter()
-            .filter_map(|(dir, mode)| {
-                let file = match mode {
-                    CgroupMode::V1 => "memory.oom_control",
-                    CgroupMode::V2 => "memory.events",
-                };
-                std::fs::read_to_string(dir.join(file)).ok()
-            })
-            .map(|text| counter(&text, "oom_kill"))
-            .sum()
+        let Some((dir, mode)) = &self.memory else {
+            return 0;
+        };
+        let file = match mode {
+            CgroupMode::V1 => "memory.oom_control",
+            CgroupMode::V2 => "memory.events",
+        };
+        std::fs::read_to_string(dir.join(file)).map_or(0, |text| counter(&text, "oom_kill"))
     }
 }
 
@@ -334,11 +345,22 @@ fn write(path: &Path, value: &str) -> Result<()> {
     })
 }
 
+/// Writes `value` to the control file at `path` if the kernel has one there (memory.swap.max
+/// and memory.memsw.limit_in_bytes exist only with swap accounting): opened without
+/// `O_CREAT`, so that its absence answers the open itself.
 fn write_if_present(path: &Path, value: &str) -> Result<()> {
-    if path.exists() {
-        write(path, value)
-    } else {
-        Ok(())
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, value.as_bytes()));
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Cgroup {
+            action: format!("write {value:?} to"),
+            path: path.to_path_buf(),
+            source,
+        }),
+        Ok(()) => Ok(()),
     }
 }
 

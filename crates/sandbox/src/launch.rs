@@ -9,8 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use rustix::pipe::{pipe_with, PipeFlags};
 use rustix::process::{getpid, waitpid, Pid, Signal, WaitOptions, WaitStatus};
@@ -32,7 +31,7 @@ pub const SETUP_FAILED: i32 = 125;
 const NOT_EXECUTABLE: i32 = 126;
 const NOT_FOUND: i32 = 127;
 /// How long a job may take to exit after runseal passes it SIGINT, SIGTERM or SIGHUP.
-pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// What the sandbox is started for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +97,7 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
         flags |= libc::CLONE_NEWNET;
     }
     if purpose == Purpose::Run {
-        sys::block_termination_signals()?;
+        sys::block_waited_signals()?;
     }
     let into = joining.as_ref().and_then(Joining::clone_into);
     match sys::clone_into_cgroup(flags, into)? {
@@ -213,7 +212,7 @@ fn prepare(job: &Job, root: Root, start: Start) -> Result<()> {
 /// In the job process: drop everything, then exec. Returns only on failure.
 fn exec_job(job: &Job, filters: &[BpfProgram]) -> (i32, String) {
     let setup = sys::new_session()
-        .and_then(|()| sys::unblock_termination_signals())
+        .and_then(|()| sys::unblock_waited_signals())
         .and_then(|()| sys::drop_privileges(job.user.uid, job.user.gid))
         .and_then(|()| sys::close_inherited_fds());
     if let Err(e) = setup {
@@ -281,53 +280,53 @@ pub(crate) fn wait(pid: Pid) -> Result<WaitStatus> {
 /// Waits for init. Past `timeout` it kills init, which kills every process of the
 /// namespace. When runseal itself gets SIGINT, SIGTERM or SIGHUP, the job gets that signal
 /// and [`STOP_GRACE`] to exit, then init is killed. The caller removes the cgroups after.
-fn wait_for_job(init: Pid, timeout: Option<std::time::Duration>) -> Result<Outcome> {
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let (done, finished) = mpsc::channel::<()>();
-    let watchdog = timeout.map(|limit| {
-        let timed_out = Arc::clone(&timed_out);
-        std::thread::spawn(move || {
-            if finished.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout) {
-                timed_out.store(true, Ordering::SeqCst);
-                let _ = sys::kill(init, Signal::KILL);
+/// One thread does all of it: init's exit arrives as a SIGCHLD among the waited signals.
+fn wait_for_job(init: Pid, timeout: Option<Duration>) -> Result<Outcome> {
+    let mut watchdog = timeout.map(|limit| Instant::now() + limit);
+    let mut timed_out = false;
+    // The signal runseal was stopped with, and when the job's grace ends.
+    let mut stopped_by: Option<i32> = None;
+    let mut grace_end: Option<Instant> = None;
+    let mut killed_for: Option<i32> = None;
+    let status = loop {
+        match waitpid(Some(init), WaitOptions::NOHANG) {
+            Ok(Some((_, status))) => break status,
+            Ok(None) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::sys(format!("waitpid({init:?}, WNOHANG)"), e)),
+        }
+        let deadline = watchdog.into_iter().chain(grace_end).min();
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match sys::wait_signal(left)? {
+            Some(libc::SIGCHLD) => {}
+            Some(signal) if stopped_by.is_none() => {
+                // Like `docker stop`: the job gets the signal and a grace period to end on
+                // its own; then the whole namespace is killed.
+                for job in init_children(init) {
+                    let _ = Signal::from_named_raw(signal).map(|s| sys::kill(job, s));
+                }
+                stopped_by = Some(signal);
+                grace_end = Some(Instant::now() + STOP_GRACE);
             }
-        })
-    });
-    let killed_for = Arc::new(AtomicI32::new(0));
-    let finished = Arc::new(AtomicBool::new(false));
-    {
-        let (killed_for, finished) = (Arc::clone(&killed_for), Arc::clone(&finished));
-        std::thread::spawn(move || {
-            let Ok(signal) = sys::wait_termination_signal() else {
-                return;
-            };
-            // Like `docker stop`: the job gets the signal and a grace period to end on its
-            // own; then the whole namespace is killed.
-            for job in init_children(init) {
-                let _ = Signal::from_named_raw(signal).map(|s| sys::kill(job, s));
+            Some(_) => {}
+            None => {
+                let now = Instant::now();
+                if grace_end.is_some_and(|end| now >= end) {
+                    grace_end = None;
+                    killed_for = stopped_by;
+                    let _ = sys::kill(init, Signal::KILL);
+                }
+                if watchdog.is_some_and(|end| now >= end) {
+                    watchdog = None;
+                    timed_out = true;
+                    let _ = sys::kill(init, Signal::KILL);
+                }
             }
-            let deadline = std::time::Instant::now() + STOP_GRACE;
-            while std::time::Instant::now() < deadline && !finished.load(Ordering::SeqCst) {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            if !finished.load(Ordering::SeqCst) {
-                killed_for.store(signal, Ordering::SeqCst);
-                let _ = sys::kill(init, Signal::KILL);
-            }
-        });
-    }
-    let status = wait(init);
-    finished.store(true, Ordering::SeqCst);
-    let _ = done.send(());
-    if let Some(watchdog) = watchdog {
-        let _ = watchdog.join();
-    }
-    let status = status?;
-    let signal = killed_for.load(Ordering::SeqCst);
-    if signal != 0 {
+        }
+    };
+    if let Some(signal) = killed_for {
         return Ok(Outcome::Signaled(signal));
     }
-    if timed_out.load(Ordering::SeqCst) {
+    if timed_out {
         return Ok(Outcome::TimedOut);
     }
     Ok(match (status.exit_status(), status.terminating_signal()) {

@@ -3,7 +3,7 @@
 //! A job gets an allowlist modelled on Docker's default profile: a system call missing from
 //! it fails with ENOSYS, so programs treat a call the list does not know (a newer kernel's,
 //! or `clone3` and `openat2`, whose arguments sit in structs a filter cannot read) as absent
-//! and fall back to an older call that is checked. A second filter refuses with EPERM, as
+//! and fall back to an older call that is checked. The same filter refuses with EPERM, as
 //! the kernel would without the capability, the calls a job must never make (mounts,
 //! namespaces, tracing, kernel code and keyrings, io_uring, terminal injection) and the
 //! calls that would give a file setuid or setgid bits, so a job cannot leave a setuid
@@ -15,10 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use seccompiler::{
-    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-    SeccompFilter, SeccompRule, TargetArch,
-};
+use seccompiler::{sock_filter, BpfProgram, TargetArch};
 
 use crate::error::{Error, Result};
 
@@ -392,15 +389,204 @@ const CLONE_NAMESPACES: [libc::c_int; 7] = [
 ];
 
 /// Mode bits a job may not give a file.
-const SET_ID_BITS: [u64; 2] = [libc::S_ISUID as u64, libc::S_ISGID as u64];
+const SET_ID_BITS: [u32; 2] = [libc::S_ISUID, libc::S_ISGID];
 
 /// Open flags that create a file with the call's mode.
 const CREATING: [libc::c_int; 2] = [libc::O_CREAT, libc::O_TMPFILE];
 
 /// Virtual machine sockets reach the hypervisor, whatever the network namespace.
-const AF_VSOCK: u64 = 40;
+const AF_VSOCK: u32 = 40;
 
-type Rules = BTreeMap<i64, Vec<SeccompRule>>;
+/// What a call gets when none of its argument rules holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Allow,
+    /// EPERM, as the kernel answers without the capability.
+    Refuse,
+    /// ENOSYS, as for a call the kernel does not know.
+    Absent,
+}
+
+impl Verdict {
+    fn ret(self) -> u32 {
+        match self {
+            Verdict::Allow => ALLOW,
+            Verdict::Refuse => REFUSED,
+            Verdict::Absent => ABSENT,
+        }
+    }
+}
+
+/// `(argument & mask) == value` on the low 32 bits of argument `arg`: every flag and mode
+/// bit looked at lives there, and the high half of an `int` argument is not defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ArgCheck {
+    arg: u8,
+    mask: u32,
+    value: u32,
+}
+
+/// Every bit of `mask` is set in argument `arg`.
+fn has_bits(arg: u8, mask: u32) -> ArgCheck {
+    ArgCheck {
+        arg,
+        mask,
+        value: mask,
+    }
+}
+
+fn equals(arg: u8, value: u32) -> ArgCheck {
+    ArgCheck {
+        arg,
+        mask: u32::MAX,
+        value,
+    }
+}
+
+/// A call is refused (EPERM) when all the checks of any one of its rules hold.
+type Rules = Vec<Vec<ArgCheck>>;
+
+/// What one filter decides: a verdict per call number, and rules on the arguments of some.
+struct Policy {
+    /// The verdict of every call not in `calls`.
+    otherwise: Verdict,
+    calls: BTreeMap<u32, Verdict>,
+    arguments: BTreeMap<u32, Rules>,
+}
+
+impl Policy {
+    fn new(otherwise: Verdict) -> Policy {
+        Policy {
+            otherwise,
+            calls: BTreeMap::new(),
+            arguments: BTreeMap::new(),
+        }
+    }
+
+    /// Gives `verdict` to `calls`; the kernel's numbers are never negative, and one that
+    /// were would keep the default verdict.
+    fn set(&mut self, calls: &[i64], verdict: Verdict) {
+        for nr in calls.iter().filter_map(|&n| u32::try_from(n).ok()) {
+            self.calls.insert(nr, verdict);
+        }
+    }
+
+    fn rules(&mut self, call: i64, rules: Rules) {
+        if let Ok(nr) = u32::try_from(call) {
+            self.arguments.insert(nr, rules);
+        }
+    }
+
+    /// `clone` with a namespace flag and `ioctl(TIOCSTI)`: refused to jobs and builds.
+    fn privileged_arguments(&mut self) {
+        let clone = CLONE_NAMESPACES
+            .iter()
+            .map(|&flag| vec![has_bits(0, flag as u32)])
+            .collect();
+        self.rules(libc::SYS_clone, clone);
+        self.rules(libc::SYS_ioctl, vec![vec![equals(1, libc::TIOCSTI as u32)]]);
+    }
+
+    /// The calls that would set S_ISUID or S_ISGID: a mode change, or a creation, whose
+    /// mode argument (at `mode_arg`) holds either bit; creations by `open` only with
+    /// `O_CREAT` or `O_TMPFILE` in the flags (at `flags_arg`).
+    fn set_id_modes(&mut self) {
+        let any_bit = |mode_arg: u8| -> Rules {
+            SET_ID_BITS
+                .iter()
+                .map(|&bit| vec![has_bits(mode_arg, bit)])
+                .collect()
+        };
+        let creating = |flags_arg: u8| -> Rules {
+            CREATING
+                .iter()
+                .flat_map(|&flag| {
+                    SET_ID_BITS.iter().map(move |&bit| {
+                        vec![
+                            has_bits(flags_arg, flag as u32),
+                            has_bits(flags_arg + 1, bit),
+                        ]
+                    })
+                })
+                .collect()
+        };
+        self.rules(libc::SYS_fchmod, any_bit(1));
+        self.rules(libc::SYS_fchmodat, any_bit(2));
+        self.rules(SYS_FCHMODAT2, any_bit(2));
+        self.rules(libc::SYS_mkdirat, any_bit(2));
+        self.rules(libc::SYS_mknodat, any_bit(2));
+        self.rules(libc::SYS_openat, creating(2));
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.rules(libc::SYS_chmod, any_bit(1));
+            self.rules(libc::SYS_creat, any_bit(1));
+            self.rules(libc::SYS_mkdir, any_bit(1));
+            self.rules(libc::SYS_mknod, any_bit(1));
+            self.rules(libc::SYS_open, creating(1));
+        }
+    }
+
+    /// The policy as one classic BPF program. The call numbers are cut into runs that get
+    /// the same answer, searched as a binary tree: a call costs about a dozen instructions
+    /// and the whole program a few hundred, where seccompiler compares one number after
+    /// another (over 1,400 instructions for the job's allowlist, which the kernel
+    /// translates and JITs at every job start and then walks on every call). One program
+    /// rather than an allowlist and a refusal filter: the kernel checks and JITs it once
+    /// per start and runs one filter per call. Numbers of another ABI (x32) are unknown.
+    fn compile(&self) -> Result<BpfProgram> {
+        let mut runs: Vec<(u32, Leaf)> = Vec::new();
+        let mut push = |from: u32, leaf| push_run(&mut runs, from, leaf);
+        let mut next: u64 = 0;
+        let listed: std::collections::BTreeSet<u32> = self
+            .calls
+            .keys()
+            .chain(self.arguments.keys())
+            .copied()
+            .collect();
+        for nr in listed {
+            if u64::from(nr) > next {
+                push(next as u32, Leaf::Return(self.otherwise.ret()));
+            }
+            let verdict = self.calls.get(&nr).copied().unwrap_or(self.otherwise);
+            push(
+                nr,
+                match self.arguments.get(&nr) {
+                    // A refused call stays refused whatever its arguments.
+                    Some(rules) if verdict != Verdict::Refuse => Leaf::Check(rules, verdict.ret()),
+                    _ => Leaf::Return(verdict.ret()),
+                },
+            );
+            next = u64::from(nr) + 1;
+        }
+        if next <= u64::from(u32::MAX) {
+            push(next as u32, Leaf::Return(self.otherwise.ret()));
+        }
+        // seccomp_data: nr at offset 0, arch at 4.
+        let mut program = vec![
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
+            jump(libc::BPF_JEQ, audit_arch()?, 1, 0),
+            stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_KILL_PROCESS),
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        ];
+        program.extend(search(&runs));
+        Ok(program)
+    }
+}
+
+/// Adds the run starting at `from`, unless it only continues the previous one.
+fn push_run<'a>(runs: &mut Vec<(u32, Leaf<'a>)>, from: u32, leaf: Leaf<'a>) {
+    match (runs.last(), &leaf) {
+        (Some((_, Leaf::Return(last))), Leaf::Return(this)) if last == this => {}
+        _ => runs.push((from, leaf)),
+    }
+}
+
+/// What the program does for one run of call numbers.
+enum Leaf<'a> {
+    Return(u32),
+    /// EPERM if one of the rules holds, else return the value.
+    Check(&'a Rules, u32),
+}
 
 fn arch() -> Result<TargetArch> {
     match std::env::consts::ARCH {
@@ -411,74 +597,18 @@ fn arch() -> Result<TargetArch> {
     }
 }
 
-fn seccomp_error(e: impl Into<seccompiler::Error>) -> Error {
-    Error::Seccomp(e.into())
-}
-
-/// `(arg & mask) == mask`: every bit of `mask` is set in argument `arg`.
-fn has_bits(arg: u8, mask: u64) -> Result<SeccompCondition> {
-    SeccompCondition::new(
-        arg,
-        SeccompCmpArgLen::Qword,
-        SeccompCmpOp::MaskedEq(mask),
-        mask,
-    )
-    .map_err(seccomp_error)
-}
-
-fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule> {
-    SeccompRule::new(conditions).map_err(seccomp_error)
-}
-
-fn unconditional(calls: &[i64]) -> Rules {
-    calls.iter().map(|&call| (call, Vec::new())).collect()
-}
-
-fn compile(rules: Rules, on_match: SeccompAction, otherwise: SeccompAction) -> Result<BpfProgram> {
-    SeccompFilter::new(rules, otherwise, on_match, arch()?)
-        .map_err(seccomp_error)?
-        .try_into()
-        .map_err(seccomp_error)
-}
-
-/// The allowlist as a program of its own: the calls become ranges of numbers, searched as a
-/// binary tree, so a call costs about a dozen instructions and the program a few hundred.
-/// seccompiler compares one number after another (over 1,400 instructions for this list),
-/// which the kernel translates and JITs at every job start and then walks on every call.
-/// Anything outside the ranges fails with ENOSYS, numbers of another ABI (x32) included.
-fn allowlist(calls: &[i64]) -> Result<BpfProgram> {
-    // The numbers are the kernel's and never negative; one that were would stay refused.
-    let mut numbers: Vec<u32> = calls
-        .iter()
-        .filter_map(|&n| u32::try_from(n).ok())
-        .collect();
-    numbers.sort_unstable();
-    numbers.dedup();
-    let mut ranges: Vec<(u32, u32)> = Vec::new();
-    for n in numbers {
-        match ranges.last_mut() {
-            Some((_, hi)) if *hi + 1 == n => *hi = n,
-            _ => ranges.push((n, n)),
-        }
-    }
-    let audit_arch = match arch()? {
+/// The `AUDIT_ARCH_*` value seccomp reports for this architecture's native calls.
+fn audit_arch() -> Result<u32> {
+    Ok(match arch()? {
         TargetArch::x86_64 => 62 | 0xC000_0000,
         TargetArch::aarch64 => 183 | 0xC000_0000,
         TargetArch::riscv64 => 243 | 0xC000_0000,
-    };
-    // seccomp_data: nr at offset 0, arch at 4.
-    let mut program = vec![
-        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
-        jump(libc::BPF_JEQ, audit_arch, 1, 0),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_KILL_PROCESS),
-        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
-    ];
-    program.extend(range_tree(&ranges));
-    Ok(program)
+    })
 }
 
 const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 const ABSENT: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+const REFUSED: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
 
 fn stmt(code: u32, k: u32) -> sock_filter {
     sock_filter {
@@ -498,20 +628,16 @@ fn jump(op: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
     }
 }
 
-/// Code deciding, for the number in the accumulator, whether it falls in one of `ranges`
-/// (sorted, disjoint): allow if so, ENOSYS if not.
-fn range_tree(ranges: &[(u32, u32)]) -> Vec<sock_filter> {
-    match ranges {
+/// Code deciding, for the call number in the accumulator, which of `runs` (each from its
+/// first number to the next run's, together covering every number) it is in, and doing
+/// what that run does.
+fn search(runs: &[(u32, Leaf)]) -> Vec<sock_filter> {
+    match runs {
         [] => vec![stmt(libc::BPF_RET | libc::BPF_K, ABSENT)],
-        [(lo, hi)] => vec![
-            jump(libc::BPF_JGE, *lo, 0, 2),
-            jump(libc::BPF_JGT, *hi, 1, 0),
-            stmt(libc::BPF_RET | libc::BPF_K, ALLOW),
-            stmt(libc::BPF_RET | libc::BPF_K, ABSENT),
-        ],
+        [(_, leaf)] => leaf_code(leaf),
         _ => {
-            let (below, from) = ranges.split_at(ranges.len() / 2);
-            let below = range_tree(below);
+            let (below, from) = runs.split_at(runs.len() / 2);
+            let below = search(below);
             let mut code = match u8::try_from(below.len()) {
                 // nr >= the upper half's first number: jump over the lower half.
                 Ok(over) => vec![jump(libc::BPF_JGE, from[0].0, over, 0)],
@@ -522,109 +648,73 @@ fn range_tree(ranges: &[(u32, u32)]) -> Vec<sock_filter> {
                 ],
             };
             code.extend(below);
-            code.extend(range_tree(from));
+            code.extend(search(from));
             code
         }
     }
 }
 
-/// `clone` with a namespace flag and `ioctl(TIOCSTI)`: refused to jobs and builds.
-fn privileged_arguments(rules: &mut Rules) -> Result<()> {
-    let clone = CLONE_NAMESPACES
-        .iter()
-        .map(|&flag| rule(vec![has_bits(0, flag as u64)?]))
-        .collect::<Result<Vec<_>>>()?;
-    rules.insert(libc::SYS_clone, clone);
-    let tiocsti = SeccompCondition::new(
-        1,
-        SeccompCmpArgLen::Qword,
-        SeccompCmpOp::MaskedEq(0xffff_ffff),
-        libc::TIOCSTI,
-    )
-    .map_err(seccomp_error)?;
-    rules.insert(libc::SYS_ioctl, vec![rule(vec![tiocsti])?]);
-    Ok(())
-}
-
-/// The calls that would set S_ISUID or S_ISGID: a mode change, or a creation, whose mode
-/// argument (at `mode_arg`) holds either bit; creations by `open` only with `O_CREAT` or
-/// `O_TMPFILE` in the flags (at `flags_arg`).
-fn set_id_modes(rules: &mut Rules) -> Result<()> {
-    let mut mode_at = |call: i64, mode_arg: u8| -> Result<()> {
-        let any_bit = SET_ID_BITS
-            .iter()
-            .map(|&bit| rule(vec![has_bits(mode_arg, bit)?]))
-            .collect::<Result<Vec<_>>>()?;
-        rules.insert(call, any_bit);
-        Ok(())
+/// A check loads an argument's low half (little-endian: at its own offset), masks it and
+/// compares; a failed one jumps to the next rule, past the rest of its own and its EPERM.
+fn leaf_code(leaf: &Leaf) -> Vec<sock_filter> {
+    let (rules, otherwise) = match leaf {
+        Leaf::Return(k) => return vec![stmt(libc::BPF_RET | libc::BPF_K, *k)],
+        Leaf::Check(rules, otherwise) => (*rules, *otherwise),
     };
-    mode_at(libc::SYS_fchmod, 1)?;
-    mode_at(libc::SYS_fchmodat, 2)?;
-    mode_at(SYS_FCHMODAT2, 2)?;
-    mode_at(libc::SYS_mkdirat, 2)?;
-    mode_at(libc::SYS_mknodat, 2)?;
-    #[cfg(target_arch = "x86_64")]
-    {
-        mode_at(libc::SYS_chmod, 1)?;
-        mode_at(libc::SYS_creat, 1)?;
-        mode_at(libc::SYS_mkdir, 1)?;
-        mode_at(libc::SYS_mknod, 1)?;
-    }
-    let mut creating_at = |call: i64, flags_arg: u8| -> Result<()> {
-        let mut any = Vec::new();
-        for flag in CREATING {
-            for bit in SET_ID_BITS {
-                any.push(rule(vec![
-                    has_bits(flags_arg, flag as u64)?,
-                    has_bits(flags_arg + 1, bit)?,
-                ])?);
+    let size = |check: &ArgCheck| if check.mask == u32::MAX { 2 } else { 3 };
+    let mut code = Vec::new();
+    for rule in rules {
+        for (i, check) in rule.iter().enumerate() {
+            // seccomp_data: args[i] at offset 16 + 8 i.
+            code.push(stmt(
+                libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+                16 + 8 * u32::from(check.arg),
+            ));
+            if check.mask != u32::MAX {
+                code.push(stmt(
+                    libc::BPF_ALU | libc::BPF_AND | libc::BPF_K,
+                    check.mask,
+                ));
             }
+            let rest: usize = rule[i + 1..].iter().map(size).sum::<usize>() + 1;
+            code.push(jump(libc::BPF_JEQ, check.value, 0, rest as u8));
         }
-        rules.insert(call, any);
-        Ok(())
-    };
-    creating_at(libc::SYS_openat, 2)?;
-    #[cfg(target_arch = "x86_64")]
-    creating_at(libc::SYS_open, 1)?;
-    Ok(())
+        code.push(stmt(libc::BPF_RET | libc::BPF_K, REFUSED));
+    }
+    code.push(stmt(libc::BPF_RET | libc::BPF_K, otherwise));
+    code
 }
 
-/// The job's filters: the allowlist (anything else ENOSYS), then the refusals (EPERM),
-/// loaded last so that their EPERM is the answer for a call both filters stop.
-pub fn job_filters() -> Result<Vec<BpfProgram>> {
-    let mut refused = unconditional(&[PRIVILEGED, JOB_DENIED].concat());
-    privileged_arguments(&mut refused)?;
-    set_id_modes(&mut refused)?;
-    let vsock = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, AF_VSOCK)
-        .map_err(seccomp_error)?;
-    refused.insert(libc::SYS_socket, vec![rule(vec![vsock])?]);
-    Ok(vec![
-        allowlist(&[ALLOWED, ALLOWED_ARCH].concat())?,
-        compile(
-            refused,
-            SeccompAction::Errno(libc::EPERM as u32),
-            SeccompAction::Allow,
-        )?,
-    ])
+/// The job's filter: the allowlist (anything else ENOSYS) with the refusals (EPERM) in it,
+/// the refused calls' EPERM winning over the allowlist's ENOSYS.
+fn job_policy() -> Policy {
+    let mut policy = Policy::new(Verdict::Absent);
+    policy.set(ALLOWED, Verdict::Allow);
+    policy.set(ALLOWED_ARCH, Verdict::Allow);
+    policy.set(PRIVILEGED, Verdict::Refuse);
+    policy.set(JOB_DENIED, Verdict::Refuse);
+    policy.privileged_arguments();
+    policy.set_id_modes();
+    policy.rules(libc::SYS_socket, vec![vec![equals(0, AF_VSOCK)]]);
+    policy
 }
 
-/// The builder's filters: the privileged classes refused (EPERM), everything else allowed;
+/// The builder's filter: the privileged classes refused (EPERM), everything else allowed;
 /// `clone3` fails with ENOSYS so the C library falls back to `clone`, whose flags are seen.
+fn builder_policy() -> Policy {
+    let mut policy = Policy::new(Verdict::Allow);
+    policy.set(PRIVILEGED, Verdict::Refuse);
+    policy.set(&[libc::SYS_clone3], Verdict::Absent);
+    policy.privileged_arguments();
+    policy
+}
+
+pub fn job_filters() -> Result<Vec<BpfProgram>> {
+    Ok(vec![job_policy().compile()?])
+}
+
 pub fn builder_filters() -> Result<Vec<BpfProgram>> {
-    let mut refused = unconditional(PRIVILEGED);
-    privileged_arguments(&mut refused)?;
-    Ok(vec![
-        compile(
-            refused,
-            SeccompAction::Errno(libc::EPERM as u32),
-            SeccompAction::Allow,
-        )?,
-        compile(
-            unconditional(&[libc::SYS_clone3]),
-            SeccompAction::Errno(libc::ENOSYS as u32),
-            SeccompAction::Allow,
-        )?,
-    ])
+    Ok(vec![builder_policy().compile()?])
 }
 
 /// Loads the filters into the calling thread (needs no_new_privs or CAP_SYS_ADMIN).
@@ -647,8 +737,9 @@ mod tests {
 
     use super::*;
 
-    /// Runs the subset of classic BPF the allowlist uses on a call `nr` of arch `arch`.
-    fn decide(program: &[sock_filter], nr: u32, arch: u32) -> u32 {
+    /// Runs the subset of classic BPF the compiled policies use on call `nr` of `arch`
+    /// with arguments `args`.
+    fn decide(program: &[sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
         let (mut pc, mut acc) = (0usize, 0u32);
         loop {
             let i = &program[pc];
@@ -656,8 +747,21 @@ mod tests {
             pc += 1;
             match code {
                 c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
-                    acc = if i.k == 0 { nr } else { arch }
+                    acc = match i.k {
+                        0 => nr,
+                        4 => arch,
+                        k if (16..64).contains(&k) && k % 4 == 0 => {
+                            let arg = args[(k as usize - 16) / 8];
+                            if k % 8 == 0 {
+                                arg as u32
+                            } else {
+                                (arg >> 32) as u32
+                            }
+                        }
+                        k => panic!("unexpected load at {k}"),
+                    }
                 }
+                c if c == libc::BPF_ALU | libc::BPF_AND | libc::BPF_K => acc &= i.k,
                 c if c == libc::BPF_RET | libc::BPF_K => return i.k,
                 c if c == libc::BPF_JMP | libc::BPF_JA => pc += i.k as usize,
                 c => {
@@ -673,31 +777,120 @@ mod tests {
         }
     }
 
+    /// The answer `policy` means for a call without arguments: what the program must give.
+    fn meant(policy: &Policy, nr: u32) -> u32 {
+        policy
+            .calls
+            .get(&nr)
+            .copied()
+            .unwrap_or(policy.otherwise)
+            .ret()
+    }
+
     #[test]
-    fn the_allowlist_tree_allows_exactly_its_calls_and_stays_small() {
-        let arch = match super::arch().unwrap() {
-            TargetArch::x86_64 => 62 | 0xC000_0000,
-            TargetArch::aarch64 => 183 | 0xC000_0000,
-            TargetArch::riscv64 => 243 | 0xC000_0000,
-        };
-        // The real list, and one of 700 lone numbers, whose tree needs long jumps.
-        let sparse: Vec<i64> = (0..1400).step_by(2).collect();
-        for calls in [[ALLOWED, ALLOWED_ARCH].concat(), sparse] {
-            let program = allowlist(&calls).unwrap();
+    fn the_job_program_answers_every_call_as_its_lists_say_and_stays_small() {
+        let arch = audit_arch().unwrap();
+        let job = job_policy();
+        // A policy of 700 lone numbers, whose search tree needs long jumps.
+        let mut sparse = Policy::new(Verdict::Absent);
+        sparse.set(&(0..1400).step_by(2).collect::<Vec<i64>>(), Verdict::Allow);
+        for policy in [&job, &sparse] {
+            let program = policy.compile().unwrap();
             for nr in (0..1500).chain([0x4000_0000, 0x4000_0001, u32::MAX]) {
-                let want = if calls.contains(&i64::from(nr)) {
-                    ALLOW
-                } else {
-                    ABSENT
-                };
-                assert_eq!(decide(&program, nr, arch), want, "call {nr}");
+                let got = decide(&program, nr, arch, [0; 6]);
+                assert_eq!(got, meant(policy, nr), "call {nr}");
             }
             assert_eq!(
-                decide(&program, 0, arch ^ 1),
+                decide(&program, 0, arch ^ 1, [0; 6]),
                 libc::SECCOMP_RET_KILL_PROCESS
             );
         }
-        assert!(allowlist(&[ALLOWED, ALLOWED_ARCH].concat()).unwrap().len() < 400);
+        assert!(job.compile().unwrap().len() < 400);
+        for nr in PRIVILEGED.iter().chain(JOB_DENIED) {
+            assert_eq!(meant(&job, *nr as u32), REFUSED, "call {nr}");
+        }
+        assert_eq!(meant(&job, libc::SYS_openat2 as u32), ABSENT);
+        assert_eq!(meant(&job, libc::SYS_clone3 as u32), ABSENT);
+    }
+
+    #[test]
+    fn the_job_program_refuses_by_argument() {
+        let arch = audit_arch().unwrap();
+        let program = job_policy().compile().unwrap();
+        let expect = |want: u32, nr: i64, given: &[u64]| {
+            let mut args = [0; 6];
+            args[..given.len()].copy_from_slice(given);
+            assert_eq!(
+                decide(&program, nr as u32, arch, args),
+                want,
+                "call {nr} with {given:?}"
+            );
+        };
+        let (creat, tmpfile) = (libc::O_CREAT as u64, libc::O_TMPFILE as u64);
+        let (sigchld, newuser) = (libc::SIGCHLD as u64, libc::CLONE_NEWUSER as u64);
+        expect(ALLOW, libc::SYS_clone, &[sigchld]);
+        expect(REFUSED, libc::SYS_clone, &[newuser]);
+        expect(
+            REFUSED,
+            libc::SYS_clone,
+            &[libc::CLONE_NEWNET as u64 | sigchld],
+        );
+        expect(REFUSED, libc::SYS_ioctl, &[1, libc::TIOCSTI]);
+        expect(REFUSED, libc::SYS_ioctl, &[1, 1 << 32 | libc::TIOCSTI]);
+        expect(ALLOW, libc::SYS_ioctl, &[1, libc::TIOCGWINSZ]);
+        expect(REFUSED, libc::SYS_socket, &[AF_VSOCK.into(), 1]);
+        expect(ALLOW, libc::SYS_socket, &[libc::AF_INET as u64, 1]);
+        expect(REFUSED, libc::SYS_fchmod, &[3, 0o4755]);
+        expect(ALLOW, libc::SYS_fchmod, &[3, 0o755]);
+        expect(REFUSED, libc::SYS_fchmodat, &[3, 0, 0o2755]);
+        expect(REFUSED, SYS_FCHMODAT2, &[3, 0, 0o2755]);
+        expect(REFUSED, libc::SYS_mkdirat, &[3, 0, 0o2775]);
+        expect(REFUSED, libc::SYS_mknodat, &[3, 0, 0o4644]);
+        expect(REFUSED, libc::SYS_openat, &[3, 0, creat, 0o4755]);
+        expect(ALLOW, libc::SYS_openat, &[3, 0, creat, 0o644]);
+        expect(ALLOW, libc::SYS_openat, &[3, 0, 0, 0o4755]);
+        expect(REFUSED, libc::SYS_openat, &[3, 0, tmpfile, 0o2755]);
+        // O_TMPFILE is two bits; O_DIRECTORY, one of them, creates nothing.
+        expect(
+            ALLOW,
+            libc::SYS_openat,
+            &[3, 0, libc::O_DIRECTORY as u64, 0o2755],
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            expect(REFUSED, libc::SYS_open, &[0, creat, 0o4755]);
+            expect(ALLOW, libc::SYS_open, &[0, 0, 0o4755]);
+            expect(REFUSED, libc::SYS_chmod, &[0, 0o2755]);
+            expect(REFUSED, libc::SYS_creat, &[0, 0o4700]);
+            expect(REFUSED, libc::SYS_mkdir, &[0, 0o2755]);
+            expect(ALLOW, libc::SYS_mkdir, &[0, 0o755]);
+            expect(REFUSED, libc::SYS_mknod, &[0, 0o4600]);
+        }
+    }
+
+    #[test]
+    fn the_builder_program_refuses_only_the_privileged_classes() {
+        let arch = audit_arch().unwrap();
+        let builder = builder_policy();
+        let program = builder.compile().unwrap();
+        for nr in (0..1500).chain([0x4000_0000, u32::MAX]) {
+            let want = match i64::from(nr) {
+                n if PRIVILEGED.contains(&n) => REFUSED,
+                libc::SYS_clone3 => ABSENT,
+                _ => ALLOW,
+            };
+            assert_eq!(decide(&program, nr, arch, [0; 6]), want, "call {nr}");
+        }
+        let userns = [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0, 0];
+        assert_eq!(
+            decide(&program, libc::SYS_clone as u32, arch, userns),
+            REFUSED
+        );
+        let chmod = [3, 0o4755, 0, 0, 0, 0];
+        assert_eq!(
+            decide(&program, libc::SYS_fchmod as u32, arch, chmod),
+            ALLOW
+        );
     }
 
     /// What each attempt returned, made on a thread of its own with `filters` loaded (a

@@ -681,58 +681,69 @@ pub fn unshare_cgroup_namespace() -> Result<()> {
         .map_err(call_error("unshare(CLONE_NEWCGROUP)".into()))
 }
 
-/// The signals that end `runseal run` itself; they are taken synchronously (see
-/// [`wait_termination_signal`]) so the job and its cgroups are cleaned up first.
-const TERMINATION_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// The signals `runseal run` takes synchronously while its job runs (see [`wait_signal`]):
+/// those that end runseal itself, so the job and its cgroups are cleaned up first, and
+/// SIGCHLD, so that one thread waits for the job and for them without a helper thread.
+const WAITED_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD];
 
-fn termination_set() -> libc::sigset_t {
+fn waited_set() -> libc::sigset_t {
     // SAFETY: sigemptyset and sigaddset initialise and fill the set they are given.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for signal in TERMINATION_SIGNALS {
+        for signal in WAITED_SIGNALS {
             libc::sigaddset(&mut set, signal);
         }
         set
     }
 }
 
-/// Blocks the termination signals for this thread and the threads and children it creates;
-/// the job unblocks them with [`unblock_termination_signals`] before its exec.
-pub fn block_termination_signals() -> Result<()> {
-    mask_termination_signals(libc::SIG_BLOCK, "SIG_BLOCK")
+/// Blocks the waited signals for this thread and the threads and children it creates; the
+/// job unblocks them with [`unblock_waited_signals`] before its exec. Blocked, a SIGCHLD is
+/// kept pending for [`wait_signal`] instead of being discarded (its default is to ignore).
+pub fn block_waited_signals() -> Result<()> {
+    mask_waited_signals(libc::SIG_BLOCK, "SIG_BLOCK")
 }
 
-pub fn unblock_termination_signals() -> Result<()> {
-    mask_termination_signals(libc::SIG_UNBLOCK, "SIG_UNBLOCK")
+pub fn unblock_waited_signals() -> Result<()> {
+    mask_waited_signals(libc::SIG_UNBLOCK, "SIG_UNBLOCK")
 }
 
-fn mask_termination_signals(how: libc::c_int, name: &str) -> Result<()> {
-    let set = termination_set();
+fn mask_waited_signals(how: libc::c_int, name: &str) -> Result<()> {
+    let set = waited_set();
     // SAFETY: pthread_sigmask reads the set and writes no old mask (null).
     let ret = unsafe { libc::pthread_sigmask(how, &set, std::ptr::null_mut()) };
     if ret != 0 {
         return Err(Error::sys(
-            format!("pthread_sigmask({name}, INT|TERM|HUP)"),
+            format!("pthread_sigmask({name}, INT|TERM|HUP|CHLD)"),
             std::io::Error::from_raw_os_error(ret),
         ));
     }
     Ok(())
 }
 
-/// Waits until a blocked termination signal arrives; returns its number.
-pub fn wait_termination_signal() -> Result<i32> {
-    let set = termination_set();
-    let mut signal: libc::c_int = 0;
-    // SAFETY: sigwait reads the set and writes the received signal number into `signal`.
-    let ret = unsafe { libc::sigwait(&set, &mut signal) };
-    if ret != 0 {
-        return Err(Error::sys(
-            "sigwait(INT|TERM|HUP)",
-            std::io::Error::from_raw_os_error(ret),
-        ));
+/// Waits until a blocked waited signal arrives, or `timeout` passes (`None`: no limit);
+/// returns the signal's number, or `None` when the time is up or a handled signal came.
+pub fn wait_signal(timeout: Option<std::time::Duration>) -> Result<Option<i32>> {
+    let set = waited_set();
+    let limit = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_nsec: t.subsec_nanos().into(),
+    });
+    let limit_ptr = limit
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: sigtimedwait reads the set and the timeout (null: none) and writes no
+    // siginfo (null).
+    let ret = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), limit_ptr) };
+    if ret >= 0 {
+        return Ok(Some(ret));
     }
-    Ok(signal)
+    let error = std::io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
+        _ => Err(Error::sys("sigtimedwait(INT|TERM|HUP|CHLD)", error)),
+    }
 }
 
 /// Restores SIGPIPE's default action, which Rust programs start with ignored, so that a

@@ -221,7 +221,7 @@ fn reuse(
     };
     let untouched = meta.len() == *size
         && (meta.mtime(), meta.mtime_nsec()) == (record.mtime, record.mtime_nsec)
-        && stamp.holds(&meta, blake3, || {
+        && stamp.holds(CopyStamp::of(&meta), blake3, || {
             blake3::Hasher::new()
                 .update_reader(&old)
                 .map(|h| h.finalize())

@@ -1,9 +1,13 @@
 //! Does a sealed tree still hold exactly what its manifest records? Any file changed,
 //! added or removed since the seal is reported by path.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{openat, readlinkat, statat, AtFlags, Dir, FileType, Mode, OFlags, Stat, CWD};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -12,7 +16,7 @@ use runseal_spec::paths::below_root;
 
 use crate::error::{Error, Result};
 use crate::layout::{Layout, MANIFEST_NAME};
-use crate::manifest::{Manifest, ManifestEntry, ManifestKind};
+use crate::manifest::{CopyStamp, Manifest, ManifestEntry, ManifestKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
@@ -41,31 +45,77 @@ enum Depth {
     Hash,
 }
 
-fn differences(tree: &Path, manifest: &Manifest, depth: Depth) -> Result<Vec<Difference>> {
-    let mut found: BTreeMap<PathBuf, std::fs::Metadata> = BTreeMap::new();
-    for item in walkdir::WalkDir::new(tree).min_depth(1).follow_links(false) {
-        let item = item.map_err(|e| {
-            Error::io(
-                e.path().map(Path::to_path_buf).unwrap_or_default(),
-                e.into(),
-            )
-        })?;
-        let rel = item.path().strip_prefix(tree).expect("under tree");
-        if rel == Path::new(MANIFEST_NAME) {
+/// What the walk found at one place of the tree.
+struct Found {
+    stat: Stat,
+    /// A symlink's target, read in the walk through its dir's fd.
+    target: Option<PathBuf>,
+}
+
+/// Every place below `tree` but the manifest, by its path as the job sees it (`/usr/...`).
+/// Each is looked at through its dir's fd (`fstatat`, `readlinkat`, `openat` with
+/// `O_NOFOLLOW`), so the kernel resolves one name a call instead of the whole path.
+fn walk(tree: &Path) -> Result<HashMap<PathBuf, Found>> {
+    let root =
+        openat(CWD, tree, DIR_FLAGS, Mode::empty()).map_err(|e| Error::io(tree, e.into()))?;
+    let mut found = HashMap::new();
+    walk_dir(tree, &root, Path::new("/"), &mut found)?;
+    Ok(found)
+}
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Walks `dir` (at `at` in the job's view of `tree`) depth first: a subdir is opened when it
+/// is reached, so the fds held open are two per level, however wide the tree.
+fn walk_dir(
+    tree: &Path,
+    dir: &OwnedFd,
+    at: &Path,
+    found: &mut HashMap<PathBuf, Found>,
+) -> Result<()> {
+    let real = |path: &Path| tree.join(below_root(path));
+    let entries = Dir::read_from(dir).map_err(|e| Error::io(real(at), e.into()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(real(at), e.into()))?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
             continue;
         }
-        let meta = item
-            .metadata()
-            .map_err(|e| Error::io(item.path(), e.into()))?;
-        found.insert(Path::new("/").join(rel), meta);
+        let path = at.join(OsStr::from_bytes(name.to_bytes()));
+        if at == Path::new("/") && name.to_bytes() == MANIFEST_NAME.as_bytes() {
+            continue;
+        }
+        let failed = |e: rustix::io::Errno| Error::io(real(&path), e.into());
+        let stat = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(failed)?;
+        let mut target = None;
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::Directory => {
+                let child = openat(dir, name, DIR_FLAGS, Mode::empty()).map_err(failed)?;
+                walk_dir(tree, &child, &path, found)?;
+            }
+            FileType::Symlink => {
+                let link = readlinkat(dir, name, Vec::new()).map_err(failed)?;
+                target = Some(PathBuf::from(OsString::from_vec(link.into_bytes())));
+            }
+            _ => {}
+        }
+        found.insert(path, Found { stat, target });
     }
+    Ok(())
+}
+
+fn differences(tree: &Path, manifest: &Manifest, depth: Depth) -> Result<Vec<Difference>> {
+    let found = walk(tree)?;
     let mut differences: Vec<Difference> = manifest
         .entries
         .par_iter()
         .filter_map(|(path, record)| {
             let change = match found.get(path) {
                 None => Some("removed".to_string()),
-                Some(meta) => compare(tree, path, record, meta, depth),
+                Some(found) => compare(tree, path, record, found, depth),
             };
             change.map(|change| Difference {
                 path: path.clone(),
@@ -73,15 +123,19 @@ fn differences(tree: &Path, manifest: &Manifest, depth: Depth) -> Result<Vec<Dif
             })
         })
         .collect();
-    differences.extend(
-        found
-            .keys()
-            .filter(|p| !manifest.entries.contains_key(*p))
-            .map(|p| Difference {
-                path: p.clone(),
-                change: "added".into(),
-            }),
-    );
+    // Found are the recorded places not removed, and the added ones.
+    let removed = differences.iter().filter(|d| d.change == "removed").count();
+    if found.len() + removed != manifest.entries.len() {
+        differences.extend(
+            found
+                .keys()
+                .filter(|p| !manifest.entries.contains_key(*p))
+                .map(|p| Difference {
+                    path: p.clone(),
+                    change: "added".into(),
+                }),
+        );
+    }
     differences.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(differences)
 }
@@ -90,50 +144,50 @@ fn compare(
     tree: &Path,
     path: &Path,
     record: &ManifestEntry,
-    meta: &std::fs::Metadata,
+    found: &Found,
     depth: Depth,
 ) -> Option<String> {
     let (kind, mode) = (&record.kind, record.mode);
-    let real = tree.join(below_root(path));
-    let file_type = meta.file_type();
+    let stat = &found.stat;
+    let file_type = FileType::from_raw_mode(stat.st_mode);
     let type_ok = match kind {
-        ManifestKind::Dir => file_type.is_dir(),
-        ManifestKind::File { .. } => file_type.is_file(),
-        ManifestKind::Symlink { .. } => file_type.is_symlink(),
+        ManifestKind::Dir => file_type == FileType::Directory,
+        ManifestKind::File { .. } => file_type == FileType::RegularFile,
+        ManifestKind::Symlink { .. } => file_type == FileType::Symlink,
     };
     if !type_ok {
         return Some("changed type".into());
     }
-    if !file_type.is_symlink() && meta.mode() & 0o7777 != mode {
-        return Some(format!(
-            "mode {:o}, sealed as {mode:o}",
-            meta.mode() & 0o7777
-        ));
+    let found_mode = stat.st_mode & 0o7777;
+    if file_type != FileType::Symlink && found_mode != mode {
+        return Some(format!("mode {found_mode:o}, sealed as {mode:o}"));
     }
     match kind {
         ManifestKind::Dir => None,
-        ManifestKind::Symlink { target, .. } => match std::fs::read_link(&real) {
-            Ok(now) if &now == target => None,
-            Ok(now) => Some(format!("symlink now points to {}", now.display())),
-            Err(e) => Some(format!("unreadable symlink: {e}")),
+        ManifestKind::Symlink { target, .. } => match &found.target {
+            Some(now) if now == target => None,
+            Some(now) => Some(format!("symlink now points to {}", now.display())),
+            None => Some("unreadable symlink".into()),
         },
         ManifestKind::File { size, blake3, copy } => {
-            if meta.len() != *size {
-                return Some(format!("size {}, sealed as {size}", meta.len()));
+            let found_size = u64::try_from(stat.st_size).unwrap_or_default();
+            if found_size != *size {
+                return Some(format!("size {found_size}, sealed as {size}"));
             }
             if depth == Depth::Metadata {
                 let sealed_time = (record.mtime, record.mtime_nsec);
-                if sealed_time != (meta.mtime(), meta.mtime_nsec()) {
+                if sealed_time != (stat.st_mtime, stat.st_mtime_nsec as i64) {
                     return Some("modification time changed".into());
                 }
                 let hash = || {
                     blake3::Hasher::new()
-                        .update_mmap(&real)
+                        .update_mmap(tree.join(below_root(path)))
                         .map(|h| h.finalize())
                 };
-                return (!copy.is_some_and(|c| c.holds(meta, blake3, hash)))
+                return (!copy.is_some_and(|c| c.holds(CopyStamp::of_stat(stat), blake3, hash)))
                     .then(|| "inode or content differs from the sealed copy's".into());
             }
+            let real = tree.join(below_root(path));
             let mut hasher = blake3::Hasher::new();
             match hasher.update_mmap(&real).map(|h| h.finalize()) {
                 Ok(hash) if hash.to_hex().as_str() == blake3 => None,

@@ -84,19 +84,25 @@ impl CopyStamp {
         }
     }
 
-    /// Whether the file `meta` describes is still the copy this stamp records, holding
-    /// `blake3`: the same inode, and the same ctime or else the same bytes (`hash` reads
-    /// them). An inode shared through the store changes its ctime whenever another runtime
-    /// links or unlinks it, which changes nothing the job sees.
+    pub fn of_stat(stat: &rustix::fs::Stat) -> Self {
+        CopyStamp {
+            ino: stat.st_ino,
+            ctime: stat.st_ctime,
+            ctime_nsec: stat.st_ctime_nsec as i64,
+        }
+    }
+
+    /// Whether the file whose stamp is now `now` is still the copy this stamp records,
+    /// holding `blake3`: the same inode, and the same ctime or else the same bytes (`hash`
+    /// reads them). An inode shared through the store changes its ctime whenever another
+    /// runtime links or unlinks it, which changes nothing the job sees.
     pub fn holds(
         &self,
-        meta: &std::fs::Metadata,
+        now: CopyStamp,
         blake3: &str,
         hash: impl FnOnce() -> std::io::Result<blake3::Hash>,
     ) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        meta.ino() == self.ino
-            && (*self == CopyStamp::of(meta) || hash().is_ok_and(|h| h.to_hex().as_str() == blake3))
+        now.ino == self.ino && (*self == now || hash().is_ok_and(|h| h.to_hex().as_str() == blake3))
     }
 }
 
@@ -245,9 +251,11 @@ mod tests {
         let hash = blake3::hash(b"sealed").to_hex().to_string();
         let stamp = CopyStamp::of(&std::fs::metadata(&path).unwrap());
         let holds = |stamp: &CopyStamp| {
-            stamp.holds(&std::fs::metadata(&path).unwrap(), &hash, || {
-                blake3_file(&path)
-            })
+            stamp.holds(
+                CopyStamp::of(&std::fs::metadata(&path).unwrap()),
+                &hash,
+                || blake3_file(&path),
+            )
         };
         assert!(holds(&stamp));
 

@@ -342,6 +342,7 @@ struct Builder {
 
 impl Builder {
     fn new(root: &Root, input: &PlanInput) -> Result<Builder> {
+        let root = &root.remembering();
         let cache = deps::read_ld_cache(root)?;
         // What the job sees at a remapped target is the mount's source tree, not what the host
         // holds there: paths the job uses are resolved through that view.
