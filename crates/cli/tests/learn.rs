@@ -235,16 +235,41 @@ fn cpython_learned_without_a_profile_reads_its_cas_through_the_link_it_named() {
     assert!(text(&out.stdout).trim().parse::<u32>().unwrap() > 0);
 }
 
+const DASH_YML: &str =
+    "name: sh\nmounts:\n  - {source: /usr/bin/dash, target: /usr/bin/dash, readonly: true}\n";
+
+/// Each recorded call waits for the sealing process's answer: a tree that asks without end
+/// is still killed at its timeout, and what it named is learned.
+#[test]
+fn a_tree_that_never_stops_asking_still_meets_its_timeout() {
+    let t = sealtest!();
+    t.runtime("sh", DASH_YML);
+    let started = std::time::Instant::now();
+    let out = t.run(&[
+        "seal",
+        "sh",
+        "--learn",
+        "--learn-timeout",
+        "2",
+        "--",
+        "dash",
+        "-c",
+        "while :; do test -e /usr/share/zoneinfo/UTC; done",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    assert!(stderr.contains("timed out after 2s"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert!(learned_reason(&t.manifest("sh"), "/usr/share/zoneinfo/UTC").is_some());
+}
+
 /// A name only `stat`ed or tested for access (a shell's `test`) is learned, through its link
 /// (`zoneinfo/UTC -> Etc/UTC`); names under /root and /etc/shadow, asked for the same way,
 /// are refused by the closure; names that find nothing are dropped.
 #[test]
 fn a_name_only_stated_is_learned_and_refused_ones_are_not_sealed() {
     let t = sealtest!();
-    t.runtime(
-        "sh",
-        "name: sh\nmounts:\n  - {source: /usr/bin/dash, target: /usr/bin/dash, readonly: true}\n",
-    );
+    t.runtime("sh", DASH_YML);
     let under_root = tempfile::Builder::new()
         .prefix("runseal-learn")
         .tempfile_in("/root")

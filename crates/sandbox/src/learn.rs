@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::identity;
 use crate::isolation::parse_mountinfo;
 use crate::job::{User, DEFAULT_USER};
-use crate::requested::{self, Requested};
+use crate::requested;
 use crate::sys;
 
 /// `PATH` when the runtime's environment sets none (as for a job).
@@ -83,6 +83,10 @@ const PSEUDO_FILESYSTEMS: [&str; 17] = [
     "binfmt_misc",
     "efivarfs",
 ];
+
+/// The most names of files a learn run records: a tree naming one file by ever longer
+/// paths (`a/../a/../a`) must not fill this process's memory.
+const MAX_NAMES: usize = 1 << 18;
 
 /// Mount points whose trees are the kernel's or the sandbox's own, never learned.
 const UNMARKED_PLACES: [&str; 3] = ["/proc", "/sys", "/dev"];
@@ -250,15 +254,24 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
     };
     drop((report_write, listener_write));
     // None when the child failed before it loaded the filter (its report says why).
-    let mut requested = sys::receive_fd(listener_read.as_fd())?.map(Requested::new);
+    let mut listener = sys::receive_fd(listener_read.as_fd())?;
 
     let mut seen = Seen::default();
     let mut overflowed = false;
+    let mut too_many = false;
     let deadline = started + request.timeout;
     let mut timed_out = false;
     let status = loop {
-        if let Some(requested) = &mut requested {
-            requested.answer_pending()?;
+        if let Some(listener) = &listener {
+            let until = deadline.min(Instant::now() + Duration::from_millis(100));
+            requested::answer_pending(listener.as_fd(), until, |name| {
+                if keep_name(&name, &workdir) {
+                    too_many |= seen.names.len() >= MAX_NAMES;
+                    if !too_many {
+                        seen.names.insert(name);
+                    }
+                }
+            })?;
         }
         collect(&group, &workdir, &mut seen, &mut overflowed)?;
         if let Some(status) = sys::wait_child(pid, false)? {
@@ -272,19 +285,16 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
             break sys::wait_child(pid, true)?.expect("a blocking wait returns a status");
         }
         let mut fds = vec![group.as_fd()];
-        fds.extend(requested.as_ref().map(Requested::listener));
+        fds.extend(listener.as_ref().map(|l| l.as_fd()));
         let ready = sys::wait_readable(&fds, (deadline - now).min(Duration::from_millis(100)))?;
         // Hung up: every process of the tree is gone, no call will stop again.
         if ready
             .get(1)
             .is_some_and(|r| r & libc::POLLIN == 0 && r & libc::POLLHUP != 0)
         {
-            seen.names
-                .extend(requested.take().map(|r| r.names).unwrap_or_default());
+            listener = None;
         }
     };
-    seen.names
-        .extend(requested.map(|r| r.names).unwrap_or_default());
     // Every open was queued before it returned, so what the tree did is all queued now.
     collect(&group, &workdir, &mut seen, &mut overflowed)?;
     let path_dirs = environment
@@ -296,11 +306,7 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
     let mut paths = seen.files;
     let links = links_to(&paths, &seen.dirs);
     paths.extend(links.into_iter().filter(|link| keep(link, &workdir)));
-    paths.extend(
-        seen.names
-            .into_iter()
-            .filter(|name| keep_name(name, &workdir)),
-    );
+    paths.extend(seen.names);
     let elapsed = started.elapsed();
     let mut setup_error = String::new();
     let _ = report_read.read_to_string(&mut setup_error);
@@ -309,6 +315,11 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
     }
     if overflowed {
         return Err(fail("the event queue overflowed; events were lost".into()));
+    }
+    if too_many {
+        return Err(fail(format!(
+            "it asked for more than {MAX_NAMES} names of files"
+        )));
     }
     let exit_code = status
         .exit_status()

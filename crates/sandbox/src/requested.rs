@@ -14,13 +14,13 @@
 //! `PATH_MAX` bytes and taken only NUL-terminated, any bytes allowed, and a notification
 //! whose thread died (its pid perhaps another process's now) is dropped.
 
-use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -120,67 +120,54 @@ pub fn install() -> Result<OwnedFd> {
     sys::seccomp_listener(&program())
 }
 
-/// The names read from a listener's notifications.
-pub struct Requested {
-    listener: OwnedFd,
-    pub names: BTreeSet<PathBuf>,
+/// Answers the notifications pending on `listener` until none is or `until` passes (a tree
+/// that never stops asking must not hold off its timeout), handing each name to `record`.
+pub fn answer_pending(
+    listener: BorrowedFd<'_>,
+    until: Instant,
+    mut record: impl FnMut(PathBuf),
+) -> Result<()> {
+    while Instant::now() < until
+        && sys::wait_readable(&[listener], Duration::ZERO)?[0] & libc::POLLIN != 0
+    {
+        let Some(notice) = sys::seccomp_receive(listener)? else {
+            continue;
+        };
+        let name = name_of(listener, &notice);
+        // Let the call go on whatever became of its name.
+        sys::seccomp_continue(listener, notice.id)?;
+        name?.map(&mut record);
+    }
+    Ok(())
 }
 
-impl Requested {
-    pub fn new(listener: OwnedFd) -> Self {
-        Requested {
-            listener,
-            names: BTreeSet::new(),
+/// The absolute name `notice`'s call asked for, if it still stands for that call.
+fn name_of(listener: BorrowedFd<'_>, notice: &sys::SeccompNotice) -> Result<Option<PathBuf>> {
+    let Some(call) = CALLS.iter().find(|c| c.nr == notice.nr) else {
+        return Ok(None);
+    };
+    let proc = PathBuf::from(format!("/proc/{}", notice.pid));
+    let memory = match File::open(proc.join("mem")) {
+        Ok(memory) => memory,
+        // Root may read any process's memory: anything but a thread gone means a setting
+        // (Yama's ptrace_scope 3, an LSM) that leaves learning blind.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Error::sys(format!("open({}/mem)", proc.display()), e))
         }
+        Err(_) => return Ok(None),
+    };
+    // The pid named the stopped thread when the notification came; only while it is still
+    // pending is the file opened that thread's memory.
+    if !sys::seccomp_id_valid(listener, notice.id) {
+        return Ok(None);
     }
-
-    pub fn listener(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.listener.as_fd()
-    }
-
-    /// Answers every notification pending now, recording its name.
-    pub fn answer_pending(&mut self) -> Result<()> {
-        let listener = self.listener.as_fd();
-        while sys::wait_readable(&[listener], std::time::Duration::ZERO)?[0] & libc::POLLIN != 0 {
-            let Some(notice) = sys::seccomp_receive(listener)? else {
-                continue;
-            };
-            let name = self.name_of(&notice);
-            // Let the call go on whatever became of its name.
-            sys::seccomp_continue(listener, notice.id)?;
-            self.names.extend(name?);
-        }
-        Ok(())
-    }
-
-    /// The absolute name `notice`'s call asked for, if it still stands for that call.
-    fn name_of(&self, notice: &sys::SeccompNotice) -> Result<Option<PathBuf>> {
-        let Some(call) = CALLS.iter().find(|c| c.nr == notice.nr) else {
-            return Ok(None);
-        };
-        let proc = PathBuf::from(format!("/proc/{}", notice.pid));
-        let memory = match File::open(proc.join("mem")) {
-            Ok(memory) => memory,
-            // Root may read any process's memory: anything but a thread gone means a
-            // setting (Yama's ptrace_scope 3, an LSM) that leaves learning blind.
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                return Err(Error::sys(format!("open({}/mem)", proc.display()), e))
-            }
-            Err(_) => return Ok(None),
-        };
-        // The pid named the stopped thread when the notification came; only while it is
-        // still pending is the file opened that thread's memory.
-        if !sys::seccomp_id_valid(self.listener.as_fd(), notice.id) {
-            return Ok(None);
-        }
-        let Some(name) = read_name(&memory, notice.args[call.path]) else {
-            return Ok(None);
-        };
-        let dir = call.dir.map(|d| notice.args[d] as i32);
-        let name = absolute(&proc, dir, name);
-        // Its cwd or dir fd was read while it was still stopped in that call.
-        Ok(name.filter(|_| sys::seccomp_id_valid(self.listener.as_fd(), notice.id)))
-    }
+    let Some(name) = read_name(&memory, notice.args[call.path]) else {
+        return Ok(None);
+    };
+    let dir = call.dir.map(|d| notice.args[d] as i32);
+    let name = absolute(&proc, dir, name);
+    // Its cwd or dir fd was read while it was still stopped in that call.
+    Ok(name.filter(|_| sys::seccomp_id_valid(listener, notice.id)))
 }
 
 /// The NUL-terminated name at `address` in `memory` (a `/proc/PID/mem`), read at most
