@@ -183,3 +183,133 @@ fn a_detected_profiles_learn_commands_run_without_naming_it() {
     let out = run_check(&t, "ruby");
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
 }
+
+const PYTHON_YML: &str = "name: python\nversion: \"3.11\"\nmounts:\n\
+  - {source: /usr/bin/python3.11, target: /usr/bin/python3.11, readonly: true}\n\
+  - {source: /usr/lib/python3.11, target: /usr/lib/python3.11, readonly: true}\n";
+
+const CA_CHECK: &str =
+    "import ssl; n = ssl.create_default_context().cert_store_stats()['x509_ca']; print(n); assert n > 0";
+
+/// Debian's CPython with no profile: OpenSSL opens its CA bundle by the name
+/// `/usr/lib/ssl/cert.pem`, a link to `/etc/ssl/certs/ca-certificates.crt` that only the
+/// names the process asked for reveal (fanotify reports the bundle alone). Learned, the
+/// link and the bundle are sealed and the job finds the CAs.
+#[test]
+fn cpython_learned_without_a_profile_reads_its_cas_through_the_link_it_named() {
+    let t = sealtest!();
+    t.runtime("python", PYTHON_YML);
+    let out = t.run(&[
+        "seal",
+        "python",
+        "--profile",
+        "generic",
+        "--learn",
+        "--",
+        "python3.11",
+        "-c",
+        CA_CHECK,
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let sealed = t.manifest("python");
+    for path in [
+        "/usr/lib/ssl/cert.pem",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ] {
+        assert!(
+            sealed["entries"].as_object().unwrap().contains_key(path),
+            "{path} not sealed"
+        );
+    }
+    assert!(learned_reason(&sealed, "/usr/lib/ssl/cert.pem").is_some());
+    let out = t.run(&[
+        "run",
+        "--runtime",
+        "python",
+        "--",
+        "python3.11",
+        "-c",
+        CA_CHECK,
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stdout).trim().parse::<u32>().unwrap() > 0);
+}
+
+const DASH_YML: &str =
+    "name: sh\nmounts:\n  - {source: /usr/bin/dash, target: /usr/bin/dash, readonly: true}\n";
+
+/// Each recorded call waits for the sealing process's answer: a tree that asks without end
+/// is still killed at its timeout, and what it named is learned.
+#[test]
+fn a_tree_that_never_stops_asking_still_meets_its_timeout() {
+    let t = sealtest!();
+    t.runtime("sh", DASH_YML);
+    let started = std::time::Instant::now();
+    let out = t.run(&[
+        "seal",
+        "sh",
+        "--learn",
+        "--learn-timeout",
+        "2",
+        "--",
+        "dash",
+        "-c",
+        "while :; do test -e /usr/share/zoneinfo/UTC; done",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    assert!(stderr.contains("timed out after 2s"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert!(learned_reason(&t.manifest("sh"), "/usr/share/zoneinfo/UTC").is_some());
+}
+
+/// A name only `stat`ed or tested for access (a shell's `test`) is learned, through its link
+/// (`zoneinfo/UTC -> Etc/UTC`); names under /root and /etc/shadow, asked for the same way,
+/// are refused by the closure; names that find nothing are dropped.
+#[test]
+fn a_name_only_stated_is_learned_and_refused_ones_are_not_sealed() {
+    let t = sealtest!();
+    t.runtime("sh", DASH_YML);
+    let under_root = tempfile::Builder::new()
+        .prefix("runseal-learn")
+        .tempfile_in("/root")
+        .unwrap();
+    std::fs::set_permissions(under_root.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let script = format!(
+        "test -e /usr/share/zoneinfo/UTC && test -r /etc/shadow; test -e {}; test -e /opt/none; \
+         ls -l /etc/shadow >/dev/null 2>&1; exit 0",
+        under_root.path().display()
+    );
+    let out = t.run(&["seal", "sh", "--learn", "--", "dash", "-c", &script]);
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    let sealed = t.manifest("sh");
+    assert!(
+        learned_reason(&sealed, "/usr/share/zoneinfo/UTC").is_some(),
+        "{stderr}"
+    );
+    let entries = sealed["entries"].as_object().unwrap();
+    assert!(entries.contains_key("/usr/share/zoneinfo/Etc/UTC"));
+    for refused in [
+        "/etc/shadow",
+        under_root.path().to_str().unwrap(),
+        "/opt/none",
+    ] {
+        assert!(!entries.contains_key(refused), "{refused} sealed");
+    }
+    assert!(
+        stderr.contains("/etc/shadow: not learned from `dash"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("/opt/none: "), "{stderr}");
+    let out = t.run(&[
+        "run",
+        "--runtime",
+        "sh",
+        "--",
+        "dash",
+        "-c",
+        "test -e /usr/share/zoneinfo/UTC",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+}

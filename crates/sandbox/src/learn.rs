@@ -1,6 +1,9 @@
 //! Learning a runtime's closure by running it: a command runs against the *unsealed*
 //! runtime (the host's files at their host paths) while a fanotify group records every
-//! regular file the process tree opens, executes or maps (`mmap` needs an open fd first).
+//! regular file the process tree opens, executes or maps (`mmap` needs an open fd first),
+//! and a seccomp filter has this process record the path names it asks for (see
+//! [`crate::requested`]), which fanotify never reports: names through links, and names only
+//! `stat`ed.
 //!
 //! The command runs in new mount, PID, IPC, UTS and network namespaces, every mount
 //! read-only but its scratch work dir, as the job's unprivileged user with no capability and
@@ -26,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::identity;
 use crate::isolation::parse_mountinfo;
 use crate::job::{User, DEFAULT_USER};
+use crate::requested;
 use crate::sys;
 
 /// `PATH` when the runtime's environment sets none (as for a job).
@@ -47,9 +51,10 @@ pub struct LearnRequest {
 /// What a learn run saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Learned {
-    /// Every regular file the process tree opened or executed, by host path, and the links
-    /// that lead to them (see [`links_to`]), but those under its work dir and what no sealed
-    /// tree holds (see [`keep`]).
+    /// Every regular file the process tree opened or executed, by host path, the links
+    /// that lead to them (see [`links_to`]) and the names it asked for that find a file
+    /// (see [`keep_name`]), but those under its work dir and what no sealed tree holds (see
+    /// [`keep`]).
     pub paths: BTreeSet<PathBuf>,
     /// The command's exit code, or 128 + the signal that ended it.
     pub exit_code: i32,
@@ -79,6 +84,10 @@ const PSEUDO_FILESYSTEMS: [&str; 17] = [
     "efivarfs",
 ];
 
+/// The most names of files a learn run records: a tree naming one file by ever longer
+/// paths (`a/../a/../a`) must not fill this process's memory.
+const MAX_NAMES: usize = 1 << 18;
+
 /// Mount points whose trees are the kernel's or the sandbox's own, never learned.
 const UNMARKED_PLACES: [&str; 3] = ["/proc", "/sys", "/dev"];
 
@@ -106,6 +115,18 @@ pub fn keep(path: &Path, workdir: &Path) -> bool {
         && !["/etc/ld.so.cache", "/etc/ld.so.preload"]
             .iter()
             .any(|p| path == Path::new(p))
+}
+
+/// Whether a name the tree asked for is learned: one [`keep`] keeps, outside `/tmp` (its
+/// scratch files and probes), `/proc`, `/sys` and `/dev`, that names a regular file now, on
+/// the host (the view the command had). A name that finds nothing, or a dir, is no file of
+/// the runtime; a name through links brings each link into the closure.
+pub fn keep_name(name: &Path, workdir: &Path) -> bool {
+    keep(name, workdir)
+        && !["/tmp", "/proc", "/sys", "/dev"]
+            .iter()
+            .any(|place| name.starts_with(place))
+        && std::fs::metadata(name).is_ok_and(|meta| meta.is_file())
 }
 
 /// Names that lead to a learned file through a symlink, which fanotify never reports (it
@@ -198,6 +219,13 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
     let environment = learn_environment(&request.environment, user, &workdir);
 
     let group = sys::fanotify_init()?;
+    let (listener_read, listener_write) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::sys("socketpair(AF_UNIX, SOCK_SEQPACKET)", e))?;
     let (mut report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map(|(r, w)| (std::fs::File::from(r), w))
         .map_err(|e| Error::sys("pipe2(O_CLOEXEC)", e))?;
@@ -209,21 +237,42 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
         | libc::CLONE_NEWNET;
     let pid = match sys::clone_into_namespaces(flags)? {
         sys::Forked::Child => {
-            drop(report_read);
-            let error = child(&group, request, &environment, &workdir, user);
+            drop((report_read, listener_read));
+            let error = child(
+                &group,
+                &listener_write,
+                request,
+                &environment,
+                &workdir,
+                user,
+            );
             let mut pipe = std::fs::File::from(report_write);
             let _ = pipe.write_all(error.to_string().as_bytes());
             sys::exit_now(crate::launch::SETUP_FAILED);
         }
         sys::Forked::Parent(pid) => pid,
     };
-    drop(report_write);
+    drop((report_write, listener_write));
+    // None when the child failed before it loaded the filter (its report says why).
+    let mut listener = sys::receive_fd(listener_read.as_fd())?;
 
     let mut seen = Seen::default();
     let mut overflowed = false;
+    let mut too_many = false;
     let deadline = started + request.timeout;
     let mut timed_out = false;
     let status = loop {
+        if let Some(listener) = &listener {
+            let until = deadline.min(Instant::now() + Duration::from_millis(100));
+            requested::answer_pending(listener.as_fd(), until, |name| {
+                if keep_name(&name, &workdir) {
+                    too_many |= seen.names.len() >= MAX_NAMES;
+                    if !too_many {
+                        seen.names.insert(name);
+                    }
+                }
+            })?;
+        }
         collect(&group, &workdir, &mut seen, &mut overflowed)?;
         if let Some(status) = sys::wait_child(pid, false)? {
             break status;
@@ -235,10 +284,16 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
             let _ = sys::kill(pid, Signal::KILL);
             break sys::wait_child(pid, true)?.expect("a blocking wait returns a status");
         }
-        sys::wait_readable(
-            group.as_fd(),
-            (deadline - now).min(Duration::from_millis(100)),
-        )?;
+        let mut fds = vec![group.as_fd()];
+        fds.extend(listener.as_ref().map(|l| l.as_fd()));
+        let ready = sys::wait_readable(&fds, (deadline - now).min(Duration::from_millis(100)))?;
+        // Hung up: every process of the tree is gone, no call will stop again.
+        if ready
+            .get(1)
+            .is_some_and(|r| r & libc::POLLIN == 0 && r & libc::POLLHUP != 0)
+        {
+            listener = None;
+        }
     };
     // Every open was queued before it returned, so what the tree did is all queued now.
     collect(&group, &workdir, &mut seen, &mut overflowed)?;
@@ -251,6 +306,7 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
     let mut paths = seen.files;
     let links = links_to(&paths, &seen.dirs);
     paths.extend(links.into_iter().filter(|link| keep(link, &workdir)));
+    paths.extend(seen.names);
     let elapsed = started.elapsed();
     let mut setup_error = String::new();
     let _ = report_read.read_to_string(&mut setup_error);
@@ -259,6 +315,11 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
     }
     if overflowed {
         return Err(fail("the event queue overflowed; events were lost".into()));
+    }
+    if too_many {
+        return Err(fail(format!(
+            "it asked for more than {MAX_NAMES} names of files"
+        )));
     }
     let exit_code = status
         .exit_status()
@@ -303,11 +364,13 @@ pub fn in_child_process(f: impl FnOnce() -> String) -> Result<String> {
     Ok(answer)
 }
 
-/// What the events named: the files opened or executed, and the dirs listed.
+/// What the events named: the files opened or executed, and the dirs listed; and the
+/// names the tree asked for.
 #[derive(Default)]
 struct Seen {
     files: BTreeSet<PathBuf>,
     dirs: BTreeSet<PathBuf>,
+    names: BTreeSet<PathBuf>,
 }
 
 /// Reads the queued events into `seen`, closing each event's fd.
@@ -339,6 +402,7 @@ fn collect(group: &OwnedFd, workdir: &Path, seen: &mut Seen, overflowed: &mut bo
 /// dir, each marked, privileges dropped, then the command. Returns only on failure.
 fn child(
     group: &OwnedFd,
+    listener_socket: &OwnedFd,
     request: &LearnRequest,
     environment: &[(String, String)],
     workdir: &Path,
@@ -369,6 +433,12 @@ fn child(
         sys::new_session()?;
         sys::drop_privileges(user.uid, user.gid)?;
         sys::close_inherited_fds()?;
+        // Last, so that little of this setup stops for the supervisor; the calls of the
+        // exec below do (those that find no file on PATH are dropped with the names that
+        // name none).
+        let listener = requested::install()?;
+        sys::send_fd(listener_socket.as_fd(), listener.as_fd())?;
+        drop(listener);
         let stdout = std::io::stderr()
             .as_fd()
             .try_clone_to_owned()
@@ -426,6 +496,18 @@ mod tests {
         assert!(!keep(Path::new("/usr/lib/x.so (deleted)"), work));
         assert!(!keep(Path::new("/etc/ld.so.cache"), work));
         assert!(!keep(Path::new("relative"), work));
+    }
+
+    #[test]
+    fn a_name_is_learned_when_it_finds_a_file_outside_tmp_and_the_kernels_places() {
+        let scratch = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+        let work = Path::new("/var/tmp/runseal-learnX");
+        assert!(keep_name(Path::new("/etc/passwd"), work));
+        assert!(!keep_name(Path::new("/etc"), work), "a dir");
+        assert!(!keep_name(Path::new("/etc/runseal-none"), work), "nothing");
+        assert!(!keep_name(Path::new("/proc/self/status"), work));
+        assert!(!keep_name(scratch.path(), work), "under /tmp");
+        assert!(!keep_name(Path::new("/etc/ld.so.cache"), work));
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod learn;
 #[cfg(test)]
 mod recorder;
 mod report;
+mod requested;
 mod rootfs;
 mod seccomp;
 #[allow(unsafe_code)]

@@ -951,21 +951,210 @@ pub fn wait_child(pid: Pid, block: bool) -> Result<Option<rustix::process::WaitS
     }
 }
 
-/// Waits up to `timeout` for `fd` to become readable.
-pub fn wait_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> Result<()> {
-    let mut poll = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+/// Waits up to `timeout` for one of `fds` to become readable or hung up; returns each one's
+/// `revents` (`POLLIN`, `POLLHUP`, ...), all empty on a timeout or a signal.
+pub fn wait_readable(
+    fds: &[BorrowedFd<'_>],
+    timeout: std::time::Duration,
+) -> Result<Vec<libc::c_short>> {
+    let mut polls: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let millis = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: poll reads and writes only the one pollfd passed by pointer, alive for the call.
-    let ret = unsafe { libc::poll(&mut poll, 1, millis) };
+    // SAFETY: poll reads and writes only the pollfds passed by pointer with their count,
+    // alive for the call.
+    let ret = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, millis) };
     if ret < 0 {
         let error = std::io::Error::last_os_error();
         if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::sys("poll(fanotify)", error));
+            return Err(Error::sys("poll", error));
+        }
+    }
+    Ok(polls.iter().map(|p| p.revents).collect())
+}
+
+/// Loads `program` into the calling thread as a seccomp filter whose
+/// `SECCOMP_RET_USER_NOTIF` calls are reported on the returned listener
+/// (`SECCOMP_FILTER_FLAG_NEW_LISTENER`; the caller needs no_new_privs). The listener is
+/// close-on-exec.
+pub fn seccomp_listener(program: &[libc::sock_filter]) -> Result<OwnedFd> {
+    let call = "seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER)";
+    let length = u16::try_from(program.len())
+        .map_err(|_| Error::sys(call, std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
+    let fprog = libc::sock_fprog {
+        len: length,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` points at `length` instructions alive for the call, which the kernel
+    // copies and never writes.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if ret < 0 {
+        return Err(Error::sys(call, std::io::Error::last_os_error()));
+    }
+    // SAFETY: with NEW_LISTENER the kernel returns a new fd that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ret as i32) })
+}
+
+/// A system call a seccomp filter stopped for the supervisor: its thread (in this
+/// process's PID namespace), number and raw arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct SeccompNotice {
+    pub id: u64,
+    pub pid: u32,
+    pub nr: i64,
+    pub args: [u64; 6],
+}
+
+/// Receives the next notification pending on `listener` (`SECCOMP_IOCTL_NOTIF_RECV`),
+/// `None` when its thread died or was interrupted since the listener became readable.
+pub fn seccomp_receive(listener: BorrowedFd<'_>) -> Result<Option<SeccompNotice>> {
+    let mut sizes = libc::seccomp_notif_sizes {
+        seccomp_notif: 0,
+        seccomp_notif_resp: 0,
+        seccomp_data: 0,
+    };
+    // SAFETY: SECCOMP_GET_NOTIF_SIZES writes one `seccomp_notif_sizes`, passed by pointer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_NOTIF_SIZES,
+            0,
+            &mut sizes as *mut libc::seccomp_notif_sizes,
+        )
+    };
+    if ret < 0 {
+        let error = std::io::Error::last_os_error();
+        return Err(Error::sys("seccomp(SECCOMP_GET_NOTIF_SIZES)", error));
+    }
+    // The kernel writes its own size of the struct, which may outgrow this one's, and wants
+    // the buffer zeroed.
+    let size = usize::from(sizes.seccomp_notif).max(std::mem::size_of::<libc::seccomp_notif>());
+    let mut buffer = vec![0u64; size.div_ceil(8)];
+    loop {
+        // SAFETY: the buffer holds at least the kernel's `seccomp_notif`, 8-byte aligned and
+        // zeroed, alive for the call; the kernel writes into it and keeps no pointer.
+        let ret = unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                buffer.as_mut_ptr(),
+            )
+        };
+        if ret == 0 {
+            break;
+        }
+        match std::io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            e if e.kind() == std::io::ErrorKind::Interrupted => buffer.fill(0),
+            e => return Err(Error::sys("ioctl(SECCOMP_IOCTL_NOTIF_RECV)", e)),
+        }
+    }
+    // SAFETY: the buffer starts with the kernel's `seccomp_notif` (plain old data), which
+    // the successful call filled in.
+    let notice: libc::seccomp_notif = unsafe { std::ptr::read(buffer.as_ptr().cast()) };
+    Ok(Some(SeccompNotice {
+        id: notice.id,
+        pid: notice.pid,
+        nr: i64::from(notice.data.nr),
+        args: notice.data.args,
+    }))
+}
+
+/// Whether the notification `id` is still pending (`SECCOMP_IOCTL_NOTIF_ID_VALID`): false
+/// once its thread died, after which its pid may name another process.
+pub fn seccomp_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
+    // SAFETY: the ioctl reads one u64, passed by pointer and alive for the call.
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &id as *const u64,
+        )
+    };
+    ret == 0
+}
+
+/// Lets the stopped call `id` go on as if no filter had stopped it
+/// (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`); a thread that died meanwhile is no error.
+pub fn seccomp_continue(listener: BorrowedFd<'_>, id: u64) -> Result<()> {
+    let mut response = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: 0,
+        flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+    };
+    // SAFETY: the ioctl reads one `seccomp_notif_resp`, passed by pointer and alive for
+    // the call.
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &mut response as *mut libc::seccomp_notif_resp,
+        )
+    };
+    if ret < 0 {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::ENOENT) {
+            return Err(Error::sys(
+                "ioctl(SECCOMP_IOCTL_NOTIF_SEND, CONTINUE)",
+                error,
+            ));
         }
     }
     Ok(())
+}
+
+/// Sends `fd` over the Unix socket `socket` (`SCM_RIGHTS`, with one byte).
+pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    rustix::net::sendmsg(
+        socket,
+        &[std::io::IoSlice::new(b"f")],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .map(drop)
+    .map_err(call_error("sendmsg(SCM_RIGHTS)".into()))
+}
+
+/// Receives an fd sent by [`send_fd`]; `None` when the peer closed the socket first.
+pub fn receive_fd(socket: BorrowedFd<'_>) -> Result<Option<OwnedFd>> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    loop {
+        let received = rustix::net::recvmsg(
+            socket,
+            &mut [std::io::IoSliceMut::new(&mut byte)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        );
+        match received {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::sys("recvmsg(SCM_RIGHTS)", e)),
+        }
+    }
+    let fd = control.drain().find_map(|message| match message {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    });
+    Ok(fd)
 }

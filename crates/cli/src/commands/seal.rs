@@ -90,7 +90,7 @@ fn learn(
             format!("exit {}", learned.exit_code)
         };
         eprintln!(
-            "learn `{line}`: {} files opened ({ending}, {:.2}s)",
+            "learn `{line}`: {} paths learned ({ending}, {:.2}s)",
             learned.paths.len(),
             learned.elapsed.as_secs_f64()
         );
