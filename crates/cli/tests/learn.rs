@@ -263,6 +263,28 @@ fn a_tree_that_never_stops_asking_still_meets_its_timeout() {
     assert!(learned_reason(&t.manifest("sh"), "/usr/share/zoneinfo/UTC").is_some());
 }
 
+/// A learn command may be a runtime author's (a `learn:` field): it runs under the jobs'
+/// seccomp filter, so what jobs may not do (a user namespace here, which any user of the
+/// host may otherwise make) it may not do either.
+#[test]
+fn a_learn_command_runs_under_the_jobs_seccomp_filter() {
+    let t = sealtest!();
+    t.runtime("sh", DASH_YML);
+    let out = t.run(&[
+        "seal",
+        "sh",
+        "--learn",
+        "--",
+        "dash",
+        "-c",
+        "unshare --user true; echo unshare=$?",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    assert!(stderr.contains("unshare=1"), "{stderr}");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+}
+
 /// A name only `stat`ed or tested for access (a shell's `test`) is learned, through its link
 /// (`zoneinfo/UTC -> Etc/UTC`); names under /root and /etc/shadow, asked for the same way,
 /// are refused by the closure; names that find nothing are dropped.

@@ -219,6 +219,8 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
     let environment = learn_environment(&request.environment, user, &workdir);
 
     let group = sys::fanotify_init()?;
+    // Compiled here: the child only loads it.
+    let filters = crate::seccomp::job_filters()?;
     let (listener_read, listener_write) = rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::SEQPACKET,
@@ -241,6 +243,7 @@ pub fn learn(request: &LearnRequest) -> Result<Learned> {
             let error = child(
                 &group,
                 &listener_write,
+                &filters,
                 request,
                 &environment,
                 &workdir,
@@ -403,6 +406,7 @@ fn collect(group: &OwnedFd, workdir: &Path, seen: &mut Seen, overflowed: &mut bo
 fn child(
     group: &OwnedFd,
     listener_socket: &OwnedFd,
+    filters: &[seccompiler::BpfProgram],
     request: &LearnRequest,
     environment: &[(String, String)],
     workdir: &Path,
@@ -433,6 +437,9 @@ fn child(
         sys::new_session()?;
         sys::drop_privileges(user.uid, user.gid)?;
         sys::close_inherited_fds()?;
+        // The command may be a runtime author's (a `learn:` field): it gets the jobs' filter,
+        // which refuses what it refuses them (io_uring, keyrings, new namespaces, ...).
+        crate::seccomp::load(filters)?;
         // Last, so that little of this setup stops for the supervisor; the calls of the
         // exec below do (those that find no file on PATH are dropped with the names that
         // name none).
