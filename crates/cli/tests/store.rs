@@ -147,21 +147,25 @@ fn gc_frees_a_removed_runtimes_files_and_nothing_in_use() {
     assert_eq!(gc(&t, &[])["entries"], 0);
     let before = du(&t);
 
-    ok(&t.run(&["remove", "node-20"]), "remove");
+    // What a `remove` killed midway leaves: the runtime renamed, its deletion begun.
+    let trash = t.path().join(".node-20.removing");
+    std::fs::rename(t.path().join("node-20"), &trash).unwrap();
+    std::fs::remove_file(trash.join("runtime.yml")).unwrap();
     // What a seal killed midway leaves.
     std::fs::create_dir_all(python.join("isolated.tmp/usr")).unwrap();
+    let listed = serde_json::json!([python.join("isolated.tmp"), trash]);
+    // A dry run counts the entries whose other links are all in what it would remove.
     let dry = gc(&t, &["--dry-run"]);
     assert!(u(&dry["entries"]) > 1000, "{dry}");
-    assert!(python.join("isolated.tmp").exists());
+    assert_eq!(dry["removed"], listed, "{dry}");
+    assert!(python.join("isolated.tmp").exists() && trash.exists());
     assert_eq!(du(&t)["store"]["entries"], before["store"]["entries"]);
 
     let report = gc(&t, &[]);
     assert_eq!(report["entries"], dry["entries"], "{report}");
-    assert_eq!(
-        report["removed"],
-        serde_json::json!([python.join("isolated.tmp")]),
-        "{report}"
-    );
+    assert_eq!(report["bytes"], dry["bytes"], "{report}");
+    assert_eq!(report["removed"], listed, "{report}");
+    assert!(!trash.exists());
     let after = du(&t);
     let removed = u(&before["store"]["entries"]) - u(&after["store"]["entries"]);
     assert_eq!(removed, u(&report["entries"]));

@@ -69,34 +69,12 @@ pub fn usage(root: &Path) -> Result<Usage> {
     };
     let objects = root.join(STORE_DIR).join("objects");
     let mut inodes: HashMap<(u64, u64), Inode> = HashMap::new();
-    let walk = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .same_file_system(true);
-    for item in walk {
-        let item = match item {
-            Ok(item) => item,
-            // Removed by a seal or gc since its dir was read.
-            Err(e) if e.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound) => {
-                continue
-            }
-            Err(e) => {
-                let path = e.path().map(Path::to_path_buf).unwrap_or_default();
-                return Err(Error::io(path, e.into()));
-            }
-        };
-        if !item.file_type().is_file() {
-            continue;
-        }
-        let meta = match item.metadata() {
-            Ok(meta) => meta,
-            Err(_) if !item.path().exists() => continue,
-            Err(e) => return Err(Error::io(item.path(), e.into())),
-        };
+    each_file(root, true, |path, meta| {
         let inode = inodes.entry((meta.dev(), meta.ino())).or_insert(Inode {
             size: meta.len(),
             runtimes: Vec::new(),
         });
-        if item.path().parent() == Some(&objects) {
+        if path.parent() == Some(&objects) {
             usage.store.entries += 1;
             usage.store.bytes += meta.len();
             if meta.nlink() == 1 {
@@ -108,7 +86,7 @@ pub fn usage(root: &Path) -> Result<Usage> {
         let owner = dirs
             .iter()
             .enumerate()
-            .filter(|(_, dir)| item.path().starts_with(dir))
+            .filter(|(_, dir)| path.starts_with(dir))
             .max_by_key(|(_, dir)| dir.components().count())
             .map(|(i, _)| i);
         if let Some(i) = owner {
@@ -118,7 +96,7 @@ pub fn usage(root: &Path) -> Result<Usage> {
                 inode.runtimes.push(i);
             }
         }
-    }
+    })?;
     for inode in inodes.values() {
         usage.physical += inode.size;
         for &i in &inode.runtimes {
@@ -130,4 +108,40 @@ pub fn usage(root: &Path) -> Result<Usage> {
     }
     usage.logical = usage.runtimes.iter().map(|r| r.logical).sum();
     Ok(usage)
+}
+
+/// Calls `f` on each regular file at or below `top`, with its metadata, following no
+/// symlink below `top` (nor `top` itself unless `follow_top`: a root the operator names may
+/// be one) and staying on `top`'s filesystem. Seals and gcs removing files meanwhile make a
+/// file vanish between its listing and its `stat`: it is skipped.
+pub(crate) fn each_file(
+    top: &Path,
+    follow_top: bool,
+    mut f: impl FnMut(&Path, &std::fs::Metadata),
+) -> Result<()> {
+    let walk = walkdir::WalkDir::new(top)
+        .follow_links(false)
+        .follow_root_links(follow_top)
+        .same_file_system(true);
+    for item in walk {
+        let item = match item {
+            Ok(item) => item,
+            Err(e) if e.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound) => {
+                continue
+            }
+            Err(e) => {
+                let path = e.path().map(Path::to_path_buf).unwrap_or_default();
+                return Err(Error::io(path, e.into()));
+            }
+        };
+        if !item.file_type().is_file() {
+            continue;
+        }
+        match item.metadata() {
+            Ok(meta) => f(item.path(), &meta),
+            Err(_) if !item.path().exists() => {}
+            Err(e) => return Err(Error::io(item.path(), e.into())),
+        }
+    }
+    Ok(())
 }
