@@ -362,6 +362,9 @@ pub enum Command {
     /// nothing were shared), PHYSICAL (each inode once) and EXCLUSIVE (what no other runtime
     /// shares: what `remove` and then `gc` free). The total's PHYSICAL counts each inode
     /// under the root once, the store included. Sizes are file bytes, not disk blocks.
+    /// A user other than root gets every runtime's figures (what runtimes share is seen by
+    /// their inodes) but not the store's, which is root's alone: its entries no runtime
+    /// links are then missing from the total's PHYSICAL, and the output says so.
     Du,
     /// Remove what nothing under --root uses, safe while seals, imports and jobs run.
     ///

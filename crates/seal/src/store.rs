@@ -348,7 +348,7 @@ pub fn gc(root: &Path, dry_run: bool) -> Result<GcReport> {
     let mut listed_links: HashMap<(u64, u64), u64> = HashMap::new();
     if dry_run {
         for path in &report.removed {
-            crate::usage::each_file(path, false, |_, meta| {
+            crate::usage::each_file(path, false, None, |_, meta| {
                 *listed_links.entry((meta.dev(), meta.ino())).or_default() += 1;
             })?;
         }
