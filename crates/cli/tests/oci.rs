@@ -394,6 +394,7 @@ fn tls_verify_false_accepts_a_self_signed_registry_and_the_default_refuses_it() 
 /// only what is each runtime's own (runtime.yml, the manifest, the SBOM).
 #[test]
 fn an_image_imported_beside_its_sealed_runtime_shares_its_files() {
+    use std::os::unix::fs::MetadataExt;
     let t = sealtest!();
     let runtime = t.sealed_openjdk();
     let layout = tempfile::tempdir().unwrap();
@@ -437,6 +438,29 @@ fn an_image_imported_beside_its_sealed_runtime_shares_its_files() {
         u(&after["store"]["entries"]),
         u(&before["store"]["entries"]) + 1
     );
+    // Every file is the sealed one's inode, but for what each runtime keeps as its own.
+    // Most of a Debian package's files have whole-second mtimes (dpkg unpacks tars); the
+    // ones written on the host since (ca-certificates-java's cacerts, say) were copies
+    // before the PAX records.
+    let imported_tree = t.path().join("imported/isolated");
+    let mut compared = 0;
+    for entry in walkdir::WalkDir::new(&imported_tree) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(&imported_tree).unwrap();
+        let own = [".runseal-manifest.json", ".runseal-sbom.spdx.json"];
+        if !entry.file_type().is_file() || own.iter().any(|o| rel == Path::new(o)) {
+            continue;
+        }
+        let sealed = std::fs::metadata(runtime.join("isolated").join(rel)).unwrap();
+        assert_eq!(
+            entry.metadata().unwrap().ino(),
+            sealed.ino(),
+            "{} is not shared",
+            rel.display()
+        );
+        compared += 1;
+    }
+    assert!(compared > 300, "{compared} files compared");
     for name in ["openjdk-17", "imported"] {
         ok(&t.run(&["verify", name]), &format!("verify {name}"));
     }
