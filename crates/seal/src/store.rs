@@ -393,6 +393,7 @@ fn dead_removals(top: &DirFd, dry_run: bool, report: &mut GcReport) -> Result<()
             Err(_) if !top.exists(&name)? => continue,
             Err(e) => return Err(e),
         };
+        // Held until the dir is gone, as the removal held them.
         let held = match trash.lock(false) {
             Ok(lock) => crate::seal::lock_unused_trees(&trash)?.map(|trees| (lock, trees)),
             Err(Error::Busy { .. }) => None,
