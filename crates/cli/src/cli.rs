@@ -362,17 +362,21 @@ pub enum Command {
     /// nothing were shared), PHYSICAL (each inode once) and EXCLUSIVE (what no other runtime
     /// shares: what `remove` and then `gc` free). The total's PHYSICAL counts each inode
     /// under the root once, the store included. Sizes are file bytes, not disk blocks.
+    /// A user other than root gets every runtime's figures (what runtimes share is seen by
+    /// their inodes) but not the store's, which is root's alone: its entries no runtime
+    /// links are then missing from the total's PHYSICAL, and the output says so.
     Du,
     /// Remove what nothing under --root uses, safe while seals, imports and jobs run.
     ///
     /// Removes store entries that no runtime links any more (after `remove`, or a re-seal
-    /// that dropped a file), what seals and imports killed midway left (staging trees,
-    /// temp files), and trees a re-seal replaced once no job runs on them. A runtime being
-    /// sealed, a tree a job runs on and the store's temp files while a seal or import has
-    /// the store open are left and listed as busy; run gc again later.
+    /// that dropped a file), what seals, imports and removals killed midway left (staging
+    /// trees, temp files, ROOT/.NAME.removing), and trees a re-seal replaced once no job runs
+    /// on them. A runtime being sealed or removed, a tree a job runs on and the store's temp
+    /// files while a seal or import has the store open are left and listed as busy; run gc
+    /// again later.
     Gc {
-        /// List what would be removed; remove nothing. Store entries that removing the
-        /// listed trees would free are not counted until those trees are gone.
+        /// List what would be removed; remove nothing. Store entries count when their only
+        /// other links are in what is listed: the entries a real run would free.
         #[arg(long)]
         dry_run: bool,
     },

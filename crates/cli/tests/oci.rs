@@ -388,3 +388,84 @@ fn tls_verify_false_accepts_a_self_signed_registry_and_the_default_refuses_it() 
     ok(&out, "install over HTTPS");
     ok(&second.run(&["verify", "fixture"]), "verify");
 }
+
+/// An image exported from a root and imported under it again keeps each file's exact mtime
+/// (a PAX record), so its files are the sealed runtime's store entries: the import adds
+/// only what is each runtime's own (runtime.yml, the manifest, the SBOM).
+#[test]
+fn an_image_imported_beside_its_sealed_runtime_shares_its_files() {
+    use std::os::unix::fs::MetadataExt;
+    let t = sealtest!();
+    let runtime = t.sealed_openjdk();
+    let layout = tempfile::tempdir().unwrap();
+    let image = format!("oci:{}:17", layout.path().join("jdk").display());
+    ok(
+        &t.run(&["export", runtime.to_str().unwrap(), &image]),
+        "export",
+    );
+    let du = |what: &str| {
+        let out = t.run(&["--json", "du"]);
+        ok(&out, "du");
+        let usage = json(&out);
+        eprintln!(
+            "{what}: logical {} B, physical {} B, store {} entries",
+            usage["logical"], usage["physical"], usage["store"]["entries"]
+        );
+        usage
+    };
+    let before = du("sealed");
+    ok(
+        &t.run(&["import", &image, "--name", "imported"]),
+        "import under the same root",
+    );
+    let after = du("sealed and imported");
+    let u = |v: &serde_json::Value| v.as_u64().unwrap();
+    let imported = after["runtimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dir"].as_str().unwrap().ends_with("/imported"))
+        .unwrap();
+    eprintln!("imported: {imported}");
+    let added = u(&after["physical"]) - u(&before["physical"]);
+    // The manifest, runtime.yml and the SBOM, a few MB at most of a runtime of hundreds.
+    assert!(
+        added < u(&imported["logical"]) / 50 && added == u(&imported["exclusive"]),
+        "the import added {added} B: {imported}"
+    );
+    // One entry more: the import's SBOM, which a seal keeps as the runtime's own.
+    assert_eq!(
+        u(&after["store"]["entries"]),
+        u(&before["store"]["entries"]) + 1
+    );
+    // Every file is the sealed one's inode, but for what each runtime keeps as its own.
+    // Most of a Debian package's files have whole-second mtimes (dpkg unpacks tars); the
+    // ones written on the host since (ca-certificates-java's cacerts, say) were copies
+    // before the PAX records.
+    let imported_tree = t.path().join("imported/isolated");
+    let mut compared = 0;
+    for entry in walkdir::WalkDir::new(&imported_tree) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(&imported_tree).unwrap();
+        let own = [".runseal-manifest.json", ".runseal-sbom.spdx.json"];
+        if !entry.file_type().is_file() || own.iter().any(|o| rel == Path::new(o)) {
+            continue;
+        }
+        let sealed = std::fs::metadata(runtime.join("isolated").join(rel)).unwrap();
+        assert_eq!(
+            entry.metadata().unwrap().ino(),
+            sealed.ino(),
+            "{} is not shared",
+            rel.display()
+        );
+        compared += 1;
+    }
+    assert!(compared > 300, "{compared} files compared");
+    for name in ["openjdk-17", "imported"] {
+        ok(&t.run(&["verify", name]), &format!("verify {name}"));
+    }
+    // Sharing moved nothing the sealed runtime's manifest records.
+    let out = t.run(&["--json", "seal", "openjdk-17"]);
+    ok(&out, "seal again");
+    assert_eq!(json(&out)["outcome"], "unchanged");
+}

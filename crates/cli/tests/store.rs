@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 
-use crate::util::{code, json, text, TestRoot};
+use crate::util::{code, host_yaml, json, text, TestRoot};
 
 const RUNTIMES: [&str; 3] = ["openjdk-17", "python-3.11", "node-20"];
 
@@ -147,21 +147,25 @@ fn gc_frees_a_removed_runtimes_files_and_nothing_in_use() {
     assert_eq!(gc(&t, &[])["entries"], 0);
     let before = du(&t);
 
-    ok(&t.run(&["remove", "node-20"]), "remove");
+    // What a `remove` killed midway leaves: the runtime renamed, its deletion begun.
+    let trash = t.path().join(".node-20.removing");
+    std::fs::rename(t.path().join("node-20"), &trash).unwrap();
+    std::fs::remove_file(trash.join("runtime.yml")).unwrap();
     // What a seal killed midway leaves.
     std::fs::create_dir_all(python.join("isolated.tmp/usr")).unwrap();
+    let listed = serde_json::json!([python.join("isolated.tmp"), trash]);
+    // A dry run counts the entries whose other links are all in what it would remove.
     let dry = gc(&t, &["--dry-run"]);
     assert!(u(&dry["entries"]) > 1000, "{dry}");
-    assert!(python.join("isolated.tmp").exists());
+    assert_eq!(dry["removed"], listed, "{dry}");
+    assert!(python.join("isolated.tmp").exists() && trash.exists());
     assert_eq!(du(&t)["store"]["entries"], before["store"]["entries"]);
 
     let report = gc(&t, &[]);
     assert_eq!(report["entries"], dry["entries"], "{report}");
-    assert_eq!(
-        report["removed"],
-        serde_json::json!([python.join("isolated.tmp")]),
-        "{report}"
-    );
+    assert_eq!(report["bytes"], dry["bytes"], "{report}");
+    assert_eq!(report["removed"], listed, "{report}");
+    assert!(!trash.exists());
     let after = du(&t);
     let removed = u(&before["store"]["entries"]) - u(&after["store"]["entries"]);
     assert_eq!(removed, u(&report["entries"]));
@@ -248,4 +252,34 @@ fn gc_raced_against_seals_and_runs_removes_nothing_in_use() {
         verifies(&t, runtime);
         assert_eq!(seal(&t, runtime)["outcome"], "unchanged", "{runtime}");
     }
+}
+
+/// The store is root's alone (0700); `du` as another user still gives each runtime's
+/// figures and says that the store's need root.
+#[test]
+fn du_as_another_user_gives_the_runtimes_and_says_the_store_needs_root() {
+    use std::os::unix::process::CommandExt;
+    let t = sealtest!();
+    t.runtime("plain", &host_yaml(&[Path::new("/usr/bin/busybox")]));
+    seal(&t, "plain");
+    let as_nobody = |args: &[&str]| {
+        let mut command = t.runseal_std();
+        command.args(args).uid(65534).gid(65534);
+        let out = command.output().unwrap();
+        ok(&out, "du as nobody");
+        out
+    };
+    let root = du(&t);
+    let nobody = json(&as_nobody(&["--json", "du"]));
+    assert_eq!(nobody["store"], Value::Null, "{nobody}");
+    assert_eq!(
+        nobody["unreadable"],
+        serde_json::json!([t.path().join(".runseal-store")])
+    );
+    assert_eq!(nobody["runtimes"], root["runtimes"]);
+    assert_eq!(nobody["logical"], root["logical"]);
+    assert!(u(&of(&nobody, "plain")["logical"]) > 500_000, "{nobody}");
+    assert_eq!(root["unreadable"], serde_json::json!([]));
+    let printed = text(&as_nobody(&["du"]).stdout);
+    assert!(printed.contains("need root"), "{printed}");
 }

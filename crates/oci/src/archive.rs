@@ -8,6 +8,7 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::export::header;
 use crate::extract::{safe_path, Limits};
 use crate::layout::{Digest, OciDir};
 
@@ -35,7 +36,8 @@ pub fn write(layout: &OciDir, dest: &Path) -> Result<()> {
         let path = layout.path().join(name);
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
         let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        let mut header = header(tar::EntryType::Regular, 0o644, len);
+        let mut header = header(tar::EntryType::Regular, 0o644, 0);
+        header.set_size(len);
         builder.append_data(&mut header, name, file).map_err(io)
     };
     file_entry(&mut builder, "oci-layout")?;
@@ -53,18 +55,6 @@ pub fn write(layout: &OciDir, dest: &Path) -> Result<()> {
     temp.as_file().sync_all().map_err(io)?;
     temp.persist(dest).map_err(|e| io(e.error))?;
     Ok(())
-}
-
-/// A tar header as every entry here gets it: root's, at time zero.
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(kind);
-    header.set_mode(mode);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(0);
-    header.set_size(size);
-    header
 }
 
 /// Unpacks the layout names of the archive `source` into the empty dir `into`.

@@ -1,7 +1,9 @@
 //! A sealed runtime as an OCI image, reproducibly: the same sealed tree always gives the same
 //! bytes, so the same digests. Entries are in path order, owned by 0:0 with no user or group
-//! names, with the sealed tree's own modes and mtimes (Python's `.pyc` files are checked
-//! against their sources' mtimes, so these are kept, not zeroed); gzip headers carry no time.
+//! names, with the sealed tree's own modes and exact mtimes (Python's `.pyc` files are
+//! checked against their sources' mtimes, so these are kept, not zeroed; the nanoseconds go
+//! in a PAX `mtime` record, so that an import under the same root shares its files with the
+//! sealed runtime through the store, keyed by mtime); gzip headers carry no time.
 //!
 //! Layers chosen so that a registry dedupes what runtimes share. The shared libraries of the
 //! host's library dirs are the same files in every runtime sealed on one host, but each
@@ -349,24 +351,16 @@ fn append<W: Write>(
 ) -> Result<u64> {
     let rel = below_root(path);
     let io = |e| Error::io(tree.join(rel), e);
-    let mut header = tar::Header::new_gnu();
-    header.set_uid(0);
-    header.set_gid(0);
     let record = match entry {
         Entry::FixedDir => {
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(0o755);
-            header.set_mtime(0);
-            header.set_size(0);
+            let mut header = header(tar::EntryType::Directory, 0o755, 0);
             builder
                 .append_data(&mut header, dir_name(rel), std::io::empty())
                 .map_err(io)?;
             return Ok(0);
         }
         Entry::Bytes(bytes) => {
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(0o644);
-            header.set_mtime(0);
+            let mut header = header(tar::EntryType::Regular, 0o644, 0);
             header.set_size(bytes.len() as u64);
             builder
                 .append_data(&mut header, rel, bytes.as_slice())
@@ -375,20 +369,34 @@ fn append<W: Write>(
         }
         Entry::Sealed(record) => record,
     };
-    header.set_mode(record.mode);
-    header.set_mtime(u64::try_from(record.mtime).unwrap_or(0));
+    // A time before 1970 is written as 1970 (ustar has no sign), whole.
+    let (mtime, nsec) = match u64::try_from(record.mtime) {
+        Ok(mtime) => (mtime, record.mtime_nsec),
+        Err(_) => (0, 0),
+    };
+    // The header holds whole seconds; the exact time goes in a PAX record before it, as
+    // GNU tar and bsdtar write it, so that an import restores the very mtime the store
+    // keys its entries by and shares these files with the sealed runtime's.
+    if nsec != 0 {
+        let exact = format!("{mtime}.{nsec:09}");
+        builder
+            .append_pax_extensions([("mtime", exact.as_bytes())])
+            .map_err(io)?;
+    }
+    let kind = match &record.kind {
+        ManifestKind::Dir => tar::EntryType::Directory,
+        ManifestKind::Symlink { .. } => tar::EntryType::Symlink,
+        ManifestKind::File { .. } => tar::EntryType::Regular,
+    };
+    let mut header = header(kind, record.mode, mtime);
     match &record.kind {
         ManifestKind::Dir => {
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_size(0);
             builder
                 .append_data(&mut header, dir_name(rel), std::io::empty())
                 .map_err(io)?;
             Ok(0)
         }
         ManifestKind::Symlink { target, .. } => {
-            header.set_entry_type(tar::EntryType::Symlink);
-            header.set_size(0);
             builder.append_link(&mut header, rel, target).map_err(io)?;
             Ok(0)
         }
@@ -401,7 +409,6 @@ fn append<W: Write>(
             if file.metadata().map_err(io)?.len() != *size {
                 return Err(changed("its size differs from the manifest's"));
             }
-            header.set_entry_type(tar::EntryType::Regular);
             header.set_size(*size);
             let mut reader = Blake3Reader {
                 inner: file.take(*size),
@@ -417,6 +424,19 @@ fn append<W: Write>(
             Ok(*size)
         }
     }
+}
+
+/// A POSIX (ustar) header owned by 0:0 with no user or group names, size 0: the format
+/// PAX records extend. Every entry runseal writes, in a layer or an archive, starts so.
+pub(crate) fn header(kind: tar::EntryType, mode: u32, mtime: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(mtime);
+    header.set_size(0);
+    header
 }
 
 /// Directory entries end with `/`, as every tar tool writes them.

@@ -95,21 +95,17 @@ impl<'a> Extraction<'a> {
             else {
                 continue; // the root itself
             };
+            let mtime = mtime_of(&mut entry).map_err(|reason| self.refuse(&rel, reason))?;
             let header = entry.header();
             let mode = sealed_mode(header.mode().map_err(io)?);
-            let mtime = header
-                .mtime()
-                .ok()
-                .and_then(|t| i64::try_from(t).ok())
-                .ok_or_else(|| self.refuse(&rel, "has no valid mtime"))?;
             let kind = header.entry_type();
             let record = |kind| ManifestEntry {
                 kind,
                 mode,
                 uid: 0,
                 gid: 0,
-                mtime,
-                mtime_nsec: 0,
+                mtime: mtime.0,
+                mtime_nsec: mtime.1,
                 source: Path::new("/").join(&rel),
             };
             if rel == Path::new(MANIFEST_NAME) && kind.is_file() {
@@ -165,7 +161,7 @@ impl<'a> Extraction<'a> {
         for (path, record) in self.entries.iter().rev() {
             if record.kind == ManifestKind::Dir {
                 let dir = self.tree.open_dir(path.strip_prefix("/").unwrap_or(path))?;
-                set_metadata(dir.fd(), record.mode, record.mtime)
+                set_metadata(dir.fd(), record.mode, (record.mtime, record.mtime_nsec))
                     .map_err(|e| Error::io(dir.path(), e))?;
             }
         }
@@ -258,7 +254,7 @@ impl<'a> Extraction<'a> {
         &mut self,
         rel: &Path,
         mode: u32,
-        mtime: i64,
+        mtime: Mtime,
         entry: &mut impl Read,
     ) -> Result<(u64, String)> {
         let (dir, name) = self.replace(rel)?;
@@ -282,7 +278,7 @@ impl<'a> Extraction<'a> {
         Ok((size, hasher.finalize().to_hex().to_string()))
     }
 
-    fn symlink(&mut self, rel: &Path, target: &Path, mtime: i64) -> Result<()> {
+    fn symlink(&mut self, rel: &Path, target: &Path, mtime: Mtime) -> Result<()> {
         let (dir, name) = self.replace(rel)?;
         let path = dir.join(name);
         symlinkat(target, dir.fd(), name).map_err(|e| Error::io(&path, e.into()))?;
@@ -334,10 +330,83 @@ fn kind_of(dir: &DirFd, name: &(impl AsRef<Path> + ?Sized)) -> Result<Option<Fil
     }
 }
 
-fn times(mtime: i64) -> Timestamps {
+/// Seconds and nanoseconds since 1970, as `stat` gives them and the manifest records them.
+type Mtime = (i64, i64);
+
+/// The latest mtime an image may give: the end of year 9999, the last time RFC 3339 (and so
+/// every tool that prints one) can write. Far below what overflows any arithmetic on it.
+const MAX_MTIME: i64 = 253_402_300_799;
+
+/// The mtime of `entry`: its PAX `mtime` record when it has one (the last, as PAX says a
+/// later record overrides), else the header's whole seconds; or why it is refused.
+fn mtime_of<R: Read>(entry: &mut tar::Entry<R>) -> std::result::Result<Mtime, String> {
+    let mut exact = None;
+    if let Some(records) = entry
+        .pax_extensions()
+        .map_err(|e| format!("has an unreadable PAX header ({e})"))?
+    {
+        for record in records {
+            let record = record.map_err(|_| "has a malformed PAX header record".to_string())?;
+            if record.key_bytes() == b"mtime" {
+                exact = Some(record.value_bytes());
+            }
+        }
+    }
+    match exact {
+        Some(value) => pax_mtime(value).map_err(|reason| {
+            format!(
+                "has a PAX mtime `{}` that {reason}",
+                String::from_utf8_lossy(&value[..value.len().min(40)])
+            )
+        }),
+        None => match entry.header().mtime().map(i64::try_from) {
+            Ok(Ok(seconds)) if seconds <= MAX_MTIME => Ok((seconds, 0)),
+            _ => Err(format!("has no mtime, or one past {MAX_MTIME} (year 9999)")),
+        },
+    }
+}
+
+/// A PAX time (`SECONDS[.FRACTION]`, decimal) as seconds and nanoseconds; digits past the
+/// ninth of the fraction are dropped, as GNU tar and Go read them. Runseal's exports write
+/// no time before 1970 (ustar has no sign), so a negative one is refused, as is one past
+/// [`MAX_MTIME`] and anything else; only 12 digits at most are ever converted, so no value
+/// overflows.
+fn pax_mtime(value: &[u8]) -> std::result::Result<Mtime, &'static str> {
+    let (seconds, fraction) = match value.iter().position(|b| *b == b'.') {
+        Some(dot) => (&value[..dot], &value[dot + 1..]),
+        None => (value, &[][..]),
+    };
+    if seconds.first() == Some(&b'-') {
+        return Err("is before 1970; runseal images hold no such time");
+    }
+    let digits = |part: &[u8]| part.iter().all(u8::is_ascii_digit);
+    if seconds.is_empty() || !digits(seconds) || !digits(fraction) {
+        return Err("is not a decimal time (SECONDS or SECONDS.FRACTION)");
+    }
+    let significant = &seconds[seconds.iter().take_while(|b| **b == b'0').count()..];
+    let seconds = match significant.len() {
+        // At most 12 digits, far within an i64: parsing cannot overflow.
+        0..=12 => std::str::from_utf8(significant)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0),
+        _ => i64::MAX,
+    };
+    if seconds > MAX_MTIME {
+        return Err("is past the year 9999");
+    }
+    let nanos = fraction
+        .iter()
+        .chain(std::iter::repeat(&b'0'))
+        .take(9)
+        .fold(0i64, |n, digit| n * 10 + i64::from(digit - b'0'));
+    Ok((seconds, nanos))
+}
+
+fn times((seconds, nanos): Mtime) -> Timestamps {
     let time = Timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
+        tv_sec: seconds,
+        tv_nsec: nanos,
     };
     Timestamps {
         last_access: time,
@@ -345,7 +414,7 @@ fn times(mtime: i64) -> Timestamps {
     }
 }
 
-fn set_metadata(fd: impl std::os::fd::AsFd, mode: u32, mtime: i64) -> std::io::Result<()> {
+fn set_metadata(fd: impl std::os::fd::AsFd, mode: u32, mtime: Mtime) -> std::io::Result<()> {
     fchmod(&fd, Mode::from_raw_mode(mode))?;
     futimens(&fd, &times(mtime))?;
     Ok(())
@@ -525,6 +594,103 @@ pub(crate) mod tests {
         };
         let err = Scene::new().extract(&[tar_of(&many)], limits).unwrap_err();
         assert!(err.to_string().contains("more than 4 entries"), "{err}");
+    }
+
+    #[test]
+    fn pax_mtimes_are_read_exactly_and_hostile_ones_refused() {
+        assert_eq!(pax_mtime(b"1700000000"), Ok((1_700_000_000, 0)));
+        assert_eq!(pax_mtime(b"1700000000."), Ok((1_700_000_000, 0)));
+        assert_eq!(pax_mtime(b"1700000000.5"), Ok((1_700_000_000, 500_000_000)));
+        assert_eq!(
+            pax_mtime(b"1700000000.123456789"),
+            Ok((1_700_000_000, 123_456_789))
+        );
+        // Past nanoseconds, digits are dropped, not rounded.
+        assert_eq!(pax_mtime(b"0.1234567899999"), Ok((0, 123_456_789)));
+        assert_eq!(pax_mtime(b"000000000000000000000042.0"), Ok((42, 0)));
+        assert_eq!(
+            pax_mtime(b"253402300799.999999999"),
+            Ok((MAX_MTIME, 999_999_999))
+        );
+        for (value, why) in [
+            (&b"-1"[..], "before 1970"),
+            (b"-1.5", "before 1970"),
+            (b"253402300800", "past the year 9999"),
+            (b"9223372036854775808", "past the year 9999"),
+            (&[b'9'; 4096][..], "past the year 9999"),
+            (b"", "not a decimal time"),
+            (b".5", "not a decimal time"),
+            (b"1e9", "not a decimal time"),
+            (b"+1", "not a decimal time"),
+            (b" 1", "not a decimal time"),
+            (b"1.2.3", "not a decimal time"),
+            (b"1.-2", "not a decimal time"),
+            (b"\xff", "not a decimal time"),
+        ] {
+            let err = pax_mtime(value).unwrap_err();
+            assert!(err.contains(why), "{value:?}: {err}");
+        }
+    }
+
+    /// A layer as `tar --format=pax` writes it: each entry's exact mtime in a PAX record.
+    fn pax_layer(entries: &[(&[u8], EntryType, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, mtime) in entries {
+            builder.append_pax_extensions([("mtime", *mtime)]).unwrap();
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(*kind);
+            header.set_mode(0o644);
+            header.set_mtime(1);
+            header.set_size(0);
+            header.set_path(std::str::from_utf8(name).unwrap()).unwrap();
+            if kind.is_symlink() {
+                header.set_link_name("target").unwrap();
+            }
+            header.set_cksum();
+            builder.append(&header, std::io::empty()).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_pax_mtime_is_restored_and_recorded_to_the_nanosecond() {
+        use std::os::unix::fs::MetadataExt;
+        let scene = Scene::new();
+        let layer = pax_layer(&[
+            (b"d/", EntryType::Directory, b"1600000000.000000007"),
+            (b"d/f", EntryType::Regular, b"1700000000.123456789"),
+            (b"d/l", EntryType::Symlink, b"1650000000.5"),
+        ]);
+        let entries = scene.extract(&[layer], Limits::default()).unwrap();
+        let tree = scene.dir.path().join("tree");
+        for (path, expected) in [
+            ("d", (1_600_000_000, 7)),
+            ("d/f", (1_700_000_000, 123_456_789)),
+            ("d/l", (1_650_000_000, 500_000_000)),
+        ] {
+            let meta = std::fs::symlink_metadata(tree.join(path)).unwrap();
+            assert_eq!((meta.mtime(), meta.mtime_nsec()), expected, "{path}");
+            let record = &entries[&Path::new("/").join(path)];
+            assert_eq!((record.mtime, record.mtime_nsec), expected, "{path}");
+        }
+
+        for (mtime, why) in [
+            (&b"-5"[..], "before 1970"),
+            (b"99999999999999999999999", "past the year 9999"),
+            (b"soon", "not a decimal time"),
+        ] {
+            let layer = pax_layer(&[(b"f", EntryType::Regular, mtime)]);
+            Scene::new().refused(&[layer], why);
+        }
+        let mut late = tar::Header::new_gnu();
+        late.set_entry_type(EntryType::Regular);
+        late.set_path("f").unwrap();
+        late.set_size(0);
+        late.set_mtime(u64::MAX);
+        late.set_cksum();
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.append(&late, std::io::empty()).unwrap();
+        Scene::new().refused(&[builder.into_inner().unwrap()], "year 9999");
     }
 
     #[test]

@@ -596,7 +596,8 @@ fn renumber(violation: Violation, planned: &[(usize, PlanMount)]) -> Violation {
 /// Removes the runtime in `dir`, refusing while a seal of it runs or a job runs on any of
 /// its trees. The dir is first renamed to a hidden name beside it, so that a removal killed
 /// half-way leaves no half-deleted runtime, only that hidden dir (which the next removal of
-/// the same runtime clears).
+/// the same runtime, or `gc`, clears). The runtime's lock and its trees' are held from
+/// before the rename to the end, which is how `gc` tells a live removal from a dead one.
 pub fn remove_runtime(dir: &Path) -> Result<()> {
     let not_named = || Error::io(dir, std::io::ErrorKind::InvalidInput.into());
     let name = dir
@@ -604,26 +605,38 @@ pub fn remove_runtime(dir: &Path) -> Result<()> {
         .and_then(|n| n.to_str())
         .ok_or_else(not_named)?;
     let parent = DirFd::open(dir.parent().ok_or_else(not_named)?)?;
-    let trash = format!(".{name}.removing");
+    let trash = format!(".{name}{REMOVING_SUFFIX}");
     parent.remove_tree(&trash)?;
     let runtime = parent.open_dir(name)?;
     let _lock = runtime.lock(false)?;
-    let mut names = replaced_trees(&runtime)?;
+    let Some(_unused) = lock_unused_trees(&runtime)? else {
+        return Err(Error::InUse { path: dir.into() });
+    };
+    parent.rename(name, &trash)?;
+    parent.sync()?;
+    parent.remove_tree(&trash)
+}
+
+/// How the hidden name a removal renames a runtime dir to ends (`.NAME.removing`).
+pub(crate) const REMOVING_SUFFIX: &str = ".removing";
+
+/// The exclusive locks of every tree in `runtime`, the sealed one and those replaced, when
+/// no job holds any of them (jobs hold their tree's shared); `None` when a job runs on one.
+/// A name that is not a directory (a link the author planted) has no job on it.
+pub(crate) fn lock_unused_trees(runtime: &DirFd) -> Result<Option<Vec<rustix::fd::OwnedFd>>> {
+    let mut names = replaced_trees(runtime)?;
     names.push(ISOLATED_DIR.to_string());
-    let mut _unused = Vec::new();
+    let mut held = Vec::new();
     for name in names {
-        // Not a directory (a link the author planted): no job runs on it.
         let Ok(tree) = runtime.open_dir(&name) else {
             continue;
         };
         match lock_if_unused(&tree)? {
-            Some(held) => _unused.push(held),
-            None => return Err(Error::InUse { path: dir.into() }),
+            Some(lock) => held.push(lock),
+            None => return Ok(None),
         }
     }
-    parent.rename(name, &trash)?;
-    parent.sync()?;
-    parent.remove_tree(&trash)
+    Ok(Some(held))
 }
 
 /// Trees a re-seal replaced while jobs still ran on them, named by this prefix and the

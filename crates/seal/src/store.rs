@@ -16,6 +16,7 @@
 //! removes while any seal or import holds the store's shared lock, so an inode being moved
 //! into a tree is never without a name; see docs/design.md for the races with `gc`.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -276,7 +277,8 @@ pub struct GcReport {
     pub entries: u64,
     pub bytes: u64,
     /// Whole trees and temporary names: staging trees and temp files of seals that died,
-    /// replaced trees no job uses, the store's temp names of seals and imports that died.
+    /// replaced trees no job uses, the dirs of removals that died, the store's temp names
+    /// of seals and imports that died.
     pub removed: Vec<PathBuf>,
     /// Left for now because a seal, import or job holds them.
     pub busy: Vec<PathBuf>,
@@ -285,9 +287,11 @@ pub struct GcReport {
 /// Removes from `root` what nothing uses, safe while seals, imports and jobs run (each step
 /// says why; docs/design.md has the races): first what dead seals left in each runtime and
 /// the replaced trees no job uses, under the runtime's lock (a runtime being sealed is
-/// left alone); then the store's temp names, only while no seal or import has the store
-/// open; then every entry whose only link is the store's own, which is the last moment it
-/// could be linked: a seal that links it meanwhile keeps the inode alive in its tree.
+/// left alone); then the dirs of removals that died; then the store's temp names, only
+/// while no seal or import has the store open; then every entry whose only link is the
+/// store's own, which is the last moment it could be linked: a seal that links it
+/// meanwhile keeps the inode alive in its tree. A dry run removes nothing and counts the
+/// entries whose other links are all in what it lists, which a real run would free.
 pub fn gc(root: &Path, dry_run: bool) -> Result<GcReport> {
     let mut report = GcReport {
         dry_run,
@@ -323,6 +327,7 @@ pub fn gc(root: &Path, dry_run: bool) -> Result<GcReport> {
     }
 
     let top = DirFd::open(root)?;
+    dead_removals(&top, dry_run, &mut report)?;
     if !top.exists(STORE_DIR)? {
         return Ok(report);
     }
@@ -340,6 +345,14 @@ pub fn gc(root: &Path, dry_run: bool) -> Result<GcReport> {
         Err(Error::Busy { .. }) => report.busy.push(temp.path().to_path_buf()),
         Err(e) => return Err(e),
     }
+    let mut listed_links: HashMap<(u64, u64), u64> = HashMap::new();
+    if dry_run {
+        for path in &report.removed {
+            crate::usage::each_file(path, false, None, |_, meta| {
+                *listed_links.entry((meta.dev(), meta.ino())).or_default() += 1;
+            })?;
+        }
+    }
     let objects = open_private_dir(&store, OBJECTS)?;
     for name in objects.names_starting("")? {
         let stat = match statat(objects.fd(), name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
@@ -347,7 +360,8 @@ pub fn gc(root: &Path, dry_run: bool) -> Result<GcReport> {
             Err(Errno::NOENT) => continue,
             Err(e) => return Err(Error::io(objects.join(&name), e.into())),
         };
-        if stat.st_nlink != 1 {
+        let listed = listed_links.get(&(stat.st_dev, stat.st_ino)).copied();
+        if stat.st_nlink != 1 + listed.unwrap_or(0) {
             continue;
         }
         if !dry_run {
@@ -360,6 +374,41 @@ pub fn gc(root: &Path, dry_run: bool) -> Result<GcReport> {
         report.bytes += stat.st_size as u64;
     }
     Ok(report)
+}
+
+/// Removes the dirs of removals that were killed midway (`ROOT/.NAME.removing`). A removal
+/// renames the runtime there holding the runtime's lock and each tree's, taken when no job
+/// ran on them, and holds them until the dir is gone: whoever gets the runtime's lock finds
+/// a dead removal's dir. A job that was waiting for a tree's lock when the removal died may
+/// hold it since: that dir is left, busy, as is a live removal's. Should a new removal of
+/// NAME rename its runtime to the name meanwhile, removing it only does what that removal
+/// does itself (it checked the same locks first).
+fn dead_removals(top: &DirFd, dry_run: bool, report: &mut GcReport) -> Result<()> {
+    for name in top.names_starting(".")? {
+        if !name.ends_with(crate::seal::REMOVING_SUFFIX) {
+            continue;
+        }
+        let trash = match top.open_dir(&name) {
+            Ok(trash) => trash,
+            Err(_) if !top.exists(&name)? => continue,
+            Err(e) => return Err(e),
+        };
+        // Held until the dir is gone, as the removal held them.
+        let held = match trash.lock(false) {
+            Ok(lock) => crate::seal::lock_unused_trees(&trash)?.map(|trees| (lock, trees)),
+            Err(Error::Busy { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if held.is_none() {
+            report.busy.push(trash.path().to_path_buf());
+            continue;
+        }
+        if !dry_run {
+            top.remove_tree(&name)?;
+        }
+        report.removed.push(top.join(&name));
+    }
+    Ok(())
 }
 
 /// The root whose store a seal of `dir` shares files through: `root` when `dir` is below
@@ -609,6 +658,51 @@ mod tests {
         assert_eq!(report.removed, vec![temp.join("1-0")]);
         assert_eq!(report.entries, 0);
         assert!(s.meta("kept").is_file());
+    }
+
+    #[test]
+    fn gc_removes_a_dead_removals_dir_never_a_live_ones_and_counts_what_that_frees() {
+        let s = Scene::new();
+        std::fs::create_dir(s.root.path().join("a/isolated")).unwrap();
+        let tree = s.tree.open_dir("isolated").unwrap();
+        {
+            let store = s.store();
+            let mut file = tree.create_file("f", 0o600).unwrap();
+            file.write_all(b"bytes").unwrap();
+            fchmod(&file, Mode::from_raw_mode(0o644)).unwrap();
+            let hash = blake3::hash(b"bytes").to_hex().to_string();
+            let key = Key {
+                mode: 0o644,
+                mtime: file.metadata().unwrap().mtime(),
+                mtime_nsec: file.metadata().unwrap().mtime_nsec(),
+                blake3: &hash,
+            };
+            assert!(store.share(&tree, OsStr::new("f"), &file, &key).unwrap());
+        }
+        // What a removal killed after its rename leaves: the runtime under a hidden name.
+        let trash = s.root.path().join(".a.removing");
+        std::fs::rename(s.root.path().join("a"), &trash).unwrap();
+        let untouched = |report: GcReport| {
+            assert_eq!(report.busy, vec![trash.clone()]);
+            assert!(report.removed.is_empty() && report.entries == 0);
+            assert!(trash.join("isolated/f").exists());
+        };
+        // A live removal holds the runtime's lock; a job that got its tree holds that.
+        let removal = DirFd::open(&trash).unwrap().lock(false).unwrap();
+        untouched(gc(s.root.path(), false).unwrap());
+        drop(removal);
+        flock(tree.fd(), FlockOperation::LockShared).unwrap();
+        untouched(gc(s.root.path(), false).unwrap());
+        flock(tree.fd(), FlockOperation::Unlock).unwrap();
+
+        // The entry's only other link is in the dir a dry run lists: it counts it.
+        let dry = gc(s.root.path(), true).unwrap();
+        assert_eq!((dry.entries, dry.bytes), (1, 5));
+        assert_eq!(dry.removed, vec![trash.clone()]);
+        assert!(trash.join("isolated/f").exists());
+        let report = gc(s.root.path(), false).unwrap();
+        assert_eq!((report.entries, report.removed), (1, vec![trash.clone()]));
+        assert!(!trash.exists() && s.entries().is_empty());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! it the disk keeps once, with hard links (the store's and a tree's own) counted once.
 
 use std::collections::HashMap;
+use std::io::ErrorKind::PermissionDenied;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -15,11 +16,17 @@ use crate::store::STORE_DIR;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Usage {
     pub runtimes: Vec<RuntimeUsage>,
-    pub store: StoreUsage,
+    /// `None` when this user may not read the store (root's alone, mode 0700).
+    pub store: Option<StoreUsage>,
     /// The runtimes' logical sizes added up.
     pub logical: u64,
     /// Every file under the root, store and runseal's hidden dirs included, each inode once.
     pub physical: u64,
+    /// Dirs under the root this user may not read; nothing below them is in any figure.
+    /// The runtimes' trees are readable by all (jobs run unprivileged), so for a user
+    /// other than root this is the store, whose entries no runtime links are then missing
+    /// from `physical`; what runtimes share is still seen by their inodes.
+    pub unreadable: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -67,48 +74,29 @@ pub fn usage(root: &Path) -> Result<Usage> {
             .collect(),
         ..Usage::default()
     };
-    let objects = root.join(STORE_DIR).join("objects");
+    let store_dir = root.join(STORE_DIR);
+    let objects = store_dir.join("objects");
+    let mut store = StoreUsage::default();
     let mut inodes: HashMap<(u64, u64), Inode> = HashMap::new();
-    let walk = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .same_file_system(true);
-    for item in walk {
-        let item = match item {
-            Ok(item) => item,
-            // Removed by a seal or gc since its dir was read.
-            Err(e) if e.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound) => {
-                continue
-            }
-            Err(e) => {
-                let path = e.path().map(Path::to_path_buf).unwrap_or_default();
-                return Err(Error::io(path, e.into()));
-            }
-        };
-        if !item.file_type().is_file() {
-            continue;
-        }
-        let meta = match item.metadata() {
-            Ok(meta) => meta,
-            Err(_) if !item.path().exists() => continue,
-            Err(e) => return Err(Error::io(item.path(), e.into())),
-        };
+    let mut unreadable = Vec::new();
+    each_file(root, true, Some(&mut unreadable), |path, meta| {
         let inode = inodes.entry((meta.dev(), meta.ino())).or_insert(Inode {
             size: meta.len(),
             runtimes: Vec::new(),
         });
-        if item.path().parent() == Some(&objects) {
-            usage.store.entries += 1;
-            usage.store.bytes += meta.len();
+        if path.parent() == Some(&objects) {
+            store.entries += 1;
+            store.bytes += meta.len();
             if meta.nlink() == 1 {
-                usage.store.unreferenced += 1;
-                usage.store.unreferenced_bytes += meta.len();
+                store.unreferenced += 1;
+                store.unreferenced_bytes += meta.len();
             }
         }
         // The innermost runtime dir holding it (a runtime may hold nested ones).
         let owner = dirs
             .iter()
             .enumerate()
-            .filter(|(_, dir)| item.path().starts_with(dir))
+            .filter(|(_, dir)| path.starts_with(dir))
             .max_by_key(|(_, dir)| dir.components().count())
             .map(|(i, _)| i);
         if let Some(i) = owner {
@@ -118,7 +106,7 @@ pub fn usage(root: &Path) -> Result<Usage> {
                 inode.runtimes.push(i);
             }
         }
-    }
+    })?;
     for inode in inodes.values() {
         usage.physical += inode.size;
         for &i in &inode.runtimes {
@@ -129,5 +117,53 @@ pub fn usage(root: &Path) -> Result<Usage> {
         }
     }
     usage.logical = usage.runtimes.iter().map(|r| r.logical).sum();
+    let store_read = !unreadable.iter().any(|dir| dir.starts_with(&store_dir));
+    usage.store = store_read.then_some(store);
+    usage.unreadable = unreadable;
     Ok(usage)
+}
+
+/// Calls `f` on each regular file at or below `top`, with its metadata, following no
+/// symlink below `top` (nor `top` itself unless `follow_top`: a root the operator names may
+/// be one) and staying on `top`'s filesystem. Seals and gcs removing files meanwhile make a
+/// file vanish between its listing and its `stat`: it is skipped. A dir this user may not
+/// read is added to `unreadable` and skipped when that is given, else an error.
+pub(crate) fn each_file(
+    top: &Path,
+    follow_top: bool,
+    mut unreadable: Option<&mut Vec<PathBuf>>,
+    mut f: impl FnMut(&Path, &std::fs::Metadata),
+) -> Result<()> {
+    let walk = walkdir::WalkDir::new(top)
+        .follow_links(false)
+        .follow_root_links(follow_top)
+        .same_file_system(true);
+    for item in walk {
+        let item = match item {
+            Ok(item) => item,
+            Err(e) if e.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound) => {
+                continue
+            }
+            Err(e) if e.io_error().map(|e| e.kind()) == Some(PermissionDenied) => {
+                match unreadable.as_deref_mut() {
+                    Some(list) => list.push(e.path().unwrap_or(top).to_path_buf()),
+                    None => return Err(Error::io(e.path().unwrap_or(top).to_path_buf(), e.into())),
+                }
+                continue;
+            }
+            Err(e) => {
+                let path = e.path().map(Path::to_path_buf).unwrap_or_default();
+                return Err(Error::io(path, e.into()));
+            }
+        };
+        if !item.file_type().is_file() {
+            continue;
+        }
+        match item.metadata() {
+            Ok(meta) => f(item.path(), &meta),
+            Err(_) if !item.path().exists() => {}
+            Err(e) => return Err(Error::io(item.path(), e.into())),
+        }
+    }
+    Ok(())
 }

@@ -30,13 +30,22 @@ pub fn run(root: &Path, json: bool) -> anyhow::Result<ExitCode> {
         human_bytes(usage.physical),
         ""
     );
-    let store = &usage.store;
-    println!(
-        "store: {} entries, {}; {} unreferenced ({}), which `runseal gc` removes",
-        store.entries,
-        human_bytes(store.bytes),
-        store.unreferenced,
-        human_bytes(store.unreferenced_bytes)
-    );
+    match &usage.store {
+        Some(store) => println!(
+            "store: {} entries, {}; {} unreferenced ({}), which `runseal gc` removes",
+            store.entries,
+            human_bytes(store.bytes),
+            store.unreferenced,
+            human_bytes(store.unreferenced_bytes)
+        ),
+        // The runtimes' figures stand: what they share is seen by their inodes.
+        None => println!(
+            "store: root's alone; its figures, and its entries no runtime links (in the \
+             total's PHYSICAL), need root"
+        ),
+    }
+    for dir in &usage.unreadable {
+        println!("not readable as this user, in no figure: {}", dir.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,8 +16,13 @@ pub fn run(root: &Path, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
     for path in &report.busy {
         println!("busy, left: {}", path.display());
     }
+    let unlinked = if dry_run {
+        "nothing would link once the above are gone"
+    } else {
+        "nothing links"
+    };
     println!(
-        "{verb} {} store entries nothing links ({})",
+        "{verb} {} store entries {unlinked} ({})",
         report.entries,
         human_bytes(report.bytes)
     );
