@@ -63,7 +63,8 @@ pub fn read(source: &Path, into: &Path, limits: Limits) -> Result<OciDir> {
     let file = File::open(source).map_err(|e| Error::io(source, e))?;
     let io = |e| Error::io(source, e);
     let layout = OciDir::create(into)?;
-    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut archive =
+        tar::Archive::new(crate::headers::Bounded::new(std::io::BufReader::new(file)));
     let mut total = 0u64;
     for entry in archive.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;

@@ -79,7 +79,7 @@ impl<'a> Extraction<'a> {
     pub fn layer(&mut self, reader: impl Read) -> Result<()> {
         let tree_path = self.tree.path().to_path_buf();
         let io = |e| Error::io(&tree_path, e);
-        let mut archive = tar::Archive::new(reader);
+        let mut archive = tar::Archive::new(crate::headers::Bounded::new(reader));
         for entry in archive.entries().map_err(io)? {
             let mut entry = entry.map_err(io)?;
             self.count += 1;

@@ -8,6 +8,7 @@ mod archive;
 mod error;
 mod export;
 mod extract;
+mod headers;
 mod import;
 mod layout;
 mod location;
