@@ -36,8 +36,8 @@ pub struct Args {
     #[arg(long, global = true, env = "RUNSEAL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Send list, info, validate, seal, remove, build and run to the runseald listening on
-    /// this socket (`unix:///run/runseal/runseald.sock`), whose --root, --profile-dir and job
+    /// Send list, info, validate, seal, remove, build, du, gc and run to the runseald
+    /// listening on this socket (`unix:///run/runseal/runseald.sock`), whose --root, --profile-dir and job
     /// defaults then apply; `run` streams the job's output (and this process's stdin to the
     /// job) and exits with its code; `jobs` lists and follows the daemon's jobs.
     #[arg(long, global = true, env = "RUNSEAL_HOST", value_name = "unix:///PATH", value_parser = crate::client::Host::parse)]

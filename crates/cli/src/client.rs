@@ -21,7 +21,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::cli::JobsCommand;
 use crate::commands::run::RunOptions;
 use crate::commands::{
-    info, list, remove, run as local_run, seal as local_seal, validate as local_validate,
+    du, gc, info, list, remove, run as local_run, seal as local_seal, validate as local_validate,
 };
 
 /// The daemon's socket, as `--host` names it.
@@ -319,6 +319,19 @@ pub fn seal(
         started,
         json,
     )
+}
+
+pub fn du(host: &Host, json: bool) -> anyhow::Result<ExitCode> {
+    let usage = serde_json::from_value(host.call_blocking("GET", "/v1/du", None)?)
+        .context("runseald's du is not what this runseal reads")?;
+    du::show(&usage, json)
+}
+
+pub fn gc(host: &Host, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let body = json!({ "dry_run": dry_run });
+    let report = serde_json::from_value(host.call_blocking("POST", "/v1/gc", Some(&body))?)
+        .context("runseald's gc report is not what this runseal reads")?;
+    gc::show(&report, json)
 }
 
 pub fn remove(host: &Host, runtime: &str, json: bool) -> anyhow::Result<ExitCode> {

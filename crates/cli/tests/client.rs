@@ -122,6 +122,9 @@ fn the_daemon_answers_as_the_local_cli_does() {
         &["info", "openjdk-17"],
         &["--json", "info", "openjdk-17"],
         &["validate", "java:17"],
+        &["du"],
+        &["--json", "du"],
+        &["gc", "--dry-run"],
     ] {
         let local = t.run(args);
         let remote = daemon.runseal(&t, args);

@@ -28,6 +28,8 @@ pub fn routes() -> OpenApiRouter<Arc<State>> {
         .routes(routes!(info, remove))
         .routes(routes!(validate))
         .routes(routes!(seal))
+        .routes(routes!(du))
+        .routes(routes!(gc))
 }
 
 /// Runs blocking library work off the async threads.
@@ -166,4 +168,38 @@ async fn remove(
         Ok(Json(Removed { removed: dir }))
     })
     .await
+}
+
+/// Each runtime's files and sizes under the root, and the store's, as `runseal du --json`
+/// prints them.
+#[utoipa::path(get, path = "/v1/du", tag = "runtimes",
+    responses(
+        (status = 200, description = "Logical, physical and exclusive sizes per runtime, the total and the store", body = Object),
+        (status = "5XX", description = "The root could not be read", body = ErrorBody)))]
+async fn du(Shared(state): Ctx) -> Result<Answer, ApiError> {
+    blocking(move || json(runseal_seal::usage::usage(&state.root)?)).await
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GcBody {
+    /// Say what would be removed; remove nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Removes store entries no runtime links, what killed seals, imports and removals left, and
+/// replaced trees no job runs on, as `runseal gc` does; safe while seals and jobs run.
+#[utoipa::path(post, path = "/v1/gc", tag = "runtimes", request_body(content = Option<GcBody>),
+    responses(
+        (status = 200, description = "What was removed (or would be), and what was busy and left", body = Object),
+        (status = 403, description = "Only root may collect", body = ErrorBody)))]
+async fn gc(
+    Shared(state): Ctx,
+    caller: Caller,
+    body: Option<Body<GcBody>>,
+) -> Result<Answer, ApiError> {
+    caller.require_operator("collect garbage")?;
+    let dry_run = body.is_some_and(|Body(b)| b.dry_run);
+    blocking(move || json(runseal_seal::store::gc(&state.root, dry_run)?)).await
 }

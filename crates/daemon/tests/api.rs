@@ -206,6 +206,7 @@ fn a_client_other_than_root_runs_only_as_itself_and_sees_only_its_own_jobs() {
         assert_eq!(error["error"]["code"], "forbidden", "{what}");
     }
     for (method, path, body) in [
+        ("POST", "/v1/gc", None),
         ("POST", "/v1/runtimes/openjdk-17/seal", None),
         ("DELETE", "/v1/runtimes/openjdk-17", None),
         (

@@ -29,7 +29,7 @@ use rustix::fs::{
     FlockOperation, Mode, RenameFlags,
 };
 use rustix::io::Errno;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::dirfd::DirFd;
 use crate::error::{Error, Result};
@@ -270,7 +270,7 @@ fn open_private_dir(parent: &DirFd, name: &str) -> Result<DirFd> {
 }
 
 /// What `gc` removed, or would remove with `dry_run`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GcReport {
     pub dry_run: bool,
     /// Store entries nothing but the store links to any more, and their bytes.

@@ -6,14 +6,14 @@ use std::io::ErrorKind::PermissionDenied;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::store::STORE_DIR;
 
 /// Sizes are file bytes (as `du --apparent-size`), so that two measures of the same files
 /// compare: `logical` counts every name, `physical` every inode once.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Usage {
     pub runtimes: Vec<RuntimeUsage>,
     /// `None` when this user may not read the store (root's alone, mode 0700).
@@ -29,7 +29,7 @@ pub struct Usage {
     pub unreadable: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RuntimeUsage {
     pub dir: PathBuf,
     pub files: u64,
@@ -42,7 +42,7 @@ pub struct RuntimeUsage {
     pub exclusive: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StoreUsage {
     pub entries: u64,
     pub bytes: u64,

@@ -1,10 +1,16 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use runseal_seal::usage::Usage;
+
 use crate::output::{human_bytes, print_json};
 
 pub fn run(root: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let usage = runseal_seal::usage::usage(root)?;
+    show(&runseal_seal::usage::usage(root)?, json)
+}
+
+/// Prints `usage`, the local one or runseald's.
+pub fn show(usage: &Usage, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&usage)?;
         return Ok(ExitCode::SUCCESS);

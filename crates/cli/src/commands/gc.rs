@@ -1,12 +1,19 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use runseal_seal::store::GcReport;
+
 use crate::output::{human_bytes, print_json};
 
 pub fn run(root: &Path, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let report = runseal_seal::store::gc(root, dry_run)?;
+    show(&runseal_seal::store::gc(root, dry_run)?, json)
+}
+
+/// Prints `report`, the local one or runseald's.
+pub fn show(report: &GcReport, json: bool) -> anyhow::Result<ExitCode> {
+    let dry_run = report.dry_run;
     if json {
-        print_json(&report)?;
+        print_json(report)?;
         return Ok(ExitCode::SUCCESS);
     }
     let verb = if dry_run { "would remove" } else { "removed" };

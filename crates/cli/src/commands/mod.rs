@@ -1,9 +1,9 @@
 //! One module per subcommand; each calls the libraries and prints.
 
 mod build;
-mod du;
+pub mod du;
 mod export;
-mod gc;
+pub mod gc;
 mod generate;
 mod import;
 pub mod info;
@@ -123,10 +123,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Verify { .. } if host.is_some() => Err(client::local_only("verify")),
-        Command::Du if host.is_some() => Err(client::local_only("du")),
-        Command::Gc { .. } if host.is_some() => Err(client::local_only("gc")),
-        Command::Du => du::run(&root, args.json),
-        Command::Gc { dry_run } => gc::run(&root, dry_run, args.json),
+        Command::Du => match host {
+            Some(host) => client::du(host, args.json),
+            None => du::run(&root, args.json),
+        },
+        Command::Gc { dry_run } => match host {
+            Some(host) => client::gc(host, dry_run, args.json),
+            None => gc::run(&root, dry_run, args.json),
+        },
         Command::Verify { runtime, profile } => {
             verify::run(&locate(&runtime)?, &profile, &profile_dir, args.json)
         }
