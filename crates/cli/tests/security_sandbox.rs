@@ -451,6 +451,51 @@ fn a_runtime_is_not_removed_while_a_job_runs_on_it() {
     assert!(!t.path().join(".gen.removing").exists());
 }
 
+/// Found in review: a job start waiting for its tree's lock while a removal held it (the
+/// dir already renamed to `.NAME.removing`) then started on the tree being deleted. It now
+/// sees the dir gone from its name and does not start.
+#[test]
+fn a_job_waiting_for_a_tree_a_removal_holds_does_not_start_on_it() {
+    let t = sealtest!();
+    let (dir, _) = sealed_fixture(&t);
+    // What `remove` does first: the tree's lock, then the rename.
+    let tree = std::fs::File::open(dir.join("isolated")).unwrap();
+    rustix::fs::flock(&tree, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let mut job = t.runseal_std();
+    job.args(["run", "--runtime"])
+        .arg(&dir)
+        .args(["--", "true"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let job = t.spawn(job);
+    // Once the job has the tree open, it is waiting for the lock.
+    let fds = std::path::PathBuf::from(format!("/proc/{}/fd", job.id()));
+    let tree_path = dir.join("isolated");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_dir(&fds)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == tree_path))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never opened its tree"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::fs::rename(&dir, t.path().join(".gen.removing")).unwrap();
+    drop(tree);
+    let out = job.wait_with_output().unwrap();
+    assert_eq!(code(&out), 125, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("was removed while the job waited for it"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn a_build_cannot_answer_to_another_name_or_read_through_a_link_it_planted() {
     let t = sealtest!();

@@ -160,6 +160,8 @@ pub enum TreeProblem {
     Replaced(usize),
     #[error("stayed locked by another process for {}s", .0.as_secs())]
     Locked(std::time::Duration),
+    #[error("was removed while the job waited for it")]
+    Removed,
 }
 
 #[derive(Debug, thiserror::Error)]

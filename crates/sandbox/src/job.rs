@@ -267,7 +267,8 @@ impl Job {
 
 /// Opens `isolated/` under `dir` with a shared lock, then each mount's source beneath it.
 /// A re-seal may swap the tree between the open and the lock; then the locked tree is no
-/// longer the runtime's, and it starts over.
+/// longer the runtime's, and it starts over. A removal may have taken the dir meanwhile;
+/// then the job does not start.
 fn open_sources(dir: &Path, mounts: &[Mount]) -> Result<(Arc<OwnedFd>, Vec<Arc<OwnedFd>>)> {
     let base = sys::open_dir(dir)?;
     let relative: Vec<&Path> = mounts
@@ -284,6 +285,18 @@ fn open_sources(dir: &Path, mounts: &[Mount]) -> Result<(Arc<OwnedFd>, Vec<Arc<O
             || sys::open_dir_beneath(base.as_fd(), Path::new(ISOLATED_DIR), &tree_label);
         let tree = open_tree()?;
         lock_shared(&tree, &tree_label)?;
+        // A removal renames the runtime dir away before it deletes, holding the lock this
+        // waited for: a dir no longer at its name is being emptied under the job.
+        let still_named = sys::open_dir(dir)
+            .ok()
+            .map(|now| sys::same_file(base.as_fd(), now.as_fd()))
+            .transpose()?;
+        if still_named != Some(true) {
+            return Err(Error::Tree {
+                tree: tree_label,
+                problem: TreeProblem::Removed,
+            });
+        }
         if sys::same_file(tree.as_fd(), open_tree()?.as_fd())? {
             let sources = relative
                 .iter()
