@@ -137,6 +137,15 @@ fn scratch_with_openjdk() -> tempfile::TempDir {
     scratch
 }
 
+/// A daemon with `args` on a scratch root whose openjdk-17 it has sealed.
+fn sealed_openjdk(args: &[&str]) -> (tempfile::TempDir, Daemon) {
+    let scratch = scratch_with_openjdk();
+    let daemon = Daemon::start(scratch.path(), args);
+    let (status, sealed) = daemon.call("POST", "/v1/runtimes/openjdk-17/seal", None);
+    assert_eq!(status, 200, "{sealed}");
+    (scratch, daemon)
+}
+
 fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
 }
@@ -263,10 +272,7 @@ fn ended_jobs_keep_no_more_output_together_than_kept_output() {
     if !require_root() {
         return;
     }
-    let scratch = scratch_with_openjdk();
-    let daemon = Daemon::start(scratch.path(), &["--kept-output=3M", "--output-cap=2M"]);
-    let (status, sealed) = daemon.call("POST", "/v1/runtimes/openjdk-17/seal", None);
-    assert_eq!(status, 200, "{sealed}");
+    let (scratch, daemon) = sealed_openjdk(&["--kept-output=3M", "--output-cap=2M"]);
     let mut ids = Vec::new();
     for _ in 0..3 {
         let body = serde_json::json!({"runtime": "openjdk-17",
@@ -457,10 +463,7 @@ fn jobs_whose_clients_vanish_at_once_are_stopped() {
     if !require_root() {
         return;
     }
-    let scratch = scratch_with_openjdk();
-    let daemon = Daemon::start(scratch.path(), &["--max-jobs=64", "--stop-grace=2"]);
-    let (status, sealed) = daemon.call("POST", "/v1/runtimes/openjdk-17/seal", None);
-    assert_eq!(status, 200, "{sealed}");
+    let (_scratch, daemon) = sealed_openjdk(&["--max-jobs=64", "--stop-grace=2"]);
     let body = r#"{"runtime": "openjdk-17", "command": ["sleep", "1000"]}"#;
     for i in 0..60u64 {
         let path = if i % 2 == 0 {
