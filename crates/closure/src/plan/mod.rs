@@ -564,6 +564,18 @@ mod tests_support {
         allow: &[PathBuf],
         allow_untrusted: bool,
     ) -> Result<Plan> {
+        plan_generic_learning(root, mounts, environment, allow, allow_untrusted, &[])
+    }
+
+    /// [`plan_generic`] with `learned` added.
+    fn plan_generic_learning(
+        root: &Root,
+        mounts: &[(&str, &str)],
+        environment: &[(&str, &str)],
+        allow: &[PathBuf],
+        allow_untrusted: bool,
+        learned: &[LearnedSet],
+    ) -> Result<Plan> {
         let environment: IndexMap<String, String> = environment
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -587,33 +599,15 @@ mod tests_support {
                 profiles: &profile,
                 allow,
                 allow_untrusted,
-                learned: &[],
+                learned,
             },
         )
     }
 
     /// The closure of the mount `/opt/app` on `root` with `learned` added.
     pub(super) fn plan_learning(root: &Root, learned: &[LearnedSet]) -> Result<Plan> {
-        let environment = IndexMap::new();
-        let profile = [crate::profile::ProfileSet::builtin()
-            .unwrap()
-            .get("generic")
-            .unwrap()];
-        let mounts = vec![PlanMount {
-            source: PathBuf::from("/opt/app"),
-            target: PathBuf::from("/opt/app"),
-        }];
-        plan(
-            root,
-            &PlanInput {
-                mounts,
-                environment: &environment,
-                profiles: &profile,
-                allow: &[],
-                allow_untrusted: true,
-                learned,
-            },
-        )
+        let mounts = [("/opt/app", "/opt/app")];
+        plan_generic_learning(root, &mounts, &[], &[], true, learned)
     }
 
     pub(super) fn chmod(path: &Path, mode: u32) {
