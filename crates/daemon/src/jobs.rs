@@ -155,31 +155,26 @@ async fn start(
     ephemeral: bool,
     caller: &Caller,
 ) -> Result<Arc<Task>, ApiError> {
-    let given = [
-        body.stdin.is_some(),
-        body.stdin_b64.is_some(),
-        body.stdin_stream,
-    ];
-    if given.iter().filter(|&&g| g).count() > 1 {
-        return Err(unprocessable(
-            "give one of stdin, stdin_b64 and stdin_stream",
-        ));
-    }
-    if body.stdin_stream && ephemeral {
-        return Err(unprocessable(
-            "stdin_stream: a synchronous run takes its stdin in the request (stdin, stdin_b64); stream it to a job of POST /v1/jobs",
-        ));
-    }
-    let stdin = match (body.stdin.as_deref(), body.stdin_b64.as_deref()) {
-        (Some(text), _) => Some(text.as_bytes().to_vec()),
-        (None, Some(b64)) => Some(
+    let streamed = body.stdin_stream;
+    let stdin = match (body.stdin.as_deref(), body.stdin_b64.as_deref(), streamed) {
+        (None, None, _) => None,
+        (Some(text), None, false) => Some(text.as_bytes().to_vec()),
+        (None, Some(b64), false) => Some(
             base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .map_err(|e| unprocessable(format!("stdin_b64: {e}")))?,
         ),
-        (None, None) => None,
+        _ => {
+            return Err(unprocessable(
+                "give one of stdin, stdin_b64 and stdin_stream",
+            ))
+        }
     };
-    let streamed = body.stdin_stream;
+    if streamed && ephemeral {
+        return Err(unprocessable(
+            "stdin_stream: a synchronous run takes its stdin in the request (stdin, stdin_b64); stream it to a job of POST /v1/jobs",
+        ));
+    }
     let owner = (!caller.is_operator()).then_some(caller.uid);
     if let Some(workdir) = &body.workdir {
         beneath(
@@ -324,47 +319,30 @@ fn bounded(field: &str, strings: &[String]) -> Result<(), ApiError> {
 /// Refuses limits above the operator's: for a client other than root, the config's job
 /// limits are ceilings, not defaults.
 fn within(asked: &Limits, ceiling: &Limits) -> Result<(), ApiError> {
-    let above = |name: &str, asked: Option<f64>, ceiling: Option<f64>, shown: String| match (
-        asked, ceiling,
-    ) {
-        (Some(a), Some(c)) if a > c => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("{name} is above runseald's limit for clients other than root ({shown})"),
-        )),
-        _ => Ok(()),
-    };
-    let bytes = |v: Option<u64>| v.map(|b| b as f64);
-    let shown_bytes = |v: Option<u64>| v.map_or_else(String::new, |b| format!("{b} bytes"));
-    above(
-        "memory",
-        bytes(asked.memory_bytes),
-        bytes(ceiling.memory_bytes),
-        shown_bytes(ceiling.memory_bytes),
-    )?;
-    above(
-        "tmp_size",
-        bytes(asked.tmp_size),
-        bytes(ceiling.tmp_size),
-        shown_bytes(ceiling.tmp_size),
-    )?;
-    above(
-        "pids",
-        bytes(asked.pids),
-        bytes(ceiling.pids),
-        format!("{:?}", ceiling.pids.unwrap_or_default()),
-    )?;
-    above(
-        "cpus",
-        asked.cpus,
-        ceiling.cpus,
-        format!("{}", ceiling.cpus.unwrap_or_default()),
-    )?;
+    fn check<T: PartialOrd + std::fmt::Display>(
+        name: &str,
+        asked: Option<T>,
+        ceiling: Option<T>,
+        unit: &str,
+    ) -> Result<(), ApiError> {
+        match (asked, ceiling) {
+            (Some(asked), Some(ceiling)) if asked > ceiling => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("{name} is above runseald's limit for clients other than root ({ceiling}{unit})"),
+            )),
+            _ => Ok(()),
+        }
+    }
+    check("memory", asked.memory_bytes, ceiling.memory_bytes, " bytes")?;
+    check("tmp_size", asked.tmp_size, ceiling.tmp_size, " bytes")?;
+    check("pids", asked.pids, ceiling.pids, "")?;
+    check("cpus", asked.cpus, ceiling.cpus, "")?;
     let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
-    above(
+    check(
         "timeout_secs",
         secs(asked.timeout),
         secs(ceiling.timeout),
-        format!("{} s", secs(ceiling.timeout).unwrap_or_default()),
+        " s",
     )
 }
 
