@@ -388,6 +388,8 @@ fn job_body(runtime: &str, config: Option<&Path>, options: RunOptions) -> anyhow
         "network": options.network,
         "user": options.user.map(|u| format!("{}:{}", u.uid, u.gid)),
         "volumes": volumes,
+        // This process's stdin follows, as a local job's is this process's.
+        "stdin_stream": true,
     }))
 }
 
@@ -400,9 +402,7 @@ async fn follow_job(host: &Host, body: &Value) -> anyhow::Result<i32> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
-    let mut body = body.clone();
-    body["stdin_stream"] = Value::Bool(true);
-    let (mut output, job) = attach(host, "/v1/jobs", &body).await?;
+    let (mut output, job) = attach(host, "/v1/jobs", body).await?;
     let id = job["id"].as_str().context("runseald's job has no id")?;
     let job_path = format!("/v1/jobs/{}", segment(id));
     stream_stdin(host, &job_path);
