@@ -14,6 +14,7 @@ mod confine;
 mod errors;
 mod helper;
 mod jobs;
+mod quota;
 mod runtimes;
 mod server;
 mod spool;

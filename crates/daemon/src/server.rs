@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use crate::errors::ApiError;
+use crate::quota::{PerClient, Place};
 
 /// Who sent a request, as the kernel saw the connecting process.
 #[derive(Debug, Clone, Copy)]
@@ -87,52 +88,35 @@ pub struct Limits {
 
 /// The connections each client other than root holds, and all of them together.
 struct Held {
-    by_uid: std::sync::Mutex<std::collections::HashMap<u32, usize>>,
+    per_client: Arc<PerClient>,
     others: Arc<Semaphore>,
-    per_client: usize,
 }
 
 /// One connection of a client other than root, counted while it lives.
 struct Slot {
-    held: Arc<Held>,
-    uid: u32,
+    _place: Place,
     _other: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Held {
-    /// A slot for a connection of `peer`; `None` when its client (or the unknown peers
+    /// A slot for a connection of `peer`; an error when its client (or the unknown peers
     /// together, as uid `u32::MAX`) holds all it may. Root needs none.
-    fn admit(self: &Arc<Held>, peer: Option<Peer>) -> Result<Option<Slot>, &'static str> {
+    fn admit(&self, peer: Option<Peer>) -> Result<Option<Slot>, &'static str> {
         let uid = peer.map_or(u32::MAX, |p| p.uid);
         if uid == 0 {
             return Ok(None);
         }
-        let mut by_uid = self.by_uid.lock().unwrap_or_else(|e| e.into_inner());
-        let count = by_uid.entry(uid).or_default();
-        if *count >= self.per_client {
-            return Err("this client holds --max-client-connections connections already");
-        }
+        let place = self
+            .per_client
+            .take(uid)
+            .ok_or("this client holds --max-client-connections connections already")?;
         let other = Arc::clone(&self.others)
             .try_acquire_owned()
             .map_err(|_| "clients other than root hold every connection they may")?;
-        *count += 1;
         Ok(Some(Slot {
-            held: Arc::clone(self),
-            uid,
+            _place: place,
             _other: other,
         }))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut by_uid = self.held.by_uid.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = by_uid.get_mut(&self.uid) {
-            *count -= 1;
-            if *count == 0 {
-                by_uid.remove(&self.uid);
-            }
-        }
     }
 }
 
@@ -155,11 +139,10 @@ pub async fn serve(listener: UnixListener, router: Router, limits: Limits, stop:
     let reserved = (limits.max_connections / 8)
         .max(1)
         .min(limits.max_connections - 1);
-    let held = Arc::new(Held {
-        by_uid: Default::default(),
+    let held = Held {
+        per_client: PerClient::new(limits.max_client_connections),
         others: Arc::new(Semaphore::new(limits.max_connections - reserved)),
-        per_client: limits.max_client_connections,
-    });
+    };
     let mut stop = std::pin::pin!(stop);
     loop {
         let permit = tokio::select! {

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use utoipa::ToSchema;
 
 use crate::errors::{internal, not_found, ApiError};
+use crate::quota::{PerClient, Place};
 use crate::server::Caller;
 use crate::spool::{self, Progress};
 
@@ -145,7 +146,7 @@ pub struct Registry {
     running: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
     /// Queued and running tasks of each client other than root.
-    active: Mutex<HashMap<u32, usize>>,
+    active: Arc<PerClient>,
 }
 
 /// At most this many ended tasks are kept.
@@ -153,25 +154,7 @@ const MAX_KEPT: usize = 4096;
 /// At most this much of ended tasks' requests (commands, paths: [`About::weight`]) is kept.
 const KEPT_REQUESTS: u64 = 64 << 20;
 
-/// A queued-or-running place of a client other than root, given back when its task ends.
-struct ClientSlot {
-    registry: Arc<Registry>,
-    uid: u32,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut active = lock(&self.registry.active);
-        if let Some(count) = active.get_mut(&self.uid) {
-            *count -= 1;
-            if *count == 0 {
-                active.remove(&self.uid);
-            }
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -225,7 +208,7 @@ impl Registry {
             running: Arc::new(Semaphore::new(settings.max_jobs)),
             admitted: Arc::new(Semaphore::new(settings.max_jobs + settings.max_queue)),
             tasks: Mutex::default(),
-            active: Mutex::default(),
+            active: PerClient::new(settings.max_per_client),
             made: Default::default(),
             jobs_dir,
             settings,
@@ -315,7 +298,7 @@ impl Registry {
         task: Arc<Task>,
         mode: &'static str,
         writer: spool::Writer,
-        admitted: (OwnedSemaphorePermit, Option<ClientSlot>),
+        admitted: (OwnedSemaphorePermit, Option<Place>),
     ) {
         let mut stop = task.stop.subscribe();
         let slot = tokio::select! {
@@ -366,26 +349,21 @@ impl Registry {
     /// Holds a queued-or-running place of `caller`'s, a client other than root, of the
     /// `--max-per-client` it has: counted and taken under one lock, so that concurrent
     /// requests cannot pass the bound together.
-    fn client_slot(self: &Arc<Self>, caller: &Caller) -> Result<Option<ClientSlot>, ApiError> {
+    fn client_slot(&self, caller: &Caller) -> Result<Option<Place>, ApiError> {
         if caller.is_operator() {
             return Ok(None);
         }
-        let mut active = lock(&self.active);
-        let count = active.entry(caller.uid).or_default();
-        if *count >= self.settings.max_per_client {
-            return Err(ApiError::new(
+        let place = self.active.take(caller.uid).ok_or_else(|| {
+            ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
-                    "uid {} already has {count} jobs and builds queued or running, the most --max-per-client allows; try again when one has ended",
-                    caller.uid
+                    "uid {} already has {} jobs and builds queued or running, the most --max-per-client allows; try again when one has ended",
+                    caller.uid,
+                    self.active.bound()
                 ),
-            ));
-        }
-        *count += 1;
-        Ok(Some(ClientSlot {
-            registry: Arc::clone(self),
-            uid: caller.uid,
-        }))
+            )
+        })?;
+        Ok(Some(place))
     }
 
     /// Forgets ended tasks, the oldest of the client whose ended tasks weigh most first,
