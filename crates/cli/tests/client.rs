@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{code, json, text, TestRoot};
 
-/// runseald (target/release/runseald, built by `cargo build --release --workspace`) serving
+/// runseald (target/HOST/release/runseald, built by `cargo build --release --workspace`) serving
 /// the test's root, its socket and state in a dir of their own.
 struct Daemon {
     child: Child,
