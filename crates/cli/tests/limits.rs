@@ -136,6 +136,44 @@ fn timeout_exits_124_and_leaves_no_process() {
     }
 }
 
+/// runseal returns once the job has exited and whatever it left running is gone, not
+/// after the sandbox's namespaces are torn down: at that moment nothing the job started
+/// runs (in the background, in a session of its own, deaf to SIGTERM and SIGHUP) and the
+/// job's cgroups are removed.
+#[test]
+fn when_runseal_returns_nothing_the_job_left_runs_and_its_cgroups_are_gone() {
+    let t = sealtest!();
+    let _serial = serial();
+    t.sealed_openjdk();
+    let script = "sleep 1013 & setsid sleep 1014 & \
+                  (trap '' TERM HUP; exec sleep 1015) & exit 3";
+    for _ in 0..5 {
+        let out = t.job(&[], &["sh", "-c", script]);
+        assert_eq!(code(&out), 3, "{}", text(&out.stderr));
+        for needle in ["sleep 1013", "sleep 1014", "sleep 1015"] {
+            assert!(
+                processes_matching(needle).is_empty(),
+                "{needle} outlived its job"
+            );
+        }
+        assert!(t.job_cgroups().is_empty(), "{:?}", t.job_cgroups());
+    }
+}
+
+/// The sandbox lets go of the runtime's tree (its shared lock) before runseal returns, so
+/// a removal right after a job finds no job on it.
+#[test]
+fn a_runtime_is_removable_the_moment_a_job_on_it_returns() {
+    let t = sealtest!();
+    let _serial = serial();
+    let dir = t.sealed_openjdk();
+    let out = t.job(&[], &["true"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let removed = t.run(&["remove", dir.to_str().unwrap()]);
+    assert_eq!(code(&removed), 0, "{}", text(&removed.stderr));
+    assert!(!dir.exists());
+}
+
 #[test]
 fn cpu_limit_is_applied() {
     let t = sealtest!();

@@ -203,6 +203,13 @@ fn with_no_flags_and_no_config_file_the_built_in_defaults_hold() {
     t.sealed_openjdk();
     // What the default file says, or the built-in defaults where it is absent (as in CI).
     let expected = runseal_sandbox::Config::load(None).unwrap().limits;
+    // A job with tighter limits first: its cgroups are likely the next job's too (slots
+    // are reused), which must then get its own limits, the memory limit raised.
+    let out = t.job(
+        &["--memory", "64M", "--pids", "16", "--cpus", "0.5"],
+        &["true"],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let mut child = start_job(
         &t,
         &[],
@@ -312,49 +319,58 @@ fn the_default_memory_limit_holds_and_an_oom_kill_says_so() {
     );
 }
 
+/// Job cgroups are slots that job after job reuses. A runseal killed with SIGKILL cannot
+/// let go of its slot: its job dies with it (init's death signal), the slot's lock with the
+/// process, and the slot is free again once nothing is left in it. A running job's slot
+/// stays its own, and a job that gets a slot gets its own limits, not the last job's.
 #[test]
-fn cgroups_of_a_runseal_killed_with_sigkill_are_reaped_by_the_next_job() {
+fn the_cgroups_of_a_runseal_killed_with_sigkill_are_freed_with_its_job() {
     let t = sealtest!();
     let _serial = crate::limits::serial();
     t.sealed_openjdk();
     let mut alive = start_job(&t, &[], "exec sleep 1007");
-    let mut killed = start_job(&t, &["--pids", "16", "--memory", "64M"], "exec sleep 1008");
-    let prefix = |child: &std::process::Child| format!("job-{}-", child.id());
-    let of = |child: &std::process::Child| -> Vec<std::path::PathBuf> {
-        t.job_cgroups()
-            .into_iter()
-            .filter(|d| {
-                d.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(&prefix(child))
-            })
-            .collect()
-    };
-    wait_until("both jobs run", || {
-        runs_in(&of(&alive), "sleep 1007") && runs_in(&of(&killed), "sleep 1008")
+    wait_until("the first job runs", || {
+        runs_in(&t.job_cgroups(), "sleep 1007")
     });
-    let stale = of(&killed);
+    let alive_cgroups = t.job_cgroups();
+    let mut killed = start_job(&t, &["--pids", "16", "--memory", "64M"], "exec sleep 1008");
+    wait_until("both jobs run", || runs_in(&t.job_cgroups(), "sleep 1008"));
+    let stale: Vec<_> = t
+        .job_cgroups()
+        .into_iter()
+        .filter(|d| !alive_cgroups.contains(d))
+        .collect();
     assert!(stale.len() >= 2, "memory and pids cgroups: {stale:?}");
     signal(&killed, Signal::KILL);
     killed.wait().unwrap();
-    // The job dies with its runseal; its cgroups empty (another test's job may reap them).
     wait_until("the killed runseal's job ends", || {
         stale.iter().all(|d| {
             std::fs::read_to_string(d.join("cgroup.procs")).map_or(true, |p| p.trim().is_empty())
         })
     });
 
-    let out = t.job(&[], &["true"]);
-    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    let left: Vec<_> = stale.iter().filter(|d| d.exists()).collect();
-    assert!(left.is_empty(), "not reaped: {left:?}");
+    // The next job runs, with the built-in limits whichever slot it gets.
+    let mut next = start_job(&t, &[], "exec sleep 1016");
+    wait_until("the next job runs", || {
+        runs_in(&t.job_cgroups(), "sleep 1016")
+    });
+    let pids: Vec<String> = t
+        .job_cgroups()
+        .iter()
+        .filter(|d| !alive_cgroups.contains(d))
+        .filter_map(|d| std::fs::read_to_string(d.join("pids.max")).ok())
+        .map(|v| v.trim().to_string())
+        .collect();
+    let expected = runseal_sandbox::Config::load(None).unwrap().limits;
+    assert_eq!(pids, [expected.pids.unwrap().to_string()]);
     assert!(
-        !of(&alive).is_empty(),
-        "a running job's cgroups were reaped"
+        runs_in(&alive_cgroups, "sleep 1007"),
+        "the running job lost its cgroups"
     );
 
-    signal(&alive, Signal::TERM);
-    alive.wait().unwrap();
+    for child in [&mut alive, &mut next] {
+        signal(child, Signal::TERM);
+        child.wait().unwrap();
+    }
     assert!(t.job_cgroups().is_empty(), "{:?}", t.job_cgroups());
 }

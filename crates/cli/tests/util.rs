@@ -103,27 +103,54 @@ impl TestRoot {
         child
     }
 
-    /// The job cgroups (`runseal/job-<pid>-*` in any hierarchy) of this test's `runseal`
-    /// processes; other tests' jobs may run meanwhile.
+    /// The runseal cgroups (`runseal/...` in any hierarchy) that processes of this test's
+    /// jobs are in: those running under one of this test's `runseal` processes (other
+    /// tests' jobs may run meanwhile). Empty once the jobs are over.
     pub fn job_cgroups(&self) -> Vec<PathBuf> {
-        let prefixes: Vec<String> = self
-            .started
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|pid| format!("job-{pid}-"))
-            .collect();
-        let mut found = Vec::new();
-        let hierarchies = std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten();
-        for base in hierarchies
-            .map(|h| h.path().join("runseal"))
-            .chain([PathBuf::from("/sys/fs/cgroup/runseal")])
-        {
-            for job in std::fs::read_dir(&base).into_iter().flatten().flatten() {
-                let name = job.file_name().to_string_lossy().into_owned();
-                if prefixes.iter().any(|p| name.starts_with(p)) {
-                    found.push(job.path());
+        let started = self.started.lock().unwrap().clone();
+        let parent_of = |pid: u32| -> Option<u32> {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("PPid:"))
+                .and_then(|p| p.trim().parse().ok())
+        };
+        let ours = |pid: u32| {
+            let mut at = pid;
+            for _ in 0..64 {
+                match parent_of(at) {
+                    Some(parent) if started.contains(&parent) => return true,
+                    Some(parent) if parent > 1 => at = parent,
+                    _ => return false,
                 }
+            }
+            false
+        };
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok()) else {
+                continue;
+            };
+            if !ours(pid) {
+                continue;
+            }
+            let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+            for line in cgroups.lines() {
+                // `ID:CONTROLLERS:PATH`; v1 hierarchies are mounted by their controllers' names.
+                let mut fields = line.splitn(3, ':');
+                let (_, controllers, path) = (fields.next(), fields.next(), fields.next());
+                let (Some(controllers), Some(path)) = (controllers, path) else {
+                    continue;
+                };
+                if !path.starts_with("/runseal/") {
+                    continue;
+                }
+                let hierarchy = if controllers.is_empty() {
+                    PathBuf::from("/sys/fs/cgroup")
+                } else {
+                    Path::new("/sys/fs/cgroup").join(controllers)
+                };
+                found.push(hierarchy.join(&path[1..]));
             }
         }
         found.sort();

@@ -18,12 +18,29 @@ pub enum CgroupMode {
     V2,
 }
 
-/// The cgroup dirs of one job, one per hierarchy used; removed by [`Cgroups::remove`].
+/// Where the locks of the cgroup slots are: `N` for slot N, held (flock) by the runseal
+/// whose job has that slot's cgroups.
+const SLOT_LOCKS: &str = "/run/runseal/cgroup-slots";
+/// At most this many jobs have cgroups at once.
+const MAX_SLOTS: usize = 4096;
+
+/// The cgroup dirs of one job, one per hierarchy used, with its limits applied.
+///
+/// They are a slot's (`runseal/slot-N` in each hierarchy), reused by job after job, not
+/// made and removed for each: a new memory cgroup and its removal, with the kernel's work
+/// after it, cost a job start about as much as all the rest of its setup outside the
+/// sandbox. A slot is a job's while its runseal holds the slot's lock, and only while no
+/// process is left in it: one whose runseal was killed waits until its processes are gone.
+/// Each job gets its own limits written; what stays from the one before is page cache
+/// charged to the memory cgroup, which the kernel reclaims first.
 #[derive(Debug)]
 pub struct Cgroups {
     dirs: Vec<(PathBuf, CgroupMode)>,
-    /// The dir of `dirs` the memory controller limits, if one does.
-    memory: Option<(PathBuf, CgroupMode)>,
+    /// The dir of `dirs` the memory controller limits, if one does, and the OOM kills it
+    /// had counted when this job got it.
+    memory: Option<(PathBuf, CgroupMode, u64)>,
+    /// The slot's lock; the slot is free again once it is closed.
+    _lock: OwnedFd,
 }
 
 /// Where each controller can be used, read from /proc/self/mountinfo.
@@ -37,12 +54,11 @@ struct Hierarchies {
 
 impl Hierarchies {
     fn read() -> Result<Hierarchies> {
-        let text = std::fs::read_to_string("/proc/self/mountinfo")
+        let text = read_small(Path::new("/proc/self/mountinfo"))
             .map_err(|e| Error::sys("read(/proc/self/mountinfo)", e))?;
         let mut found = Self::parse(&text);
         if let Some(unified) = &found.unified {
-            let listed =
-                std::fs::read_to_string(unified.join("cgroup.controllers")).unwrap_or_default();
+            let listed = read_small(&unified.join("cgroup.controllers")).unwrap_or_default();
             found.unified_controllers = listed.split_whitespace().map(String::from).collect();
         }
         Ok(found)
@@ -94,69 +110,164 @@ impl Hierarchies {
                     .map_or_else(|| "none mounted".into(), |p| p.display().to_string()),
             })
     }
+
+    /// runseal's dir in each hierarchy it uses.
+    fn bases(&self) -> Vec<PathBuf> {
+        let mut bases: Vec<PathBuf> = ["memory", "pids", "cpu"]
+            .iter()
+            .filter_map(|controller| self.locate(controller).ok())
+            .map(|(mount, _)| mount.join("runseal"))
+            .collect();
+        bases.dedup();
+        bases
+    }
+}
+
+/// A controller to limit, where, and the settings to write.
+struct Wanted {
+    controller: &'static str,
+    mount: PathBuf,
+    mode: CgroupMode,
+    value: String,
 }
 
 impl Cgroups {
-    /// Creates the job's cgroups with `limits` applied.
-    pub fn create(job_name: &str, limits: &Limits) -> Result<Cgroups> {
+    /// The job's cgroups, a free slot's, with `limits` applied.
+    pub fn create(limits: &Limits) -> Result<Cgroups> {
         let hierarchies = Hierarchies::read()?;
-        let mut wanted: Vec<(&str, Vec<(&str, String)>)> = Vec::new();
-        if let Some(bytes) = limits.memory_bytes {
-            wanted.push(("memory", vec![("limit", bytes.to_string())]));
+        let mut wanted = Vec::new();
+        let mut want = |controller: &'static str, value: Option<String>| -> Result<()> {
+            if let Some(value) = value {
+                let (mount, mode) = hierarchies.locate(controller)?;
+                wanted.push(Wanted {
+                    controller,
+                    mount,
+                    mode,
+                    value,
+                });
+            }
+            Ok(())
+        };
+        want("memory", limits.memory_bytes.map(|b| b.to_string()))?;
+        want("pids", limits.pids.map(|p| p.to_string()))?;
+        want(
+            "cpu",
+            limits.cpus.map(|cpus| {
+                ((cpus * PERIOD_US as f64).round() as u64)
+                    .max(1000)
+                    .to_string()
+            }),
+        )?;
+        for slot in 0..MAX_SLOTS {
+            let Some(lock) = lock_slot(slot)? else {
+                continue;
+            };
+            if let Some(cgroups) = Self::claim(slot, lock, &wanted)? {
+                return Ok(cgroups);
+            }
         }
-        if let Some(pids) = limits.pids {
-            wanted.push(("pids", vec![("pids.max", pids.to_string())]));
-        }
-        if let Some(cpus) = limits.cpus {
-            let quota = ((cpus * PERIOD_US as f64).round() as u64).max(1000);
-            wanted.push(("cpu", vec![("quota", quota.to_string())]));
-        }
+        Err(Error::Cgroup {
+            action: format!("find a free slot among {MAX_SLOTS} in"),
+            path: SLOT_LOCKS.into(),
+            source: std::io::ErrorKind::ResourceBusy.into(),
+        })
+    }
+
+    /// Slot `slot`'s cgroups with the wanted limits, its `lock` held; `None` while a process
+    /// is left in it, or when a cgroup reused from an earlier job refuses the new limits
+    /// (a memory limit below what the last job left charged).
+    fn claim(slot: usize, lock: OwnedFd, wanted: &[Wanted]) -> Result<Option<Cgroups>> {
         let mut cgroups = Cgroups {
             dirs: Vec::new(),
             memory: None,
+            _lock: lock,
         };
-        for (controller, settings) in wanted {
-            let (mount, mode) = hierarchies.locate(controller)?;
-            let base = mount.join("runseal");
-            let dir = base.join(job_name);
-            create_dir(&base)?;
-            reap_stale(&base);
-            if mode == CgroupMode::V2 {
-                enable_controller(&mount, controller)?;
-                enable_controller(&base, controller)?;
+        let mut reused = false;
+        for want in wanted {
+            let base = want.mount.join("runseal");
+            let dir = base.join(format!("slot-{slot}"));
+            if want.mode == CgroupMode::V2 {
+                create_dir(&base)?;
+                enable_controller(&want.mount, want.controller)?;
+                enable_controller(&base, want.controller)?;
             }
-            if !cgroups.dirs.iter().any(|(d, _)| *d == dir) {
-                create_dir(&dir)?;
-                cgroups.dirs.push((dir.clone(), mode));
+            if cgroups.dirs.iter().any(|(d, _)| *d == dir) {
+                continue;
             }
-            apply(&dir, mode, controller, &settings)?;
-            if controller == "memory" {
-                cgroups.memory = Some((dir, mode));
+            // runseal's own dir exists but for the first job on this hierarchy.
+            reused |= match std::fs::create_dir(&dir) {
+                Ok(()) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    create_dir(&base)?;
+                    create_dir(&dir)?;
+                    false
+                }
+                Err(source) => {
+                    return Err(Error::Cgroup {
+                        action: "mkdir".into(),
+                        path: dir,
+                        source,
+                    })
+                }
+            };
+            cgroups.dirs.push((dir, want.mode));
+        }
+        // Every process of a job is in each of its cgroups: one says whether any is left.
+        if let Some((dir, _)) = cgroups.dirs.first() {
+            let procs = read_small(&dir.join("cgroup.procs")).unwrap_or_default();
+            if !procs.trim().is_empty() {
+                return Ok(None);
             }
         }
-        Ok(cgroups)
+        for want in wanted {
+            let dir = base_slot(&want.mount, slot);
+            match apply(&dir, want.mode, want.controller, &want.value) {
+                Ok(()) => {}
+                Err(_) if reused => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            if want.controller == "memory" {
+                let before = oom_kills_in(&dir, want.mode);
+                cgroups.memory = Some((dir, want.mode, before));
+            }
+        }
+        Ok(Some(cgroups))
     }
 
     pub fn is_empty(&self) -> bool {
         self.dirs.is_empty()
     }
 
-    /// Removes the job cgroups whose creator is gone from every hierarchy runseal uses. A
-    /// daemon calls it at start: the jobs of the one before died with its helpers, and
-    /// their cgroups would otherwise wait for the next job that asks for the same limit.
+    /// Removes, from every hierarchy runseal uses, the slots no job holds and nothing is
+    /// left in, and the per-job cgroups earlier versions made whose creator is gone. A daemon
+    /// calls it at start.
     pub fn reap_orphans() {
         let Ok(hierarchies) = Hierarchies::read() else {
             return;
         };
-        for controller in ["memory", "pids", "cpu"] {
-            if let Ok((mount, _)) = hierarchies.locate(controller) {
-                reap_stale(&mount.join("runseal"));
+        let bases = hierarchies.bases();
+        for base in &bases {
+            reap_stale(base);
+        }
+        let mut slots: Vec<usize> = bases
+            .iter()
+            .flat_map(|base| std::fs::read_dir(base).into_iter().flatten().flatten())
+            .filter_map(|entry| slot_number(&entry.file_name().to_string_lossy()))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        for slot in slots {
+            if let Ok(Some(_lock)) = lock_slot(slot) {
+                for base in &bases {
+                    let _ = std::fs::remove_dir(base.join(format!("slot-{slot}")));
+                }
             }
         }
     }
 
-    /// What the job's init needs to start in the job's cgroups, opened before it is
-    /// cloned: the v2 dir to clone it into, and the v1 `tasks` files it writes itself into.
+    /// What the job needs to start in its cgroups, opened before the sandbox is cloned: the
+    /// v2 dir to clone it into, and the v1 `tasks` files it writes itself into.
     pub fn joining(&self) -> Result<Joining> {
         let mut joining = Joining {
             into: None,
@@ -175,43 +286,84 @@ impl Cgroups {
         Ok(joining)
     }
 
-    /// Removes the job's cgroups, waiting briefly for exiting processes to leave them.
-    pub fn remove(&mut self) {
-        for (dir, _) in self.dirs.drain(..) {
-            for _ in 0..100 {
-                match std::fs::remove_dir(&dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-                }
-            }
-        }
-    }
-
     pub fn dirs(&self) -> impl Iterator<Item = &Path> {
         self.dirs.iter().map(|(d, _)| d.as_path())
     }
 
-    /// How many processes the OOM killer killed in the job's memory cgroup (v1
-    /// `memory.oom_control`, v2 `memory.events`); 0 without one. Read before removal.
+    /// How many processes the OOM killer killed in the job's memory cgroup since the job
+    /// got it (v1 `memory.oom_control`, v2 `memory.events`); 0 without one.
     pub fn oom_kills(&self) -> u64 {
-        let Some((dir, mode)) = &self.memory else {
-            return 0;
-        };
-        let file = match mode {
-            CgroupMode::V1 => "memory.oom_control",
-            CgroupMode::V2 => "memory.events",
-        };
-        std::fs::read_to_string(dir.join(file)).map_or(0, |text| counter(&text, "oom_kill"))
+        self.memory.as_ref().map_or(0, |(dir, mode, before)| {
+            oom_kills_in(dir, *mode).saturating_sub(*before)
+        })
     }
 }
 
-/// How a job's init enters its cgroups without another process moving it there. Moving a
-/// process by pid (`cgroup.procs`) takes the kernel's global threadgroup lock for writing,
-/// which waits for an RCU grace period: 5-10 ms of every job start. A v2 cgroup is entered
-/// at birth instead (`clone3` with `CLONE_INTO_CGROUP`), and on v1 the single-threaded init
-/// writes `0` (itself) to each `tasks` file, a move of one thread that skips that lock.
-/// The files were opened by the caller, whose credentials the kernel checks.
+fn base_slot(mount: &Path, slot: usize) -> PathBuf {
+    mount.join("runseal").join(format!("slot-{slot}"))
+}
+
+/// The number of a slot's dir name (`slot-N`).
+fn slot_number(name: &str) -> Option<usize> {
+    name.strip_prefix("slot-")?
+        .parse()
+        .ok()
+        .filter(|n| *n < MAX_SLOTS)
+}
+
+/// Slot `slot`'s lock, if no one else holds it.
+fn lock_slot(slot: usize) -> Result<Option<OwnedFd>> {
+    let path = Path::new(SLOT_LOCKS).join(slot.to_string());
+    let opened = || {
+        rustix::fs::open(
+            &path,
+            OFlags::CREATE | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    };
+    let lock = match opened() {
+        Err(rustix::io::Errno::NOENT) => {
+            std::fs::create_dir_all(SLOT_LOCKS).map_err(|source| Error::Cgroup {
+                action: "mkdir -p".into(),
+                path: SLOT_LOCKS.into(),
+                source,
+            })?;
+            opened()
+        }
+        other => other,
+    }
+    .map_err(|e| Error::Cgroup {
+        action: "open".into(),
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(lock)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(Error::Cgroup {
+            action: "flock".into(),
+            path,
+            source: e.into(),
+        }),
+    }
+}
+
+/// The OOM killer's count in the memory cgroup `dir`.
+fn oom_kills_in(dir: &Path, mode: CgroupMode) -> u64 {
+    let file = match mode {
+        CgroupMode::V1 => "memory.oom_control",
+        CgroupMode::V2 => "memory.events",
+    };
+    read_small(&dir.join(file)).map_or(0, |text| counter(&text, "oom_kill"))
+}
+
+/// How a job enters its cgroups without another process moving it there. Moving a process
+/// by pid (`cgroup.procs`) takes the kernel's global threadgroup lock for writing, which
+/// waits for an RCU grace period: 5-10 ms of every job start. A v2 cgroup is entered at
+/// birth instead (`clone3` with `CLONE_INTO_CGROUP`), and on v1 the single-threaded job
+/// process writes `0` (itself) to each `tasks` file, a move of one thread that skips that
+/// lock. The files were opened by runseal before the sandbox was cloned, with its
+/// credentials, which the kernel checks.
 #[derive(Debug)]
 pub struct Joining {
     into: Option<OwnedFd>,
@@ -219,13 +371,13 @@ pub struct Joining {
 }
 
 impl Joining {
-    /// The v2 cgroup to clone init into.
+    /// The v2 cgroup to clone the job into.
     pub fn clone_into(&self) -> Option<BorrowedFd<'_>> {
         self.into.as_ref().map(AsFd::as_fd)
     }
 
-    /// In init, before anything else: moves this (single-threaded) process into every v1
-    /// cgroup of the job, so that everything it forks starts there.
+    /// In the job process, before anything else: moves this (single-threaded) process into
+    /// every v1 cgroup of the job, so that everything it forks starts there.
     pub fn join_v1(&self) -> Result<()> {
         for (path, tasks) in &self.tasks {
             let written = match rustix::io::write(tasks, b"0") {
@@ -281,40 +433,43 @@ fn reap_stale(base: &Path) {
     }
 }
 
-impl Drop for Cgroups {
-    fn drop(&mut self) {
-        self.remove();
+/// Writes the limit `value` of `controller` in `dir`.
+fn apply(dir: &Path, mode: CgroupMode, controller: &str, value: &str) -> Result<()> {
+    match (mode, controller) {
+        (CgroupMode::V2, "memory") => {
+            write(&dir.join("memory.max"), value)?;
+            write_if_present(&dir.join("memory.swap.max"), "0")
+        }
+        (CgroupMode::V1, "memory") => {
+            let (memory, with_swap) = (
+                dir.join("memory.limit_in_bytes"),
+                dir.join("memory.memsw.limit_in_bytes"),
+            );
+            // Memory+swap may never be below memory: a limit raised from an earlier job's
+            // needs memory+swap raised first.
+            if write(&memory, value).is_err() {
+                write_if_present(&with_swap, value)?;
+                write(&memory, value)?;
+            }
+            write_if_present(&with_swap, value)
+        }
+        (_, "pids") => write(&dir.join("pids.max"), value),
+        (CgroupMode::V2, "cpu") => write(&dir.join("cpu.max"), &format!("{value} {PERIOD_US}")),
+        (CgroupMode::V1, "cpu") => {
+            write(&dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+            write(&dir.join("cpu.cfs_quota_us"), value)
+        }
+        _ => unreachable!("only memory, pids and cpu are requested"),
     }
 }
 
-fn apply(
-    dir: &Path,
-    mode: CgroupMode,
-    controller: &str,
-    settings: &[(&str, String)],
-) -> Result<()> {
-    for (key, value) in settings {
-        match (mode, controller, *key) {
-            (CgroupMode::V2, "memory", _) => {
-                write(&dir.join("memory.max"), value)?;
-                write_if_present(&dir.join("memory.swap.max"), "0")?;
-            }
-            (CgroupMode::V1, "memory", _) => {
-                write(&dir.join("memory.limit_in_bytes"), value)?;
-                write_if_present(&dir.join("memory.memsw.limit_in_bytes"), value)?;
-            }
-            (_, "pids", _) => write(&dir.join("pids.max"), value)?,
-            (CgroupMode::V2, "cpu", _) => {
-                write(&dir.join("cpu.max"), &format!("{value} {PERIOD_US}"))?
-            }
-            (CgroupMode::V1, "cpu", _) => {
-                write(&dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
-                write(&dir.join("cpu.cfs_quota_us"), value)?;
-            }
-            _ => unreachable!("only memory, pids and cpu are requested"),
-        }
-    }
-    Ok(())
+/// A small file of the kernel's (procfs and cgroupfs say no size), read with one read and
+/// the one that finds its end, instead of a doubling buffer's many.
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(16 * 1024);
+    std::fs::File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 fn enable_controller(dir: &Path, controller: &str) -> Result<()> {
@@ -378,6 +533,11 @@ mod tests {
         assert_eq!(creator("job-4242-123456789"), Some(4242));
         assert_eq!(creator("job-x-1"), None);
         assert_eq!(creator("other"), None);
+        assert_eq!(creator("slot-3"), None);
+        assert_eq!(slot_number("slot-3"), Some(3));
+        assert_eq!(slot_number("slot-4096"), None);
+        assert_eq!(slot_number("slot-x"), None);
+        assert_eq!(slot_number("job-1-2"), None);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The three processes of a job. The caller (outside) creates the cgroups and clones the
-//! sandbox's init into new namespaces, and into the job's cgroups (v1 ones init enters
-//! itself, first thing: see [`Joining`]); init builds the root, then forks the job, which drops
-//! every privilege, loads seccomp and execs the command; init reaps until the job exits and
-//! exits with its status, which tears the PID namespace down. Setup failures travel to the
-//! caller over a pipe as text, so the user sees why, not just a dead child.
+//! sandbox's init into new namespaces; init builds the root, then forks the job into the
+//! job's cgroups (v1 ones the job enters itself, first thing: see [`Joining`]), and the job
+//! drops every privilege, loads seccomp and execs the command. When the job exits, init kills
+//! and reaps whatever it left, hands its exit code to the caller over a pipe and exits, which
+//! tears the namespaces down while the caller already removes the (empty) cgroups and
+//! returns. Setup failures travel to the caller over a pipe as text, so the user sees why,
+//! not just a dead child.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -12,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rustix::pipe::{pipe_with, PipeFlags};
-use rustix::process::{getpid, waitpid, Pid, Signal, WaitOptions, WaitStatus};
+use rustix::process::{waitpid, Pid, Signal, WaitOptions, WaitStatus};
 use seccompiler::BpfProgram;
 
 use crate::cgroup::{Cgroups, Joining};
@@ -75,13 +77,7 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
     std::fs::create_dir_all(ROOT_MOUNTPOINT)
         .map_err(|e| Error::sys(format!("mkdir -p {ROOT_MOUNTPOINT}"), e))?;
     let trees = detach_trees(&mut RealMounts, Some(job), &HostFds::open()?, &steps)?;
-    let job_name = unique_name();
-    let cgroups = if job.limits.needs_cgroup() {
-        Some(Cgroups::create(&job_name, &job.limits)?)
-    } else {
-        None
-    };
-
+    let cgroups = job_cgroups(job, purpose)?;
     let joining = cgroups.as_ref().map(Cgroups::joining).transpose()?;
 
     // Init learns from `alive` whether runseal died before init's death signal was armed:
@@ -91,6 +87,9 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
         .map_err(|e| Error::sys("pipe2(O_CLOEXEC | O_NONBLOCK)", e))?;
     let (report_read, report_write) =
         pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::sys("pipe2(O_CLOEXEC)", e))?;
+    // Init writes the job's exit code here once nothing of the job runs any more.
+    let (ended_read, ended_write) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::sys("pipe2(O_CLOEXEC)", e))?;
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if job.network == Network::None {
@@ -99,10 +98,9 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
     if purpose == Purpose::Run {
         sys::block_waited_signals()?;
     }
-    let into = joining.as_ref().and_then(Joining::clone_into);
-    match sys::clone_into_cgroup(flags, into)? {
+    match sys::clone_into_namespaces(flags)? {
         Forked::Child => {
-            drop((alive_write, report_read));
+            drop((alive_write, report_read, ended_read));
             let root = Root {
                 steps: &steps,
                 trees,
@@ -111,10 +109,18 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
                 joining,
                 alive: alive_read,
             };
-            init(job, purpose, root, &filters, start, report_write)
+            init(
+                job,
+                purpose,
+                root,
+                &filters,
+                start,
+                report_write,
+                ended_write,
+            )
         }
         Forked::Parent(init_pid) => {
-            drop((alive_read, report_write, joining));
+            drop((alive_read, report_write, ended_write, joining));
             let _alive = alive_write;
             match Report::receive(report_read) {
                 None => {}
@@ -135,13 +141,25 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
                     });
                 }
             }
-            let outcome = wait_for_job(init_pid, job.limits.timeout).map(|outcome| {
+            let outcome = wait_for_job(init_pid, ended_read, job.limits.timeout).map(|outcome| {
                 let oom_kills = cgroups.as_ref().map_or(0, Cgroups::oom_kills);
                 outcome.with_oom_kills(oom_kills, job.limits.memory_bytes)
             });
             drop(cgroups);
+            // Init may still be tearing its namespaces down, with nothing of the job left in
+            // them; whoever inherits it reaps it then, unless it is done by now.
+            let _ = sys::wait_child(init_pid, false);
             outcome.map(Started::Finished)
         }
+    }
+}
+
+/// The job's cgroups with its limits, if it runs and has any.
+fn job_cgroups(job: &Job, purpose: Purpose) -> Result<Option<Cgroups>> {
+    if purpose == Purpose::Run && job.limits.needs_cgroup() {
+        Cgroups::create(&job.limits).map(Some)
+    } else {
+        Ok(None)
     }
 }
 
@@ -151,7 +169,7 @@ struct Root<'a> {
     trees: Trees,
 }
 
-/// What init checks and joins before it does anything else.
+/// What init checks before it does anything else, and what the job joins.
 struct Start {
     /// The job's cgroups, unless none are needed.
     joining: Option<Joining>,
@@ -159,7 +177,9 @@ struct Start {
     alive: OwnedFd,
 }
 
-/// PID 1 of the job's namespaces.
+/// PID 1 of the job's namespaces. It stays out of the job's cgroups, so that they are empty
+/// (and removable) as soon as the job's processes are gone, while init's own exit, which
+/// tears the namespaces down, goes on without runseal waiting for it.
 fn init(
     job: &Job,
     purpose: Purpose,
@@ -167,8 +187,9 @@ fn init(
     filters: &[BpfProgram],
     start: Start,
     report: OwnedFd,
+    ended: OwnedFd,
 ) -> ! {
-    if let Err(e) = prepare(job, root, start) {
+    if let Err(e) = prepare(job, root, &start.alive) {
         fail(&report, SETUP_FAILED, &e.to_string());
     }
     if purpose == Purpose::ShowMounts {
@@ -176,31 +197,46 @@ fn init(
         Report::Mounts(table).send(&report);
         sys::exit_now(0);
     }
-    match sys::fork() {
+    let joining = start.joining.as_ref();
+    let mut start_job = || {
+        let (code, message) = exec_job(job, filters, joining);
+        fail(&report, code, &message);
+    };
+    let job_pid = match joining.and_then(Joining::clone_into) {
+        // A v2 cgroup is entered at birth, which only clone3 offers, with a copy of init.
+        Some(cgroup) => match sys::clone_into_cgroup(0, Some(cgroup)) {
+            Ok(Forked::Child) => {
+                start_job();
+                sys::exit_now(SETUP_FAILED)
+            }
+            Ok(Forked::Parent(pid)) => Ok(pid),
+            Err(e) => Err(e),
+        },
+        None => sys::spawn_sharing_memory(&mut start_job),
+    };
+    let job_pid = match job_pid {
+        Ok(pid) => pid,
         Err(e) => fail(&report, SETUP_FAILED, &e.to_string()),
-        Ok(Forked::Child) => {
-            let (code, message) = exec_job(job, filters);
-            fail(&report, code, &message)
-        }
-        Ok(Forked::Parent(job_pid)) => {
-            drop(report);
-            sys::exit_now(reap(job_pid))
-        }
-    }
+    };
+    drop(report);
+    let code = reap(job_pid);
+    // The job's exit ends the sandbox: whatever it left running is killed and reaped
+    // before runseal hears the code, and init lets go of the runtime's tree (its lock
+    // among the fds) before then too.
+    let _ = sys::kill_all_others();
+    reap_all();
+    let _ = sys::close_fds_except(ended.as_fd());
+    let _ = rustix::io::write(&ended, &code.to_ne_bytes());
+    sys::exit_now(code)
 }
 
-fn prepare(job: &Job, root: Root, start: Start) -> Result<()> {
+fn prepare(job: &Job, root: Root, alive: &OwnedFd) -> Result<()> {
     sys::die_with_parent()?;
     // Armed now; had runseal died before, nothing would kill this process with it.
-    match rustix::io::read(&start.alive, &mut [0u8; 1]) {
+    match rustix::io::read(alive, &mut [0u8; 1]) {
         Err(rustix::io::Errno::AGAIN) => {}
         _ => sys::exit_now(SETUP_FAILED),
     }
-    // Before anything is forked: the job starts inside its cgroups.
-    if let Some(joining) = &start.joining {
-        joining.join_v1()?;
-    }
-    sys::unshare_cgroup_namespace()?;
     sys::set_hostname(crate::identity::HOSTNAME)?;
     if job.network == Network::None {
         sys::loopback_up()?;
@@ -209,9 +245,13 @@ fn prepare(job: &Job, root: Root, start: Start) -> Result<()> {
     apply(&mut RealMounts, root.trees, mountpoint.as_fd(), root.steps)
 }
 
-/// In the job process: drop everything, then exec. Returns only on failure.
-fn exec_job(job: &Job, filters: &[BpfProgram]) -> (i32, String) {
-    let setup = sys::new_session()
+/// In the job process: enter the job's cgroups (and a cgroup namespace rooted there), drop
+/// everything, then exec. Returns only on failure.
+fn exec_job(job: &Job, filters: &[BpfProgram], joining: Option<&Joining>) -> (i32, String) {
+    let setup = joining
+        .map_or(Ok(()), Joining::join_v1)
+        .and_then(|()| sys::unshare_cgroup_namespace())
+        .and_then(|()| sys::new_session())
         .and_then(|()| sys::unblock_waited_signals())
         .and_then(|()| sys::drop_privileges(job.user.uid, job.user.gid))
         .and_then(|()| sys::close_inherited_fds());
@@ -259,6 +299,16 @@ fn reap(job: Pid) -> i32 {
     }
 }
 
+/// Reaps every child left, until there are none.
+fn reap_all() {
+    loop {
+        match rustix::process::wait(WaitOptions::empty()) {
+            Ok(Some(_)) | Err(rustix::io::Errno::INTR) => continue,
+            _ => return,
+        }
+    }
+}
+
 fn exit_code_of(status: WaitStatus) -> i32 {
     match (status.exit_status(), status.terminating_signal()) {
         (Some(code), _) => code,
@@ -277,50 +327,55 @@ pub(crate) fn wait(pid: Pid) -> Result<WaitStatus> {
     }
 }
 
-/// Waits for init. Past `timeout` it kills init, which kills every process of the
+/// Waits for the job's exit code, which init writes to `ended` once the job and everything
+/// it started are gone. Past `timeout` it kills init, which kills every process of the
 /// namespace. When runseal itself gets SIGINT, SIGTERM or SIGHUP, the job gets that signal
 /// and [`STOP_GRACE`] to exit, then init is killed. The caller removes the cgroups after.
-/// One thread does all of it: init's exit arrives as a SIGCHLD among the waited signals.
-fn wait_for_job(init: Pid, timeout: Option<Duration>) -> Result<Outcome> {
+/// One thread does all of it, polling `ended` and a signalfd.
+fn wait_for_job(init: Pid, ended: OwnedFd, timeout: Option<Duration>) -> Result<Outcome> {
+    let signals = sys::signal_fd()?;
     let mut watchdog = timeout.map(|limit| Instant::now() + limit);
     let mut timed_out = false;
     // The signal runseal was stopped with, and when the job's grace ends.
     let mut stopped_by: Option<i32> = None;
     let mut grace_end: Option<Instant> = None;
     let mut killed_for: Option<i32> = None;
-    let status = loop {
-        match waitpid(Some(init), WaitOptions::NOHANG) {
-            Ok(Some((_, status))) => break status,
-            Ok(None) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Error::sys(format!("waitpid({init:?}, WNOHANG)"), e)),
-        }
+    let code = loop {
         let deadline = watchdog.into_iter().chain(grace_end).min();
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        match sys::wait_signal(left)? {
-            Some(libc::SIGCHLD) => {}
-            Some(signal) if stopped_by.is_none() => {
-                // Like `docker stop`: the job gets the signal and a grace period to end on
-                // its own; then the whole namespace is killed.
-                for job in init_children(init) {
-                    let _ = Signal::from_named_raw(signal).map(|s| sys::kill(job, s));
-                }
-                stopped_by = Some(signal);
-                grace_end = Some(Instant::now() + STOP_GRACE);
+        let left = deadline.map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        let ready = sys::wait_readable(&[ended.as_fd(), signals.as_fd()], left)?;
+        if ready[0] != 0 {
+            let mut code = [0u8; 4];
+            break match rustix::io::read(&ended, &mut code) {
+                Ok(4) => i32::from_ne_bytes(code),
+                // Init died without a word: killed here, or by someone else.
+                _ => exit_code_of(wait(init)?),
+            };
+        }
+        while let Some(signal) = sys::read_signal(signals.as_fd()) {
+            if stopped_by.is_some() {
+                continue;
             }
-            Some(_) => {}
-            None => {
-                let now = Instant::now();
-                if grace_end.is_some_and(|end| now >= end) {
-                    grace_end = None;
-                    killed_for = stopped_by;
-                    let _ = sys::kill(init, Signal::KILL);
-                }
-                if watchdog.is_some_and(|end| now >= end) {
-                    watchdog = None;
-                    timed_out = true;
-                    let _ = sys::kill(init, Signal::KILL);
-                }
+            // Like `docker stop`: the job gets the signal and a grace period to end on its
+            // own; then the whole namespace is killed.
+            for job in init_children(init) {
+                let _ = Signal::from_named_raw(signal).map(|s| sys::kill(job, s));
             }
+            stopped_by = Some(signal);
+            grace_end = Some(Instant::now() + STOP_GRACE);
+        }
+        let now = Instant::now();
+        if grace_end.is_some_and(|end| now >= end) {
+            grace_end = None;
+            killed_for = stopped_by;
+            let _ = sys::kill(init, Signal::KILL);
+        }
+        if watchdog.is_some_and(|end| now >= end) {
+            watchdog = None;
+            timed_out = true;
+            let _ = sys::kill(init, Signal::KILL);
         }
     };
     if let Some(signal) = killed_for {
@@ -329,11 +384,9 @@ fn wait_for_job(init: Pid, timeout: Option<Duration>) -> Result<Outcome> {
     if timed_out {
         return Ok(Outcome::TimedOut);
     }
-    Ok(match (status.exit_status(), status.terminating_signal()) {
-        (Some(code), _) if code > 128 && code < 128 + 65 => Outcome::Signaled(code - 128),
-        (Some(code), _) => Outcome::Exited(code),
-        (None, Some(signal)) => Outcome::Signaled(signal),
-        _ => Outcome::Exited(SETUP_FAILED),
+    Ok(match code {
+        code if code > 128 && code < 128 + 65 => Outcome::Signaled(code - 128),
+        code => Outcome::Exited(code),
     })
 }
 
@@ -345,12 +398,4 @@ fn init_children(init: Pid) -> Vec<Pid> {
         .split_whitespace()
         .filter_map(|p| p.parse().ok().and_then(Pid::from_raw))
         .collect()
-}
-
-fn unique_name() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    format!("job-{}-{nanos}", getpid().as_raw_nonzero())
 }

@@ -4,8 +4,8 @@
 //! and opens places in a root without following symlinks, and needs no privilege.
 //!
 //! This module holds all of runseal's `unsafe` code, each block with its reason: process
-//! creation (`clone`, `fork`, `_exit`), `mount_setattr` (which rustix lacks), the loopback
-//! `ioctl`, `close_range`, `kill(-1)`, the signal mask calls and fanotify (which rustix
+//! creation (`clone`, `fork`, a vfork-like `clone` on a stack of its own, `_exit`), `mount_setattr` (which rustix lacks), the loopback
+//! `ioctl`, `close_range`, `kill(-1)`, the signal mask calls, signalfd and fanotify (which rustix
 //! lacks), used by `learn`.
 
 use std::ffi::OsStr;
@@ -374,15 +374,19 @@ impl<'a> Dirs<'a> {
             })
             .collect::<std::result::Result<_, _>>()
             .map_err(|()| Error::place(path, PlaceProblem::NotNormalized))?;
-        let mut dir = rustix::io::fcntl_dupfd_cloexec(self.root, 3)
-            .map_err(call_error("fcntl(F_DUPFD_CLOEXEC)".into()))?;
+        let mut dir: Option<OwnedFd> = None;
         let mut so_far = PathBuf::from("/");
         for (i, name) in names.iter().enumerate() {
             so_far.push(name);
             let kind = if i + 1 < names.len() { Leaf::Dir } else { leaf };
-            dir = make_one(&dir, name, kind, &so_far)?;
+            let parent = dir.as_ref().map_or(self.root, AsFd::as_fd);
+            dir = Some(make_one(parent, name, kind, &so_far)?);
         }
-        Ok(dir)
+        match dir {
+            Some(dir) => Ok(dir),
+            None => rustix::io::fcntl_dupfd_cloexec(self.root, 3)
+                .map_err(call_error("fcntl(F_DUPFD_CLOEXEC)".into())),
+        }
     }
 
     /// The file `path`, if it is there, reached as by [`Dirs::make`] but creating nothing.
@@ -418,39 +422,37 @@ fn split_parent(path: &Path) -> Result<(&Path, &OsStr)> {
 }
 
 /// Opens `name` in `dir` as a `kind`, creating it when missing; never follows a symlink.
-fn make_one(dir: &OwnedFd, name: &OsStr, kind: Leaf, path: &Path) -> Result<OwnedFd> {
-    let open = |flags: OFlags| beneath::open(dir, Path::new(name), flags, Links::Refuse);
+/// It is created first and opened after (two calls, where a root being built mostly lacks
+/// it), which is safe because neither call follows a link in its last component: mkdirat
+/// and an O_EXCL|O_NOFOLLOW create fail on anything already there, a link included, and the
+/// open refuses links.
+fn make_one(dir: BorrowedFd<'_>, name: &OsStr, kind: Leaf, path: &Path) -> Result<OwnedFd> {
+    let created = match kind {
+        Leaf::Dir => rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755))
+            .map_err(|e| (e, format!("mkdirat({}, 0755)", path.display()))),
+        Leaf::File => rustix::fs::openat(
+            dir,
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map(drop)
+        .map_err(|e| {
+            (
+                e,
+                format!("openat({}, O_CREAT|O_EXCL|O_NOFOLLOW)", path.display()),
+            )
+        }),
+    };
+    match created {
+        Ok(()) | Err((rustix::io::Errno::EXIST, _)) => {}
+        Err((e, call)) => return Err(Error::sys(call, e)),
+    }
     let as_kind = match kind {
         Leaf::Dir => OFlags::PATH | OFlags::DIRECTORY,
         Leaf::File => OFlags::PATH,
     };
-    let opened = match open(as_kind) {
-        Err(rustix::io::Errno::NOENT) => {
-            match kind {
-                Leaf::Dir => rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755))
-                    .map_err(call_error(format!("mkdirat({}, 0755)", path.display())))?,
-                Leaf::File => drop(
-                    // A plain name in `dir`: O_EXCL|O_NOFOLLOW create only there.
-                    rustix::fs::openat(
-                        dir,
-                        name,
-                        OFlags::CREATE
-                            | OFlags::EXCL
-                            | OFlags::NOFOLLOW
-                            | OFlags::WRONLY
-                            | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(0o644),
-                    )
-                    .map_err(call_error(format!(
-                        "openat({}, O_CREAT|O_EXCL|O_NOFOLLOW)",
-                        path.display()
-                    )))?,
-                ),
-            }
-            open(as_kind)
-        }
-        other => other,
-    };
+    let opened = beneath::open(dir, Path::new(name), as_kind, Links::Refuse);
     let fd = opened.map_err(|e| match e {
         rustix::io::Errno::LOOP => Error::place(path, PlaceProblem::Symlink),
         e => Error::sys(
@@ -552,6 +554,64 @@ pub fn fork() -> Result<Forked> {
     forked(ret as i64, "fork()")
 }
 
+/// Runs `child` in a new process that shares this one's memory, and returns its pid once it
+/// has exec'd or exited (`clone(CLONE_VM | CLONE_VFORK)`, as posix_spawn starts programs).
+/// Nothing of the address space is copied, which is most of what a fork from runseal's
+/// process costs. `child` runs on a stack of its own and must end the child, with an exec
+/// or [`exit_now`]; should it return, the child exits with [`crate::launch::SETUP_FAILED`].
+pub fn spawn_sharing_memory(child: &mut dyn FnMut()) -> Result<Pid> {
+    const STACK: usize = 1 << 20;
+    const GUARD: usize = 4096;
+    ensure_single_threaded()?;
+    extern "C" fn start(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&mut &mut dyn FnMut()` passed to clone below, alive until
+        // the clone returns, which (CLONE_VFORK) is after this process execs or exits.
+        let child = unsafe { &mut *(arg as *mut &mut dyn FnMut()) };
+        child();
+        exit_now(crate::launch::SETUP_FAILED)
+    }
+    // SAFETY: a fresh private anonymous mapping, owned here until the munmap below.
+    let stack = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK + GUARD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if stack == libc::MAP_FAILED {
+        return Err(Error::sys("mmap(stack)", std::io::Error::last_os_error()));
+    }
+    // SAFETY: the lowest page of the mapping just made becomes the guard that stops an
+    // overflowing child (stacks grow down) instead of letting it write below.
+    unsafe { libc::mprotect(stack, GUARD, libc::PROT_NONE) };
+    let mut child = child;
+    // SAFETY: the child shares this process's memory, so while it runs this process must
+    // not: CLONE_VFORK suspends it until the child execs or exits, and it has one thread
+    // (checked above), so no other thread holds a lock (malloc's) the child might take.
+    // The child runs `start` on the new stack (its top, 16-byte aligned as mmap's pages
+    // are), never returning into this function's frames; it has its own fd table and
+    // signal handlers (no CLONE_FILES, no CLONE_SIGHAND), so what it closes or sets up for
+    // its exec stays its own.
+    let ret = unsafe {
+        libc::clone(
+            start,
+            (stack as *mut u8).add(STACK + GUARD) as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &mut child as *mut &mut dyn FnMut() as *mut libc::c_void,
+        )
+    };
+    let error = std::io::Error::last_os_error();
+    // SAFETY: the child has exec'd or exited, so nothing uses the stack any more.
+    unsafe { libc::munmap(stack, STACK + GUARD) };
+    match ret {
+        -1 => Err(Error::sys("clone(CLONE_VM | CLONE_VFORK)", error)),
+        pid => Ok(Pid::from_raw(pid).expect("the kernel returns a positive pid")),
+    }
+}
+
 /// Ends this process at once, without running destructors or flushing std buffers that
 /// belong to the parent's copy.
 pub fn exit_now(code: i32) -> ! {
@@ -642,6 +702,25 @@ pub fn drop_privileges(uid: u32, gid: u32) -> Result<()> {
     thread::set_capabilities(None, none).map_err(call_error("capset(all empty)".into()))
 }
 
+/// Closes every fd above stderr but `keep`.
+pub fn close_fds_except(keep: BorrowedFd<'_>) -> Result<()> {
+    let keep = keep.as_raw_fd() as libc::c_uint;
+    for (first, last) in [(3, keep.saturating_sub(1)), (keep + 1, libc::c_uint::MAX)] {
+        if first > last {
+            continue;
+        }
+        // SAFETY: the caller (the sandbox's init, ending) holds no Rust object that owns
+        // one of these fds and is used after this.
+        if unsafe { libc::close_range(first, last, 0) } < 0 {
+            return Err(Error::sys(
+                format!("close_range({first}, {last}, 0)"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Marks every fd above stderr close-on-exec, so the next exec passes on nothing the
 /// caller had open (a shell's `exec 7</srv`, a daemon's sockets) while the fds this process
 /// still needs until then keep working.
@@ -681,10 +760,9 @@ pub fn unshare_cgroup_namespace() -> Result<()> {
         .map_err(call_error("unshare(CLONE_NEWCGROUP)".into()))
 }
 
-/// The signals `runseal run` takes synchronously while its job runs (see [`wait_signal`]):
-/// those that end runseal itself, so the job and its cgroups are cleaned up first, and
-/// SIGCHLD, so that one thread waits for the job and for them without a helper thread.
-const WAITED_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD];
+/// The signals `runseal run` takes synchronously while its job runs (see [`signal_fd`]):
+/// those that end runseal itself, so that the job and its cgroups are cleaned up first.
+const WAITED_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 fn waited_set() -> libc::sigset_t {
     // SAFETY: sigemptyset and sigaddset initialise and fill the set they are given.
@@ -699,8 +777,7 @@ fn waited_set() -> libc::sigset_t {
 }
 
 /// Blocks the waited signals for this thread and the threads and children it creates; the
-/// job unblocks them with [`unblock_waited_signals`] before its exec. Blocked, a SIGCHLD is
-/// kept pending for [`wait_signal`] instead of being discarded (its default is to ignore).
+/// job unblocks them with [`unblock_waited_signals`] before its exec.
 pub fn block_waited_signals() -> Result<()> {
     mask_waited_signals(libc::SIG_BLOCK, "SIG_BLOCK")
 }
@@ -715,34 +792,36 @@ fn mask_waited_signals(how: libc::c_int, name: &str) -> Result<()> {
     let ret = unsafe { libc::pthread_sigmask(how, &set, std::ptr::null_mut()) };
     if ret != 0 {
         return Err(Error::sys(
-            format!("pthread_sigmask({name}, INT|TERM|HUP|CHLD)"),
+            format!("pthread_sigmask({name}, INT|TERM|HUP)"),
             std::io::Error::from_raw_os_error(ret),
         ));
     }
     Ok(())
 }
 
-/// Waits until a blocked waited signal arrives, or `timeout` passes (`None`: no limit);
-/// returns the signal's number, or `None` when the time is up or a handled signal came.
-pub fn wait_signal(timeout: Option<std::time::Duration>) -> Result<Option<i32>> {
+/// An fd that reads the waited signals (blocked first, by [`block_waited_signals`]), so that
+/// one `poll` waits for them beside pipes.
+pub fn signal_fd() -> Result<OwnedFd> {
     let set = waited_set();
-    let limit = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-        tv_nsec: t.subsec_nanos().into(),
-    });
-    let limit_ptr = limit
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: sigtimedwait reads the set and the timeout (null: none) and writes no
-    // siginfo (null).
-    let ret = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), limit_ptr) };
-    if ret >= 0 {
-        return Ok(Some(ret));
+    // SAFETY: signalfd reads the set; -1 asks for a new fd, which is then owned here alone.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(Error::sys(
+            "signalfd(INT|TERM|HUP)",
+            std::io::Error::last_os_error(),
+        ));
     }
-    let error = std::io::Error::last_os_error();
-    match error.raw_os_error() {
-        Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
-        _ => Err(Error::sys("sigtimedwait(INT|TERM|HUP|CHLD)", error)),
+    // SAFETY: the kernel just returned this fd, open and owned by nobody else.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// The next signal [`signal_fd`] has read, if one is pending.
+pub fn read_signal(signals: BorrowedFd<'_>) -> Option<i32> {
+    // One `struct signalfd_siginfo`: the signal's number comes first, as a u32.
+    let mut info = [0u8; 128];
+    match rustix::io::read(signals, &mut info) {
+        Ok(128) => Some(u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32),
+        _ => None,
     }
 }
 

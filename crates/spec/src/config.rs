@@ -232,7 +232,8 @@ pub fn read_opened_runtime_yml(file: std::fs::File, path: &Path) -> Result<Strin
         let why = format!("not a regular file of at most {MAX_RUNTIME_YML} bytes");
         return Err(Error::io(path, std::io::Error::other(why)));
     }
-    let mut text = String::new();
+    // Room for the whole file and the read that finds its end, so two reads do.
+    let mut text = String::with_capacity(meta.len() as usize + 1);
     file.take(MAX_RUNTIME_YML)
         .read_to_string(&mut text)
         .map_err(|e| Error::io(path, e))?;
