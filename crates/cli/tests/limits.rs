@@ -174,6 +174,48 @@ fn a_runtime_is_removable_the_moment_a_job_on_it_returns() {
     assert!(!dir.exists());
 }
 
+/// A CPU limit of at least every CPU online cannot slow a job down, so the job gets no cpu
+/// cgroup, only its memory and pids ones; a lower limit gets one, with its quota.
+#[test]
+fn only_a_cpu_limit_below_the_machines_cpus_gets_a_cpu_cgroup() {
+    let t = sealtest!();
+    let _serial = serial();
+    t.sealed_openjdk();
+    let quotas_of = |cpus: &str| -> Vec<String> {
+        let mut command = t.runseal_std();
+        command
+            .args(["run", "--runtime", "openjdk-17", "--cpus", cpus])
+            .args(["--", "sleep", "1017"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut runseal = t.spawn(command);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut cgroups = t.job_cgroups();
+        while cgroups.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            cgroups = t.job_cgroups();
+        }
+        assert!(!cgroups.is_empty(), "the job never ran");
+        // v1 `cpu.cfs_quota_us`, or v2 `cpu.max` without its period.
+        let quotas = cgroups
+            .iter()
+            .filter_map(|dir| {
+                std::fs::read_to_string(dir.join("cpu.cfs_quota_us"))
+                    .or_else(|_| std::fs::read_to_string(dir.join("cpu.max")))
+                    .ok()
+            })
+            .map(|quota| quota.trim().trim_end_matches(" 100000").to_string())
+            .collect();
+        let pid = rustix::process::Pid::from_raw(runseal.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        runseal.wait().unwrap();
+        quotas
+    };
+    let unthrottled = quotas_of("4096");
+    assert!(unthrottled.iter().all(|q| q == "max"), "{unthrottled:?}");
+    assert_eq!(quotas_of("0.5"), ["50000"]);
+}
+
 #[test]
 fn cpu_limit_is_applied() {
     let t = sealtest!();

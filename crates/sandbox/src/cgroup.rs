@@ -21,6 +21,12 @@ pub enum CgroupMode {
 /// Where the locks of the cgroup slots are: `N` for slot N, held (flock) by the runseal
 /// whose job has that slot's cgroups.
 const SLOT_LOCKS: &str = "/run/runseal/cgroup-slots";
+/// Each v2 limit runseal sets, and its value for no limit.
+const UNLIMITED_V2: [(&str, &str); 3] = [
+    ("memory.max", "max"),
+    ("pids.max", "max"),
+    ("cpu.max", "max 100000"),
+];
 /// At most this many jobs have cgroups at once.
 const MAX_SLOTS: usize = 4096;
 
@@ -152,7 +158,7 @@ impl Cgroups {
         want("pids", limits.pids.map(|p| p.to_string()))?;
         want(
             "cpu",
-            limits.cpus.map(|cpus| {
+            limits.cpus.filter(|&cpus| throttles(cpus)).map(|cpus| {
                 ((cpus * PERIOD_US as f64).round() as u64)
                     .max(1000)
                     .to_string()
@@ -232,6 +238,18 @@ impl Cgroups {
                 cgroups.memory = Some((dir, want.mode, before));
             }
         }
+        // A v2 slot holds every controller in one dir: one this job does not limit must not
+        // keep the last job's limit.
+        for (dir, mode) in &cgroups.dirs {
+            if *mode == CgroupMode::V2 {
+                for (file, unlimited) in UNLIMITED_V2 {
+                    let limited = wanted.iter().any(|w| file.starts_with(w.controller));
+                    if !limited {
+                        write_if_present(&dir.join(file), unlimited)?;
+                    }
+                }
+            }
+        }
         Ok(Some(cgroups))
     }
 
@@ -297,6 +315,28 @@ impl Cgroups {
             oom_kills_in(dir, *mode).saturating_sub(*before)
         })
     }
+}
+
+/// Whether a quota of `cpus` CPUs can slow a job down: not when it is at least the CPUs the
+/// machine has online (a job may widen its CPU affinity to all of them), where a cpu cgroup
+/// would only cost every start its setup.
+fn throttles(cpus: f64) -> bool {
+    let online = read_small(Path::new("/sys/devices/system/cpu/online"));
+    online
+        .ok()
+        .and_then(|list| cpus_in(&list))
+        .is_none_or(|online| cpus < online as f64)
+}
+
+/// How many CPUs a kernel CPU list (`0-3,8,10-11`) names.
+fn cpus_in(list: &str) -> Option<usize> {
+    let mut count = 0;
+    for part in list.trim().split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let (first, last): (usize, usize) = (first.parse().ok()?, last.parse().ok()?);
+        count += last.checked_sub(first)? + 1;
+    }
+    Some(count)
 }
 
 fn base_slot(mount: &Path, slot: usize) -> PathBuf {
@@ -538,6 +578,11 @@ mod tests {
         assert_eq!(slot_number("slot-4096"), None);
         assert_eq!(slot_number("slot-x"), None);
         assert_eq!(slot_number("job-1-2"), None);
+        assert_eq!(cpus_in("0-1\n"), Some(2));
+        assert_eq!(cpus_in("0-3,8,10-11"), Some(7));
+        assert_eq!(cpus_in("0"), Some(1));
+        assert_eq!(cpus_in("3-1"), None);
+        assert_eq!(cpus_in(""), None);
     }
 
     #[test]
