@@ -174,6 +174,59 @@ fn a_runtime_is_removable_the_moment_a_job_on_it_returns() {
     assert!(!dir.exists());
 }
 
+/// Job cgroups are slots kept for the next job, up to 64 of them: slots made because more
+/// jobs ran at once are removed as their jobs end, so idle cgroups do not pile up.
+#[test]
+fn slots_past_the_kept_ones_are_removed_when_their_jobs_end() {
+    let t = sealtest!();
+    let _serial = serial();
+    t.sealed_openjdk();
+    let slots = || -> Vec<usize> {
+        std::fs::read_dir("/sys/fs/cgroup/pids/runseal")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("slot-")?.parse().ok())
+            .collect()
+    };
+    let mut jobs: Vec<_> = (0..70)
+        .map(|_| {
+            let mut command = t.runseal_std();
+            command
+                .args(["run", "--runtime", "openjdk-17", "--", "sleep", "1018"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            t.spawn(command)
+        })
+        .collect();
+    // The jobs themselves, not the runseals and inits whose command lines name them too.
+    let sleeping = || {
+        processes_matching("sleep 1018")
+            .iter()
+            .filter(|cmdline| cmdline.starts_with("sleep 1018"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sleeping() < 70 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (running, slots_then) = (sleeping(), slots());
+    // Ended before anything is asserted, so that a failure leaves no job behind.
+    for job in &jobs {
+        let pid = rustix::process::Pid::from_raw(job.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    }
+    for job in &mut jobs {
+        job.wait().unwrap();
+    }
+    assert_eq!(running, 70);
+    let high = slots_then.iter().filter(|n| **n >= 64).count();
+    assert!(high >= 6, "70 jobs at once, slots {slots_then:?}");
+    let left: Vec<usize> = slots().into_iter().filter(|n| *n >= 64).collect();
+    assert!(left.is_empty(), "slots past 64 left: {left:?}");
+    assert!(t.job_cgroups().is_empty(), "{:?}", t.job_cgroups());
+}
+
 /// A CPU limit of at least every CPU online cannot slow a job down, so the job gets no cpu
 /// cgroup, only its memory and pids ones; a lower limit gets one, with its quota.
 #[test]

@@ -27,6 +27,10 @@ const UNLIMITED_V2: [(&str, &str); 3] = [
     ("pids.max", "max"),
     ("cpu.max", "max 100000"),
 ];
+/// Slots below this number are kept for the next job when theirs ends; higher ones, made
+/// only when this many jobs run at once, are removed, so that idle cgroups (a memory cgroup
+/// holds per-CPU memory in the kernel) stay as many as this at most.
+const KEPT_SLOTS: usize = 64;
 /// At most this many jobs have cgroups at once.
 const MAX_SLOTS: usize = 4096;
 
@@ -45,6 +49,7 @@ pub struct Cgroups {
     /// The dir of `dirs` the memory controller limits, if one does, and the OOM kills it
     /// had counted when this job got it.
     memory: Option<(PathBuf, CgroupMode, u64)>,
+    slot: usize,
     /// The slot's lock; the slot is free again once it is closed.
     _lock: OwnedFd,
 }
@@ -186,6 +191,7 @@ impl Cgroups {
         let mut cgroups = Cgroups {
             dirs: Vec::new(),
             memory: None,
+            slot,
             _lock: lock,
         };
         let mut reused = false;
@@ -337,6 +343,18 @@ fn cpus_in(list: &str) -> Option<usize> {
         count += last.checked_sub(first)? + 1;
     }
     Some(count)
+}
+
+impl Drop for Cgroups {
+    /// Removes a slot past [`KEPT_SLOTS`] while its lock is still held: the job's processes
+    /// are gone by then (or the removal fails, and a daemon's start removes it).
+    fn drop(&mut self) {
+        if self.slot >= KEPT_SLOTS {
+            for (dir, _) in &self.dirs {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
 }
 
 fn base_slot(mount: &Path, slot: usize) -> PathBuf {

@@ -1,7 +1,7 @@
 //! Debian packages, from dpkg's own database read directly: `status` for what is installed
 //! and at which version, `info/<package>.list` for the files each one installed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use rayon::prelude::*;
@@ -28,26 +28,39 @@ pub fn packages(host: &Root, sealed: &BTreeMap<PathBuf, PathBuf>) -> Result<Vec<
         Err(e) => return Err(Error::io(status_path, e)),
     };
     let aliases = merged_aliases(host);
-    let sealed: BTreeMap<PathBuf, &PathBuf> = sealed
-        .iter()
-        .map(|(source, job)| (unmerged(source, &aliases), job))
-        .collect();
+    // Keyed by every spelling dpkg may list a sealed file under, so that each of the lists'
+    // hundred thousand lines is one lookup, with no path built for it.
+    let mut spellings: HashMap<String, &PathBuf> = HashMap::new();
+    for (source, job) in sealed {
+        let usr = unmerged(source, &aliases);
+        let merged = usr
+            .strip_prefix("/usr")
+            .ok()
+            .filter(|rest| {
+                rest.components().next().is_some_and(|top| {
+                    top.as_os_str()
+                        .to_str()
+                        .is_some_and(|t| aliases.contains(t))
+                })
+            })
+            .map(|rest| Path::new("/").join(rest));
+        for spelling in [Some(usr), merged].into_iter().flatten() {
+            if let Some(text) = spelling.to_str() {
+                spellings.insert(text.to_string(), job);
+            }
+        }
+    }
     // Some thousand file lists, read in parallel: every seal reads them.
     let stanzas: Vec<&str> = status.split("\n\n").collect();
     let found = stanzas
         .par_iter()
-        .map(|stanza| owner(host, stanza, &sealed, &aliases))
+        .map(|stanza| owner(host, stanza, &spellings))
         .collect::<Result<Vec<_>>>()?;
     Ok(found.into_iter().flatten().collect())
 }
 
 /// The package `stanza` describes, if it is installed and owns any of `sealed`.
-fn owner(
-    host: &Root,
-    stanza: &str,
-    sealed: &BTreeMap<PathBuf, &PathBuf>,
-    aliases: &BTreeSet<&str>,
-) -> Result<Option<Package>> {
+fn owner(host: &Root, stanza: &str, sealed: &HashMap<String, &PathBuf>) -> Result<Option<Package>> {
     let fields = fields(stanza);
     let field = |name: &str| fields.get(name).cloned();
     let (Some(name), Some(version), Some(state)) =
@@ -64,7 +77,7 @@ fn owner(
     };
     let files: BTreeSet<PathBuf> = list
         .lines()
-        .filter_map(|line| sealed.get(&unmerged(Path::new(line), aliases)))
+        .filter_map(|line| sealed.get(line))
         .map(|job| (*job).clone())
         .collect();
     if files.is_empty() {
