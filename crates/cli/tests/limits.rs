@@ -174,6 +174,68 @@ fn a_runtime_is_removable_the_moment_a_job_on_it_returns() {
     assert!(!dir.exists());
 }
 
+/// A reused cgroup slot must not hand the next job memory the last one left charged that
+/// the kernel cannot reclaim: files it wrote to its `/tmp` (charged until the sandbox is
+/// torn down, after runseal returns) or to a tmpfs volume (charged until deleted). The
+/// next job, with that on top of its own, would be OOM-killed inside its limit.
+#[test]
+fn a_job_starts_with_nothing_an_earlier_job_left_charged_to_its_memory_cgroup() {
+    let t = sealtest!();
+    let _serial = serial();
+    t.sealed_openjdk();
+    let shm = tempfile::Builder::new()
+        .prefix("runseal-test")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    crate::util::job_owns(shm.path());
+    let volume = format!("{}:/data", shm.path().display());
+    let shmem_of_next_job = |marker: &str| -> u64 {
+        let mut command = t.runseal_std();
+        command
+            .args(["run", "--runtime", "openjdk-17", "--", "sleep", marker])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut runseal = t.spawn(command);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let stat = loop {
+            let stat = t
+                .job_cgroups()
+                .iter()
+                .find_map(|dir| std::fs::read_to_string(dir.join("memory.stat")).ok());
+            match stat {
+                Some(stat) => break stat,
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                None => panic!("the job never ran"),
+            }
+        };
+        let pid = rustix::process::Pid::from_raw(runseal.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        runseal.wait().unwrap();
+        stat.lines()
+            .find_map(|l| l.strip_prefix("shmem "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    for (options, script, marker) in [
+        (vec![], "head -c 200000000 /dev/zero > /tmp/fill", "1019"),
+        (
+            vec!["-v", volume.as_str()],
+            "head -c 100000000 /dev/zero > /data/fill",
+            "1020",
+        ),
+    ] {
+        let mut args = options.clone();
+        args.extend(["--memory", "512M"]);
+        let out = t.job(&args, &["sh", "-c", script]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        let left = shmem_of_next_job(marker);
+        assert!(
+            left < 1 << 20,
+            "the next job started with {left} bytes of tmpfs charged"
+        );
+    }
+}
+
 /// Job cgroups are slots kept for the next job, up to 64 of them: slots made because more
 /// jobs ran at once are removed as their jobs end, so idle cgroups do not pile up.
 #[test]

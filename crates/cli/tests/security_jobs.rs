@@ -108,6 +108,34 @@ fn a_job_cannot_make_a_setuid_or_setgid_file() {
 }
 
 /// A config file holding `toml`, for `--config`.
+/// The sandbox's init is root's and outside the job's cgroups: its `/proc` entry would show
+/// the job runseal's command line and the host's cgroup paths. The job's proc shows it only
+/// its own user's processes.
+#[test]
+fn a_job_sees_neither_the_sandboxs_init_nor_its_cgroups_and_command_line() {
+    let t = sealtest!();
+    t.sealed_openjdk();
+    let out = t.job(
+        &["--env", "MARK=an-operator-flag"],
+        &[
+            "sh",
+            "-c",
+            "cat /proc/1/cgroup /proc/1/cmdline 2>&1; echo pids $(ls -d /proc/[0-9]*)",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let seen = text(&out.stdout);
+    assert!(!seen.contains("/.."), "host cgroup paths: {seen}");
+    assert!(
+        !seen.contains("--runtime"),
+        "runseal's command line: {seen}"
+    );
+    assert!(seen.contains("No such file"), "{seen}");
+    // The shell (pid 2) and what it runs, never pid 1.
+    let pids = seen.lines().find_map(|l| l.strip_prefix("pids ")).unwrap();
+    assert!(!pids.split(' ').any(|p| p == "/proc/1"), "{seen}");
+}
+
 fn config(t: &TestRoot, toml: &str) -> String {
     let path = t.path().join("config.toml");
     std::fs::write(&path, toml).unwrap();

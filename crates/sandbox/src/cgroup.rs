@@ -259,10 +259,6 @@ impl Cgroups {
         Ok(Some(cgroups))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.dirs.is_empty()
-    }
-
     /// Removes, from every hierarchy runseal uses, the slots no job holds and nothing is
     /// left in, and the per-job cgroups earlier versions made whose creator is gone. A daemon
     /// calls it at start.
@@ -310,10 +306,6 @@ impl Cgroups {
         Ok(joining)
     }
 
-    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
-        self.dirs.iter().map(|(d, _)| d.as_path())
-    }
-
     /// How many processes the OOM killer killed in the job's memory cgroup since the job
     /// got it (v1 `memory.oom_control`, v2 `memory.events`); 0 without one.
     pub fn oom_kills(&self) -> u64 {
@@ -346,15 +338,48 @@ fn cpus_in(list: &str) -> Option<usize> {
 }
 
 impl Drop for Cgroups {
-    /// Removes a slot past [`KEPT_SLOTS`] while its lock is still held: the job's processes
-    /// are gone by then (or the removal fails, and a daemon's start removes it).
+    /// Removes the slot, while its lock is still held, if it is past [`KEPT_SLOTS`] or the
+    /// job left memory charged to it that the kernel cannot reclaim (files on a tmpfs, its
+    /// own `/tmp` until the sandbox is torn down, SysV shared memory): the next job would
+    /// have that on top of its own and meet its limit early. Removing the cgroup takes the
+    /// charge out of the slot. The job's processes are gone by then (else the removal
+    /// fails, and a daemon's start removes it).
     fn drop(&mut self) {
-        if self.slot >= KEPT_SLOTS {
+        let charged = self
+            .memory
+            .as_ref()
+            .is_some_and(|(dir, mode, _)| unreclaimable(dir, *mode) > LEFT_CHARGED);
+        if self.slot >= KEPT_SLOTS || charged {
             for (dir, _) in &self.dirs {
                 let _ = std::fs::remove_dir(dir);
             }
         }
     }
+}
+
+/// The memory a kept slot may have charged that the kernel cannot reclaim: little more
+/// than what the kernel's own bookkeeping of a job's exit leaves for a moment.
+const LEFT_CHARGED: u64 = 1 << 20;
+
+/// The memory charged to the memory cgroup `dir` that reclaim cannot free: all of it but
+/// the page cache of files not on a tmpfs (`cache`/`file` count tmpfs and shm pages too,
+/// as `shmem`). An unreadable cgroup counts as all charged.
+fn unreclaimable(dir: &Path, mode: CgroupMode) -> u64 {
+    let (usage, cache) = match mode {
+        CgroupMode::V1 => ("memory.usage_in_bytes", "cache"),
+        CgroupMode::V2 => ("memory.current", "file"),
+    };
+    let (Ok(usage), Ok(stat)) = (
+        read_small(&dir.join(usage)),
+        read_small(&dir.join("memory.stat")),
+    ) else {
+        return u64::MAX;
+    };
+    let Ok(usage) = usage.trim().parse::<u64>() else {
+        return u64::MAX;
+    };
+    let reclaimable = counter(&stat, cache).saturating_sub(counter(&stat, "shmem"));
+    usage.saturating_sub(reclaimable)
 }
 
 fn base_slot(mount: &Path, slot: usize) -> PathBuf {

@@ -1,11 +1,11 @@
-//! The three processes of a job. The caller (outside) creates the cgroups and clones the
-//! sandbox's init into new namespaces; init builds the root, then forks the job into the
-//! job's cgroups (v1 ones the job enters itself, first thing: see [`Joining`]), and the job
-//! drops every privilege, loads seccomp and execs the command. When the job exits, init kills
-//! and reaps whatever it left, hands its exit code to the caller over a pipe and exits, which
-//! tears the namespaces down while the caller already removes the (empty) cgroups and
-//! returns. Setup failures travel to the caller over a pipe as text, so the user sees why,
-//! not just a dead child.
+//! The three processes of a job. The caller (outside) takes the job's cgroups (a slot's:
+//! see [`Cgroups`]) and clones the sandbox's init into new namespaces; init builds the root,
+//! then starts the job in the job's cgroups (v1 ones the job enters itself, first thing: see
+//! [`Joining`]), and the job drops every privilege, loads seccomp and execs the command.
+//! When the job exits, init kills and reaps whatever it left, hands its exit code to the
+//! caller over a pipe and exits, which tears the namespaces down while the caller already
+//! frees the (empty) cgroups and returns. Setup failures travel to the caller over a pipe as
+//! text, so the user sees why, not just a dead child.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -178,7 +178,7 @@ struct Start {
 }
 
 /// PID 1 of the job's namespaces. It stays out of the job's cgroups, so that they are empty
-/// (and removable) as soon as the job's processes are gone, while init's own exit, which
+/// (and free for the next job) as soon as the job's processes are gone, while init's own exit, which
 /// tears the namespaces down, goes on without runseal waiting for it.
 fn init(
     job: &Job,
@@ -330,7 +330,7 @@ pub(crate) fn wait(pid: Pid) -> Result<WaitStatus> {
 /// Waits for the job's exit code, which init writes to `ended` once the job and everything
 /// it started are gone. Past `timeout` it kills init, which kills every process of the
 /// namespace. When runseal itself gets SIGINT, SIGTERM or SIGHUP, the job gets that signal
-/// and [`STOP_GRACE`] to exit, then init is killed. The caller removes the cgroups after.
+/// and [`STOP_GRACE`] to exit, then init is killed. The caller frees the cgroups after.
 /// One thread does all of it, polling `ended` and a signalfd.
 fn wait_for_job(init: Pid, ended: OwnedFd, timeout: Option<Duration>) -> Result<Outcome> {
     let signals = sys::signal_fd()?;

@@ -132,7 +132,9 @@ impl MountOps for RealMounts {
 
     fn proc(&mut self) -> Result<OwnedFd> {
         let attr = MountAttr::READ_ONLY.flags() | MountAttrFlags::MOUNT_ATTR_NOEXEC;
-        new_filesystem("proc", &[], attr)
+        // A job sees only its own user's processes: not the sandbox's init, root's, whose
+        // command line is runseal's and whose cgroups are the host's.
+        new_filesystem("proc", &[("hidepid", "invisible".into())], attr)
     }
 
     fn clone_tree(&mut self, source: BorrowedFd<'_>, label: &Path) -> Result<OwnedFd> {
