@@ -59,10 +59,7 @@ pub fn run(job: &Job) -> Result<Outcome> {
 pub fn mount_table(job: &Job) -> Result<String> {
     match start(job, Purpose::ShowMounts)? {
         Started::Mounts(table) => Ok(table),
-        Started::Finished(outcome) => Err(Error::Setup {
-            message: format!("the mount probe ended without a report ({outcome:?})"),
-            exit_code: SETUP_FAILED,
-        }),
+        Started::Finished(_) => unreachable!("a mount probe reports its table or fails"),
     }
 }
 
@@ -122,26 +119,26 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
         Forked::Parent(init_pid) => {
             drop((alive_read, report_write, ended_write, joining));
             let _alive = alive_write;
-            match Report::receive(report_read) {
-                None => {}
-                Some(Report::Mounts(table)) => {
-                    wait(init_pid)?;
-                    return Ok(Started::Mounts(table));
-                }
-                Some(report) => {
-                    let message = match report {
-                        Report::Failed(message) => message,
-                        other => format!("the job's init sent {other:?}"),
-                    };
-                    let status = wait(init_pid)?;
-                    let code = status.exit_status().unwrap_or(SETUP_FAILED);
-                    return Err(Error::Setup {
-                        message,
-                        exit_code: code,
-                    });
-                }
+            if purpose == Purpose::ShowMounts {
+                // A mount table can outgrow the pipe: it is read as it comes.
+                let report = Report::receive(report_read);
+                let status = wait(init_pid)?;
+                return match report {
+                    Some(Report::Mounts(table)) => Ok(Started::Mounts(table)),
+                    other => Err(setup_error(other, status.exit_status())),
+                };
             }
-            let outcome = wait_for_job(init_pid, ended_read, job.limits.timeout).map(|outcome| {
+            // A job that fails to start says why on `report` (a short text) before init ends,
+            // so runseal sleeps until the job is over and reads it then.
+            let outcome = wait_for_job(init_pid, ended_read, job.limits.timeout);
+            if let Some(report) = Report::receive(report_read) {
+                let code = match outcome {
+                    Ok(Outcome::Exited(code)) => Some(code),
+                    _ => None,
+                };
+                return Err(setup_error(Some(report), code));
+            }
+            let outcome = outcome.map(|outcome| {
                 let oom_kills = cgroups.as_ref().map_or(0, Cgroups::oom_kills);
                 outcome.with_oom_kills(oom_kills, job.limits.memory_bytes)
             });
@@ -151,6 +148,20 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
             let _ = sys::wait_child(init_pid, false);
             outcome.map(Started::Finished)
         }
+    }
+}
+
+/// The error a failed start reports: what init or the job said (`None`: nothing), with the
+/// exit code init ended with, if it ended with one.
+fn setup_error(report: Option<Report>, code: Option<i32>) -> Error {
+    let message = match report {
+        Some(Report::Failed(message)) => message,
+        None => "the sandbox's init ended without a report".into(),
+        Some(other) => format!("the job's init sent {other:?}"),
+    };
+    Error::Setup {
+        message,
+        exit_code: code.unwrap_or(SETUP_FAILED),
     }
 }
 
