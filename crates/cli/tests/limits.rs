@@ -27,6 +27,36 @@ fn processes_matching(needle: &str) -> Vec<String> {
     found
 }
 
+/// What `read` makes of the cgroup dirs of a job `sleep MARKER` started with `options`,
+/// once it runs; the job is stopped before this returns.
+fn cgroups_of_a_sleeping_job<T>(
+    t: &crate::util::TestRoot,
+    options: &[&str],
+    marker: &str,
+    read: impl Fn(&[std::path::PathBuf]) -> T,
+) -> T {
+    let mut command = t.runseal_std();
+    command
+        .args(["run", "--runtime", "openjdk-17"])
+        .args(options)
+        .args(["--", "sleep", marker])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut runseal = t.spawn(command);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut cgroups = t.job_cgroups();
+    while cgroups.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        cgroups = t.job_cgroups();
+    }
+    let read = read(&cgroups);
+    let pid = rustix::process::Pid::from_raw(runseal.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    runseal.wait().unwrap();
+    assert!(!cgroups.is_empty(), "the job never ran");
+    read
+}
+
 /// Sends SIGTERM to `runseal` once a process whose command line holds `needle` (the job's,
 /// never runseal's own) is running.
 fn terminate_once_running(runseal: &std::process::Child, needle: &str) {
@@ -190,31 +220,16 @@ fn a_job_starts_with_nothing_an_earlier_job_left_charged_to_its_memory_cgroup() 
     crate::util::job_owns(shm.path());
     let volume = format!("{}:/data", shm.path().display());
     let shmem_of_next_job = |marker: &str| -> u64 {
-        let mut command = t.runseal_std();
-        command
-            .args(["run", "--runtime", "openjdk-17", "--", "sleep", marker])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let mut runseal = t.spawn(command);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let stat = loop {
-            let stat = t
-                .job_cgroups()
+        cgroups_of_a_sleeping_job(&t, &[], marker, |cgroups| {
+            let stat = cgroups
                 .iter()
-                .find_map(|dir| std::fs::read_to_string(dir.join("memory.stat")).ok());
-            match stat {
-                Some(stat) => break stat,
-                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                None => panic!("the job never ran"),
-            }
-        };
-        let pid = rustix::process::Pid::from_raw(runseal.id() as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-        runseal.wait().unwrap();
-        stat.lines()
-            .find_map(|l| l.strip_prefix("shmem "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+                .find_map(|dir| std::fs::read_to_string(dir.join("memory.stat")).ok())
+                .unwrap_or_default();
+            stat.lines()
+                .find_map(|l| l.strip_prefix("shmem "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        })
     };
     for (options, script, marker) in [
         (vec![], "head -c 200000000 /dev/zero > /tmp/fill", "1019"),
@@ -297,34 +312,18 @@ fn only_a_cpu_limit_below_the_machines_cpus_gets_a_cpu_cgroup() {
     let _serial = serial();
     t.sealed_openjdk();
     let quotas_of = |cpus: &str| -> Vec<String> {
-        let mut command = t.runseal_std();
-        command
-            .args(["run", "--runtime", "openjdk-17", "--cpus", cpus])
-            .args(["--", "sleep", "1017"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let mut runseal = t.spawn(command);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut cgroups = t.job_cgroups();
-        while cgroups.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-            cgroups = t.job_cgroups();
-        }
-        assert!(!cgroups.is_empty(), "the job never ran");
-        // v1 `cpu.cfs_quota_us`, or v2 `cpu.max` without its period.
-        let quotas = cgroups
-            .iter()
-            .filter_map(|dir| {
-                std::fs::read_to_string(dir.join("cpu.cfs_quota_us"))
-                    .or_else(|_| std::fs::read_to_string(dir.join("cpu.max")))
-                    .ok()
-            })
-            .map(|quota| quota.trim().trim_end_matches(" 100000").to_string())
-            .collect();
-        let pid = rustix::process::Pid::from_raw(runseal.id() as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-        runseal.wait().unwrap();
-        quotas
+        cgroups_of_a_sleeping_job(&t, &["--cpus", cpus], "1017", |cgroups| {
+            // v1 `cpu.cfs_quota_us`, or v2 `cpu.max` without its period.
+            cgroups
+                .iter()
+                .filter_map(|dir| {
+                    std::fs::read_to_string(dir.join("cpu.cfs_quota_us"))
+                        .or_else(|_| std::fs::read_to_string(dir.join("cpu.max")))
+                        .ok()
+                })
+                .map(|quota| quota.trim().trim_end_matches(" 100000").to_string())
+                .collect()
+        })
     };
     let unthrottled = quotas_of("4096");
     assert!(unthrottled.iter().all(|q| q == "max"), "{unthrottled:?}");
