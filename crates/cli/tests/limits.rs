@@ -168,8 +168,8 @@ fn timeout_exits_124_and_leaves_no_process() {
 
 /// runseal returns once the job has exited and whatever it left running is gone, not
 /// after the sandbox's namespaces are torn down: at that moment nothing the job started
-/// runs (in the background, in a session of its own, deaf to SIGTERM and SIGHUP) and the
-/// job's cgroups are removed.
+/// runs (in the background, in a session of its own, deaf to SIGTERM and SIGHUP) and no
+/// process is left in the job's cgroups.
 #[test]
 fn when_runseal_returns_nothing_the_job_left_runs_and_its_cgroups_are_gone() {
     let t = sealtest!();
