@@ -369,13 +369,17 @@ fn unreclaimable(dir: &Path, mode: CgroupMode) -> u64 {
         CgroupMode::V1 => ("memory.usage_in_bytes", "cache"),
         CgroupMode::V2 => ("memory.current", "file"),
     };
-    let (Ok(usage), Ok(stat)) = (
-        read_small(&dir.join(usage)),
-        read_small(&dir.join("memory.stat")),
-    ) else {
+    let Some(usage) = read_small(&dir.join(usage))
+        .ok()
+        .and_then(|usage| usage.trim().parse::<u64>().ok())
+    else {
         return u64::MAX;
     };
-    let Ok(usage) = usage.trim().parse::<u64>() else {
+    // Nothing charged, or little: no need for the statistics (the costlier read).
+    if usage <= LEFT_CHARGED {
+        return usage;
+    }
+    let Ok(stat) = read_small(&dir.join("memory.stat")) else {
         return u64::MAX;
     };
     let reclaimable = counter(&stat, cache).saturating_sub(counter(&stat, "shmem"));

@@ -449,10 +449,14 @@ impl Outcome {
     }
 
     /// This outcome, as an OOM kill if the job died of SIGKILL while its memory cgroup
-    /// (limited to `limit_bytes`) counted `oom_kills`.
-    pub fn with_oom_kills(self, oom_kills: u64, limit_bytes: Option<u64>) -> Outcome {
+    /// (limited to `limit_bytes`) counted OOM kills, which `oom_kills` reads only then.
+    pub fn with_oom_kills(
+        self,
+        oom_kills: impl FnOnce() -> u64,
+        limit_bytes: Option<u64>,
+    ) -> Outcome {
         match (self, limit_bytes) {
-            (Outcome::Signaled(libc::SIGKILL), Some(limit_bytes)) if oom_kills > 0 => {
+            (Outcome::Signaled(libc::SIGKILL), Some(limit_bytes)) if oom_kills() > 0 => {
                 Outcome::OutOfMemory { limit_bytes }
             }
             _ => self,
@@ -564,21 +568,21 @@ mod tests {
     #[test]
     fn only_a_sigkill_counted_by_the_memory_cgroup_is_an_oom_kill() {
         let oom = Outcome::OutOfMemory { limit_bytes: 64 };
-        assert_eq!(Outcome::Signaled(9).with_oom_kills(1, Some(64)), oom);
+        assert_eq!(Outcome::Signaled(9).with_oom_kills(|| 1, Some(64)), oom);
         assert_eq!(
-            Outcome::Signaled(9).with_oom_kills(0, Some(64)),
+            Outcome::Signaled(9).with_oom_kills(|| 0, Some(64)),
             Outcome::Signaled(9)
         );
         assert_eq!(
-            Outcome::Signaled(9).with_oom_kills(1, None),
+            Outcome::Signaled(9).with_oom_kills(|| 1, None),
             Outcome::Signaled(9)
         );
         assert_eq!(
-            Outcome::Exited(1).with_oom_kills(1, Some(64)),
+            Outcome::Exited(1).with_oom_kills(|| 1, Some(64)),
             Outcome::Exited(1)
         );
         assert_eq!(
-            Outcome::TimedOut.with_oom_kills(1, Some(64)),
+            Outcome::TimedOut.with_oom_kills(|| 1, Some(64)),
             Outcome::TimedOut
         );
     }

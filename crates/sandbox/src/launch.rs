@@ -139,7 +139,7 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
                 return Err(setup_error(Some(report), code));
             }
             let outcome = outcome.map(|outcome| {
-                let oom_kills = cgroups.as_ref().map_or(0, Cgroups::oom_kills);
+                let oom_kills = || cgroups.as_ref().map_or(0, Cgroups::oom_kills);
                 outcome.with_oom_kills(oom_kills, job.limits.memory_bytes)
             });
             drop(cgroups);
