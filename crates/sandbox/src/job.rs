@@ -523,7 +523,7 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
 /// `bytes` as [`parse_size`] reads it back: `64M`, `2G`, `1536M`, or plain bytes.
 pub fn format_size(bytes: u64) -> String {
     for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
