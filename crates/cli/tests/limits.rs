@@ -35,14 +35,7 @@ fn cgroups_of_a_sleeping_job<T>(
     marker: &str,
     read: impl Fn(&[std::path::PathBuf]) -> T,
 ) -> T {
-    let mut command = t.runseal_std();
-    command
-        .args(["run", "--runtime", "openjdk-17"])
-        .args(options)
-        .args(["--", "sleep", marker])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut runseal = t.spawn(command);
+    let mut runseal = start_sleeping_job(t, options, marker);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut cgroups = t.job_cgroups();
     while cgroups.is_empty() && Instant::now() < deadline {
@@ -50,11 +43,32 @@ fn cgroups_of_a_sleeping_job<T>(
         cgroups = t.job_cgroups();
     }
     let read = read(&cgroups);
+    stop(&mut runseal);
+    assert!(!cgroups.is_empty(), "the job never ran");
+    read
+}
+
+/// `runseal run OPTIONS -- sleep MARKER`, started.
+fn start_sleeping_job(
+    t: &crate::util::TestRoot,
+    options: &[&str],
+    marker: &str,
+) -> std::process::Child {
+    let mut command = t.runseal_std();
+    command
+        .args(["run", "--runtime", "openjdk-17"])
+        .args(options)
+        .args(["--", "sleep", marker])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    t.spawn(command)
+}
+
+/// Stops a `runseal run` with SIGTERM (its job gets it too) and waits for it.
+fn stop(runseal: &mut std::process::Child) {
     let pid = rustix::process::Pid::from_raw(runseal.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     runseal.wait().unwrap();
-    assert!(!cgroups.is_empty(), "the job never ran");
-    read
 }
 
 /// Sends SIGTERM to `runseal` once a process whose command line holds `needle` (the job's,
@@ -258,23 +272,8 @@ fn slots_past_the_kept_ones_are_removed_when_their_jobs_end() {
     let t = sealtest!();
     let _serial = serial();
     t.sealed_openjdk();
-    let slots = || -> Vec<usize> {
-        std::fs::read_dir("/sys/fs/cgroup/pids/runseal")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix("slot-")?.parse().ok())
-            .collect()
-    };
     let mut jobs: Vec<_> = (0..70)
-        .map(|_| {
-            let mut command = t.runseal_std();
-            command
-                .args(["run", "--runtime", "openjdk-17", "--", "sleep", "1018"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
-            t.spawn(command)
-        })
+        .map(|_| start_sleeping_job(&t, &[], "1018"))
         .collect();
     // The jobs themselves, not the runseals and inits whose command lines name them too.
     let sleeping = || {
@@ -287,19 +286,35 @@ fn slots_past_the_kept_ones_are_removed_when_their_jobs_end() {
     while sleeping() < 70 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (running, slots_then) = (sleeping(), slots());
+    // Only this test's slots: other jobs on the host may hold any others.
+    let running = sleeping();
+    let high: Vec<_> = t
+        .job_cgroups()
+        .into_iter()
+        .filter(|dir| {
+            let name = dir.file_name().unwrap().to_string_lossy();
+            name.strip_prefix("slot-")
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| n >= 64)
+        })
+        .collect();
     // Ended before anything is asserted, so that a failure leaves no job behind.
-    for job in &jobs {
-        let pid = rustix::process::Pid::from_raw(job.id() as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    }
     for job in &mut jobs {
-        job.wait().unwrap();
+        stop(job);
     }
     assert_eq!(running, 70);
-    let high = slots_then.iter().filter(|n| **n >= 64).count();
-    assert!(high >= 6, "70 jobs at once, slots {slots_then:?}");
-    let left: Vec<usize> = slots().into_iter().filter(|n| *n >= 64).collect();
+    let numbers: std::collections::BTreeSet<_> = high.iter().map(|d| d.file_name()).collect();
+    assert!(
+        numbers.len() >= 6,
+        "70 jobs at once, slots past 64: {high:?}"
+    );
+    // Gone, unless another job has taken the number since (then a process is in it).
+    let left: Vec<_> = high
+        .iter()
+        .filter(|dir| {
+            std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+        })
+        .collect();
     assert!(left.is_empty(), "slots past 64 left: {left:?}");
     assert!(t.job_cgroups().is_empty(), "{:?}", t.job_cgroups());
 }
