@@ -197,7 +197,7 @@ impl Cgroups {
         let mut reused = false;
         for want in wanted {
             let base = want.mount.join("runseal");
-            let dir = base.join(format!("slot-{slot}"));
+            let dir = slot_dir(&base, slot);
             if want.mode == CgroupMode::V2 {
                 create_dir(&base)?;
                 enable_controller(&want.mount, want.controller)?;
@@ -233,7 +233,7 @@ impl Cgroups {
             }
         }
         for want in wanted {
-            let dir = base_slot(&want.mount, slot);
+            let dir = slot_dir(&want.mount.join("runseal"), slot);
             match apply(&dir, want.mode, want.controller, &want.value) {
                 Ok(()) => {}
                 Err(_) if reused => return Ok(None),
@@ -280,7 +280,7 @@ impl Cgroups {
         for slot in slots {
             if let Ok(Some(_lock)) = lock_slot(slot) {
                 for base in &bases {
-                    let _ = std::fs::remove_dir(base.join(format!("slot-{slot}")));
+                    let _ = std::fs::remove_dir(slot_dir(base, slot));
                 }
             }
         }
@@ -386,8 +386,9 @@ fn unreclaimable(dir: &Path, mode: CgroupMode) -> u64 {
     usage.saturating_sub(reclaimable)
 }
 
-fn base_slot(mount: &Path, slot: usize) -> PathBuf {
-    mount.join("runseal").join(format!("slot-{slot}"))
+/// Slot `slot`'s dir under runseal's dir `base` of a hierarchy; [`slot_number`] reads it back.
+fn slot_dir(base: &Path, slot: usize) -> PathBuf {
+    base.join(format!("slot-{slot}"))
 }
 
 /// The number of a slot's dir name (`slot-N`).
