@@ -134,6 +134,9 @@ pub fn resolve(root: &Path, spec: &str) -> Result<PathBuf> {
             Err(Error::NotARuntime { path: dir })
         };
     }
+    if let Some(dir) = only_runtime_in_dir(root, spec) {
+        return Ok(dir);
+    }
     let all = list_runtimes(root)?;
     let mut matches = named(&all, spec);
     if matches.is_empty() {
@@ -162,6 +165,25 @@ pub fn resolve(root: &Path, spec: &str) -> Result<PathBuf> {
         };
     }
     pick(root, spec, &all, matches)
+}
+
+/// `<root>/<name>` when it is a runtime dir with no runtime nested in it: the one runtime
+/// an exact dir name finds ([`named`]'s first tier), found without reading every runtime
+/// under the root, as each job start on a root of many runtimes would.
+fn only_runtime_in_dir(root: &Path, name: &str) -> Option<PathBuf> {
+    if name.is_empty() || name.starts_with('.') {
+        return None;
+    }
+    let dir = root.join(name);
+    let real_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+    if !real_dir || !dir.join(RUNTIME_YML).is_file() {
+        return None;
+    }
+    let nested = sorted_subdirs(&dir)
+        .ok()?
+        .iter()
+        .any(|sub| sub.join(RUNTIME_YML).is_file());
+    (!nested).then_some(dir)
 }
 
 /// The runtimes called `name`: by the operator's dir of that name if there is one (a
@@ -449,6 +471,21 @@ mod tests {
         runtime(root, "dir-name", "name: other-name\n");
         assert_eq!(pick(root, "dir-name"), "dir-name");
         assert_eq!(pick(root, "other-name"), "dir-name");
+    }
+
+    /// The dir of an exact name is read alone unless a runtime is nested in it, when the
+    /// highest version among it and those nested wins as before.
+    #[test]
+    fn an_exact_dir_name_finds_its_runtime_and_the_highest_nested_in_it() {
+        let t = fixture();
+        let root = t.path();
+        runtime(root, "tool", "name: tool\nversion: \"1\"\n");
+        assert_eq!(pick(root, "tool"), "tool");
+        runtime(root, "tool/2", "name: tool\nversion: \"2\"\n");
+        assert_eq!(pick(root, "tool"), "tool/2");
+        // A symlink is no runtime dir of the root's, whatever it points at.
+        std::os::unix::fs::symlink(root.join("openjdk-21"), root.join("linked")).unwrap();
+        assert!(resolve(root, "linked").is_err());
     }
 
     #[test]
