@@ -2,10 +2,16 @@
 //! hierarchy, else the v1 hierarchy that mounts it (hosts like the CI machine mount memory,
 //! pids and cpu as v1 beside a controller-less cgroup2). A missing controller is an error.
 
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{openat, Mode, OFlags, CWD};
+use rustix::net::{
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+};
 
 use crate::error::{Error, Result};
 use crate::job::Limits;
@@ -234,6 +240,9 @@ impl Cgroups {
         }
         for want in wanted {
             let dir = slot_dir(&want.mount.join("runseal"), slot);
+            if reused && want.controller == "memory" && !Self::fresh_if_charged(&dir, want.mode) {
+                return Ok(None);
+            }
             match apply(&dir, want.mode, want.controller, &want.value) {
                 Ok(()) => {}
                 Err(_) if reused => return Ok(None),
@@ -257,6 +266,18 @@ impl Cgroups {
             }
         }
         Ok(Some(cgroups))
+    }
+
+    /// Makes the memory cgroup `dir`, whose processes are gone, a new one if the last job
+    /// in it left more than [`LEFT_CHARGED`] that reclaim cannot free (files on a tmpfs
+    /// volume, its `/tmp` while its sandbox was torn down, SysV shared memory): the next
+    /// job would have that on top of its own and meet its limit early. A removed cgroup's
+    /// charge goes to its parent. `false` if it could not be removed.
+    fn fresh_if_charged(dir: &Path, mode: CgroupMode) -> bool {
+        if unreclaimable(dir, mode) <= LEFT_CHARGED {
+            return true;
+        }
+        std::fs::remove_dir(dir).is_ok() && create_dir(dir).is_ok()
     }
 
     /// Removes, from every hierarchy runseal uses, the slots no job holds and nothing is
@@ -338,18 +359,11 @@ fn cpus_in(list: &str) -> Option<usize> {
 }
 
 impl Drop for Cgroups {
-    /// Removes the slot, while its lock is still held, if it is past [`KEPT_SLOTS`] or the
-    /// job left memory charged to it that the kernel cannot reclaim (files on a tmpfs, its
-    /// own `/tmp` until the sandbox is torn down, SysV shared memory): the next job would
-    /// have that on top of its own and meet its limit early. Removing the cgroup takes the
-    /// charge out of the slot. The job's processes are gone by then (else the removal
-    /// fails, and a daemon's start removes it).
+    /// Removes the slot, while its lock is still held, if it is past [`KEPT_SLOTS`]. The
+    /// job's processes are gone by then (else the removal fails, and a daemon's start
+    /// removes it).
     fn drop(&mut self) {
-        let charged = self
-            .memory
-            .as_ref()
-            .is_some_and(|(dir, mode, _)| unreclaimable(dir, *mode) > LEFT_CHARGED);
-        if self.slot >= KEPT_SLOTS || charged {
+        if self.slot >= KEPT_SLOTS {
             for (dir, _) in &self.dirs {
                 let _ = std::fs::remove_dir(dir);
             }
@@ -450,13 +464,17 @@ fn oom_kills_in(dir: &Path, mode: CgroupMode) -> u64 {
 /// waits for an RCU grace period: 5-10 ms of every job start. A v2 cgroup is entered at
 /// birth instead (`clone3` with `CLONE_INTO_CGROUP`), and on v1 the single-threaded job
 /// process writes `0` (itself) to each `tasks` file, a move of one thread that skips that
-/// lock. The files were opened by runseal before the sandbox was cloned, with its
-/// credentials, which the kernel checks.
+/// lock. The files are opened by runseal, with its credentials, which the kernel checks,
+/// and passed to the sandbox's init over a socket ([`Joining::send`]): runseal claims the
+/// cgroups while init builds the root.
 #[derive(Debug)]
 pub struct Joining {
     into: Option<OwnedFd>,
     tasks: Vec<(PathBuf, OwnedFd)>,
 }
+
+/// The most files a [`Joining`] holds: a v1 `tasks` file per controller limited.
+const JOINING_FILES: usize = 3;
 
 impl Joining {
     /// The v2 cgroup to clone the job into.
@@ -480,6 +498,75 @@ impl Joining {
             });
         }
         Ok(())
+    }
+
+    /// Sends the files, in one message, over the `socket` (a `SOCK_SEQPACKET` one) to
+    /// [`Joining::receive`]. The text names each file, the v2 dir (if any) first.
+    pub fn send(&self, socket: BorrowedFd<'_>) -> Result<()> {
+        let mut text = String::new();
+        let mut fds = Vec::new();
+        if let Some(into) = &self.into {
+            text.push_str("v2\n");
+            fds.push(into.as_fd());
+        }
+        for (path, fd) in &self.tasks {
+            text.push_str(&path.to_string_lossy());
+            text.push('\n');
+            fds.push(fd.as_fd());
+        }
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(JOINING_FILES))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        sendmsg(
+            socket,
+            &[IoSlice::new(text.as_bytes())],
+            &mut control,
+            SendFlags::empty(),
+        )
+        .map(drop)
+        .map_err(|e| Error::sys("sendmsg(the job's cgroups)", e))
+    }
+
+    /// What [`Joining::send`] sent on `socket`; `None` when the sender closed it unsent.
+    pub fn receive(socket: BorrowedFd<'_>) -> Result<Option<Joining>> {
+        let mut text = [0u8; 4096];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(JOINING_FILES))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let received = recvmsg(
+            socket,
+            &mut [IoSliceMut::new(&mut text)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )
+        .map_err(|e| Error::sys("recvmsg(the job's cgroups)", e))?;
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = message {
+                fds.extend(rights);
+            }
+        }
+        if received.bytes == 0 && fds.is_empty() {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&text[..received.bytes]);
+        let names: Vec<&str> = text.lines().collect();
+        if names.len() != fds.len() || received.flags.contains(ReturnFlags::CTRUNC) {
+            return Err(Error::sys(
+                "recvmsg(the job's cgroups)",
+                std::io::Error::from(std::io::ErrorKind::InvalidData),
+            ));
+        }
+        let mut joining = Joining {
+            into: None,
+            tasks: Vec::new(),
+        };
+        for (name, fd) in names.into_iter().zip(fds) {
+            match name {
+                "v2" => joining.into = Some(fd),
+                path => joining.tasks.push((PathBuf::from(path), fd)),
+            }
+        }
+        Ok(Some(joining))
     }
 }
 
@@ -631,6 +718,51 @@ mod tests {
         assert_eq!(cpus_in("0"), Some(1));
         assert_eq!(cpus_in("3-1"), None);
         assert_eq!(cpus_in(""), None);
+    }
+
+    /// What the job joins arrives in init as runseal opened it; a socket closed unsent
+    /// says that runseal failed.
+    #[test]
+    fn joining_files_arrive_as_sent() {
+        use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+        let pair = || {
+            socketpair(
+                AddressFamily::UNIX,
+                SocketType::SEQPACKET,
+                SocketFlags::CLOEXEC,
+                None,
+            )
+            .unwrap()
+        };
+        let file = |path: &str| open(Path::new(path), OFlags::RDONLY).unwrap();
+        let inode = |fd: &OwnedFd| {
+            let stat = rustix::fs::fstat(fd).unwrap();
+            (stat.st_dev, stat.st_ino)
+        };
+        let sent = Joining {
+            into: Some(file("/")),
+            tasks: vec![
+                ("/a/memory/tasks".into(), file("/dev/null")),
+                ("/a/pids/tasks".into(), file("/proc/self/stat")),
+            ],
+        };
+        let (to, from) = pair();
+        sent.send(to.as_fd()).unwrap();
+        let got = Joining::receive(from.as_fd()).unwrap().unwrap();
+        assert_eq!(inode(got.into.as_ref().unwrap()), inode(sent.into.as_ref().unwrap()));
+        assert_eq!(got.tasks.len(), 2);
+        for ((got_path, got_fd), (path, fd)) in got.tasks.iter().zip(&sent.tasks) {
+            assert_eq!((got_path, inode(got_fd)), (path, inode(fd)));
+        }
+        let v1_only = Joining {
+            into: None,
+            tasks: vec![("/a/pids/tasks".into(), file("/dev/null"))],
+        };
+        v1_only.send(to.as_fd()).unwrap();
+        let got = Joining::receive(from.as_fd()).unwrap().unwrap();
+        assert!(got.into.is_none() && got.tasks.len() == 1);
+        drop(to);
+        assert!(Joining::receive(from.as_fd()).unwrap().is_none());
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The three processes of a job. The caller (outside) takes the job's cgroups (a slot's:
-//! see [`Cgroups`]) and clones the sandbox's init into new namespaces; init builds the root,
-//! then starts the job in the job's cgroups (v1 ones the job enters itself, first thing: see
-//! [`Joining`]), and the job drops every privilege, loads seccomp and execs the command.
+//! The three processes of a job. The caller (outside) clones the sandbox's init into new
+//! namespaces; while init builds the root, the caller compiles the job's seccomp filters
+//! and takes its cgroups (a slot's: see [`Cgroups`]), and sends both to init (a [`Kit`]).
+//! Init then starts the job in the job's cgroups (v1 ones the job enters itself, first
+//! thing: see [`Joining`]), and the job drops every privilege, loads seccomp and execs the
+//! command.
 //! When the job exits, init kills and reaps whatever it left, hands its exit code to the
 //! caller over a pipe and exits, which tears the namespaces down while the caller already
 //! frees the (empty) cgroups and returns. Setup failures travel to the caller over a pipe as
@@ -13,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rustix::net::{socketpair, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use rustix::pipe::{pipe_with, PipeFlags};
 use rustix::process::{waitpid, Pid, Signal, WaitOptions, WaitStatus};
 use seccompiler::BpfProgram;
@@ -70,12 +73,22 @@ enum Started {
 
 fn start(job: &Job, purpose: Purpose) -> Result<Started> {
     let steps = plan_root(job)?;
-    let filters = seccomp::job_filters()?;
     std::fs::create_dir_all(ROOT_MOUNTPOINT)
         .map_err(|e| Error::sys(format!("mkdir -p {ROOT_MOUNTPOINT}"), e))?;
     let trees = detach_trees(&mut RealMounts, Some(job), &HostFds::open()?, &steps)?;
-    let cgroups = job_cgroups(job, purpose)?;
-    let joining = cgroups.as_ref().map(Cgroups::joining).transpose()?;
+    // What the job needs from runseal (see `send_kit`) is made while init builds the root.
+    let kit_socket = (purpose == Purpose::Run)
+        .then(|| {
+            socketpair(
+                AddressFamily::UNIX,
+                SocketType::SEQPACKET,
+                SocketFlags::CLOEXEC,
+                None,
+            )
+            .map_err(|e| Error::sys("socketpair(AF_UNIX, SOCK_SEQPACKET)", e))
+        })
+        .transpose()?;
+    let (to_init, from_runseal) = kit_socket.unzip();
 
     // Init learns from `alive` whether runseal died before init's death signal was armed:
     // no byte is ever written, and its end reads EOF once runseal's end is closed. Held
@@ -97,28 +110,29 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
     }
     match sys::clone_into_namespaces(flags)? {
         Forked::Child => {
-            drop((alive_write, report_read, ended_read));
+            drop((alive_write, report_read, ended_read, to_init));
             let root = Root {
                 steps: &steps,
                 trees,
             };
             let start = Start {
-                joining,
+                kit: from_runseal,
                 alive: alive_read,
             };
-            init(
-                job,
-                purpose,
-                root,
-                &filters,
-                start,
-                report_write,
-                ended_write,
-            )
+            init(job, purpose, root, start, report_write, ended_write)
         }
         Forked::Parent(init_pid) => {
-            drop((alive_read, report_write, ended_write, joining));
+            drop((alive_read, report_write, ended_write, from_runseal));
             let _alive = alive_write;
+            let cgroups = to_init.map(|socket| send_kit(job, &socket)).transpose();
+            let cgroups = match cgroups {
+                Ok(cgroups) => cgroups.flatten(),
+                Err(e) => {
+                    // Init reads the socket's end and exits without starting the job.
+                    let _ = wait(init_pid);
+                    return Err(e);
+                }
+            };
             if purpose == Purpose::ShowMounts {
                 // A mount table can outgrow the pipe: it is read as it comes.
                 let report = Report::receive(report_read);
@@ -165,13 +179,50 @@ fn setup_error(report: Option<Report>, code: Option<i32>) -> Error {
     }
 }
 
-/// The job's cgroups with its limits, if it runs and has any.
-fn job_cgroups(job: &Job, purpose: Purpose) -> Result<Option<Cgroups>> {
-    if purpose == Purpose::Run && job.limits.needs_cgroup() {
-        Cgroups::create(&job.limits).map(Some)
-    } else {
-        Ok(None)
+/// What the job needs from runseal, made after the clone while init builds the root, and
+/// sent to init over `socket` (a `SOCK_SEQPACKET` one), a message each: its seccomp
+/// filters, then, if it has limits, what it joins its cgroups with. Returns the cgroups.
+fn send_kit(job: &Job, socket: &OwnedFd) -> Result<Option<Cgroups>> {
+    let filters = seccomp::encode(&seccomp::job_filters()?);
+    rustix::net::send(socket, &filters, SendFlags::empty())
+        .map_err(|e| Error::sys("send(the job's seccomp filters)", e))?;
+    if !job.limits.needs_cgroup() {
+        return Ok(None);
     }
+    let cgroups = Cgroups::create(&job.limits)?;
+    cgroups.joining()?.send(socket.as_fd())?;
+    Ok(Some(cgroups))
+}
+
+/// What the job needs to start.
+struct Kit {
+    filters: Vec<BpfProgram>,
+    joining: Option<Joining>,
+}
+
+/// In init: what [`send_kit`] sent on `socket`; `None` if runseal closed it before it sent
+/// everything (runseal failed, and says why itself).
+fn receive_kit(job: &Job, socket: &OwnedFd) -> Result<Option<Kit>> {
+    let mut bytes = vec![0u8; seccomp::MAX_ENCODED];
+    let (received, _) = rustix::net::recv(socket, &mut bytes[..], RecvFlags::empty())
+        .map_err(|e| Error::sys("recv(the job's seccomp filters)", e))?;
+    if received == 0 {
+        return Ok(None);
+    }
+    let filters = seccomp::decode(&bytes[..received]).ok_or_else(|| {
+        Error::sys(
+            "recv(the job's seccomp filters)",
+            std::io::Error::from(std::io::ErrorKind::InvalidData),
+        )
+    })?;
+    let joining = match job.limits.needs_cgroup() {
+        false => None,
+        true => match Joining::receive(socket.as_fd())? {
+            Some(joining) => Some(joining),
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(Kit { filters, joining }))
 }
 
 /// What init builds the job's root from; every tree it binds was made before the clone.
@@ -180,10 +231,10 @@ struct Root<'a> {
     trees: Trees,
 }
 
-/// What init checks before it does anything else, and what the job joins.
+/// What init checks before it does anything else, and where it gets what the job needs.
 struct Start {
-    /// The job's cgroups, unless none are needed.
-    joining: Option<Joining>,
+    /// Where runseal sends the job's [`Kit`], if it runs one.
+    kit: Option<OwnedFd>,
     /// Reads EOF once runseal is gone.
     alive: OwnedFd,
 }
@@ -195,7 +246,6 @@ fn init(
     job: &Job,
     purpose: Purpose,
     root: Root,
-    filters: &[BpfProgram],
     start: Start,
     report: OwnedFd,
     ended: OwnedFd,
@@ -208,9 +258,15 @@ fn init(
         Report::Mounts(table).send(&report);
         sys::exit_now(0);
     }
-    let joining = start.joining.as_ref();
+    let kit = match start.kit.map(|socket| receive_kit(job, &socket)) {
+        Some(Ok(Some(kit))) => kit,
+        Some(Err(e)) => fail(&report, SETUP_FAILED, &e.to_string()),
+        // runseal failed before it sent everything, and says why itself.
+        Some(Ok(None)) | None => sys::exit_now(SETUP_FAILED),
+    };
+    let joining = kit.joining.as_ref();
     let mut start_job = || {
-        let (code, message) = exec_job(job, filters, joining);
+        let (code, message) = exec_job(job, &kit.filters, joining);
         fail(&report, code, &message);
     };
     let job_pid = match joining.and_then(Joining::clone_into) {

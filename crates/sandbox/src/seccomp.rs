@@ -417,13 +417,14 @@ impl Verdict {
     }
 }
 
-/// `(argument & mask) == value` on the low 32 bits of argument `arg`: every flag and mode
-/// bit looked at lives there, and the high half of an `int` argument is not defined.
+/// `(argument & mask) == value`, or without a value `(argument & mask) != 0`, on the low
+/// 32 bits of argument `arg`: every flag and mode bit looked at lives there, and the high
+/// half of an `int` argument is not defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ArgCheck {
     arg: u8,
     mask: u32,
-    value: u32,
+    value: Option<u32>,
 }
 
 /// Every bit of `mask` is set in argument `arg`.
@@ -431,7 +432,16 @@ fn has_bits(arg: u8, mask: u32) -> ArgCheck {
     ArgCheck {
         arg,
         mask,
-        value: mask,
+        value: Some(mask),
+    }
+}
+
+/// Any bit of `mask` is set in argument `arg`.
+fn any_bit(arg: u8, mask: u32) -> ArgCheck {
+    ArgCheck {
+        arg,
+        mask,
+        value: None,
     }
 }
 
@@ -439,7 +449,7 @@ fn equals(arg: u8, value: u32) -> ArgCheck {
     ArgCheck {
         arg,
         mask: u32::MAX,
-        value,
+        value: Some(value),
     }
 }
 
@@ -479,11 +489,10 @@ impl Policy {
 
     /// `clone` with a namespace flag and `ioctl(TIOCSTI)`: refused to jobs and builds.
     fn privileged_arguments(&mut self) {
-        let clone = CLONE_NAMESPACES
+        let namespaces = CLONE_NAMESPACES
             .iter()
-            .map(|&flag| vec![has_bits(0, flag as u32)])
-            .collect();
-        self.rules(libc::SYS_clone, clone);
+            .fold(0, |all, &flag| all | flag as u32);
+        self.rules(libc::SYS_clone, vec![vec![any_bit(0, namespaces)]]);
         self.rules(libc::SYS_ioctl, vec![vec![equals(1, libc::TIOCSTI as u32)]]);
     }
 
@@ -491,44 +500,38 @@ impl Policy {
     /// mode argument (at `mode_arg`) holds either bit; creations by `open` only with
     /// `O_CREAT` or `O_TMPFILE` in the flags (at `flags_arg`).
     fn set_id_modes(&mut self) {
-        let any_bit = |mode_arg: u8| -> Rules {
-            SET_ID_BITS
-                .iter()
-                .map(|&bit| vec![has_bits(mode_arg, bit)])
-                .collect()
-        };
+        let set_id = SET_ID_BITS.iter().fold(0, |all, &bit| all | bit);
+        let setting = |mode_arg: u8| -> Rules { vec![vec![any_bit(mode_arg, set_id)]] };
         let creating = |flags_arg: u8| -> Rules {
             CREATING
                 .iter()
-                .flat_map(|&flag| {
-                    SET_ID_BITS.iter().map(move |&bit| {
-                        vec![
-                            has_bits(flags_arg, flag as u32),
-                            has_bits(flags_arg + 1, bit),
-                        ]
-                    })
+                .map(|&flag| {
+                    vec![
+                        has_bits(flags_arg, flag as u32),
+                        any_bit(flags_arg + 1, set_id),
+                    ]
                 })
                 .collect()
         };
-        self.rules(libc::SYS_fchmod, any_bit(1));
-        self.rules(libc::SYS_fchmodat, any_bit(2));
-        self.rules(SYS_FCHMODAT2, any_bit(2));
-        self.rules(libc::SYS_mkdirat, any_bit(2));
-        self.rules(libc::SYS_mknodat, any_bit(2));
+        self.rules(libc::SYS_fchmod, setting(1));
+        self.rules(libc::SYS_fchmodat, setting(2));
+        self.rules(SYS_FCHMODAT2, setting(2));
+        self.rules(libc::SYS_mkdirat, setting(2));
+        self.rules(libc::SYS_mknodat, setting(2));
         self.rules(libc::SYS_openat, creating(2));
         #[cfg(target_arch = "x86_64")]
         {
-            self.rules(libc::SYS_chmod, any_bit(1));
-            self.rules(libc::SYS_creat, any_bit(1));
-            self.rules(libc::SYS_mkdir, any_bit(1));
-            self.rules(libc::SYS_mknod, any_bit(1));
+            self.rules(libc::SYS_chmod, setting(1));
+            self.rules(libc::SYS_creat, setting(1));
+            self.rules(libc::SYS_mkdir, setting(1));
+            self.rules(libc::SYS_mknod, setting(1));
             self.rules(libc::SYS_open, creating(1));
         }
     }
 
     /// The policy as one classic BPF program. The call numbers are cut into runs that get
-    /// the same answer, searched as a binary tree: a call costs about a dozen instructions
-    /// and the whole program a few hundred, where seccompiler compares one number after
+    /// the same answer, searched as a binary tree ([`Emitter`]): a call costs about a dozen
+    /// instructions and the job's whole program under 200, where seccompiler compares one number after
     /// another (over 1,400 instructions for the job's allowlist, which the kernel
     /// translates and JITs at every job start and then walks on every call). One program
     /// rather than an allowlist and a refusal filter: the kernel checks and JITs it once
@@ -565,7 +568,7 @@ impl Policy {
             push(next as u32, Leaf::Return(self.otherwise.ret()));
         }
         // seccomp_data: nr at offset 0, arch at 4.
-        let mut program = vec![
+        let head = vec![
             stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
             jump(libc::BPF_JEQ, audit_arch()?, 1, 0),
             stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_KILL_PROCESS),
@@ -573,8 +576,7 @@ impl Policy {
             jump(libc::BPF_JGE, X32_SYSCALL_BIT, 0, 1),
             stmt(libc::BPF_RET | libc::BPF_K, ABSENT),
         ];
-        program.extend(search(&runs));
-        Ok(program)
+        Ok(Emitter::default().program(head, &runs))
     }
 }
 
@@ -636,40 +638,124 @@ fn jump(op: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
     }
 }
 
-/// Code deciding, for the call number in the accumulator, which of `runs` (each from its
-/// first number to the next run's, together covering every number) it is in, and doing
-/// what that run does.
-fn search(runs: &[(u32, Leaf)]) -> Vec<sock_filter> {
-    match runs {
-        [] => vec![stmt(libc::BPF_RET | libc::BPF_K, ABSENT)],
-        [(_, leaf)] => leaf_code(leaf),
-        _ => {
-            let (below, from) = runs.split_at(runs.len() / 2);
-            let below = search(below);
-            let mut code = match u8::try_from(below.len()) {
-                // nr >= the upper half's first number: jump over the lower half.
-                Ok(over) => vec![jump(libc::BPF_JGE, from[0].0, over, 0)],
-                // Too far for a conditional jump: through an unconditional one.
-                Err(_) => vec![
-                    jump(libc::BPF_JGE, from[0].0, 0, 1),
-                    stmt(libc::BPF_JMP | libc::BPF_JA, below.len() as u32),
-                ],
-            };
-            code.extend(below);
-            code.extend(search(from));
-            code
+/// Where code of a program being emitted back to front starts: its index counted from the
+/// program's last instruction, and the value it returns if it is only a `RET`.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    at: usize,
+    returns: Option<u32>,
+}
+
+/// The search over the call numbers, emitted back to front, so that the target of every
+/// jump (which only goes forward) is placed before the jump is. A node is one `JGE` whose
+/// two branches jump, each to its half; a half that only returns jumps to a `RET` shared
+/// by every half returning that value, rather than holding its own. A conditional jump
+/// reaches 255 instructions: a target beyond gets a copy of its `RET` or a `JA` near.
+#[derive(Default)]
+struct Emitter {
+    /// The program so far, its last instruction first.
+    code: Vec<sock_filter>,
+    /// The nearest `RET` of each value.
+    returns: BTreeMap<u32, usize>,
+}
+
+/// How far a conditional jump may go; two short of its 255, as the node's second branch
+/// may add an instruction between the first's target and the jump.
+const NEAR: usize = 253;
+
+impl Emitter {
+    fn push(&mut self, insn: sock_filter) -> usize {
+        self.code.push(insn);
+        self.code.len() - 1
+    }
+
+    fn ret(&mut self, value: u32) -> Entry {
+        let at = match self.returns.get(&value) {
+            Some(&at) => at,
+            None => {
+                let at = self.push(stmt(libc::BPF_RET | libc::BPF_K, value));
+                self.returns.insert(value, at);
+                at
+            }
+        };
+        Entry {
+            at,
+            returns: Some(value),
         }
+    }
+
+    /// Where the next instruction pushed can jump to reach `to`.
+    fn near(&mut self, to: Entry) -> usize {
+        let distance = self.code.len() - to.at - 1;
+        if distance <= NEAR {
+            return to.at;
+        }
+        match to.returns {
+            Some(value) => {
+                let at = self.push(stmt(libc::BPF_RET | libc::BPF_K, value));
+                self.returns.insert(value, at);
+                at
+            }
+            None => self.push(stmt(libc::BPF_JMP | libc::BPF_JA, distance as u32)),
+        }
+    }
+
+    /// Code deciding, for the call number in the accumulator, which of `runs` (each from
+    /// its first number to the next run's, together covering every number) it is in, and
+    /// doing what that run does.
+    fn search(&mut self, runs: &[(u32, Leaf)]) -> Entry {
+        match runs {
+            [] => self.ret(ABSENT),
+            [(_, Leaf::Return(value))] => self.ret(*value),
+            [(_, leaf)] => {
+                for insn in leaf_code(leaf).into_iter().rev() {
+                    self.push(insn);
+                }
+                Entry {
+                    at: self.code.len() - 1,
+                    returns: None,
+                }
+            }
+            _ => {
+                let (below, from) = runs.split_at(runs.len() / 2);
+                let upper = self.search(from);
+                let lower = self.search(below);
+                let (upper, lower) = (self.near(upper), self.near(lower));
+                let at = self.code.len();
+                let offset = |to: usize| (at - to - 1) as u8;
+                let node = jump(libc::BPF_JGE, from[0].0, offset(upper), offset(lower));
+                Entry {
+                    at: self.push(node),
+                    returns: None,
+                }
+            }
+        }
+    }
+
+    /// The program: `head`, then the search over `runs` right after it.
+    fn program(mut self, head: Vec<sock_filter>, runs: &[(u32, Leaf)]) -> Vec<sock_filter> {
+        let entry = self.search(runs);
+        if entry.at + 1 != self.code.len() {
+            // The search is a lone shared `RET`, placed before the code that follows it.
+            let value = entry.returns.unwrap_or(ABSENT);
+            self.push(stmt(libc::BPF_RET | libc::BPF_K, value));
+        }
+        head.into_iter()
+            .chain(self.code.into_iter().rev())
+            .collect()
     }
 }
 
 /// A check loads an argument's low half (little-endian: at its own offset), masks it and
-/// compares; a failed one jumps to the next rule, past the rest of its own and its EPERM.
+/// compares, or tests its bits (`JSET`); a failed one jumps to the next rule, past the rest
+/// of its own and its EPERM.
 fn leaf_code(leaf: &Leaf) -> Vec<sock_filter> {
     let (rules, otherwise) = match leaf {
         Leaf::Return(k) => return vec![stmt(libc::BPF_RET | libc::BPF_K, *k)],
         Leaf::Check(rules, otherwise) => (*rules, *otherwise),
     };
-    let size = |check: &ArgCheck| if check.mask == u32::MAX { 2 } else { 3 };
+    let masks = |check: &ArgCheck| check.value.is_some() && check.mask != u32::MAX;
+    let size = |check: &ArgCheck| if masks(check) { 3 } else { 2 };
     let mut code = Vec::new();
     for rule in rules {
         for (i, check) in rule.iter().enumerate() {
@@ -678,14 +764,17 @@ fn leaf_code(leaf: &Leaf) -> Vec<sock_filter> {
                 libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
                 16 + 8 * u32::from(check.arg),
             ));
-            if check.mask != u32::MAX {
+            if masks(check) {
                 code.push(stmt(
                     libc::BPF_ALU | libc::BPF_AND | libc::BPF_K,
                     check.mask,
                 ));
             }
-            let rest: usize = rule[i + 1..].iter().map(size).sum::<usize>() + 1;
-            code.push(jump(libc::BPF_JEQ, check.value, 0, rest as u8));
+            let rest = (rule[i + 1..].iter().map(size).sum::<usize>() + 1) as u8;
+            code.push(match check.value {
+                Some(value) => jump(libc::BPF_JEQ, value, 0, rest),
+                None => jump(libc::BPF_JSET, check.mask, 0, rest),
+            });
         }
         code.push(stmt(libc::BPF_RET | libc::BPF_K, REFUSED));
     }
@@ -724,6 +813,49 @@ pub fn job_filters() -> Result<Vec<BpfProgram>> {
 pub fn builder_filters() -> Result<Vec<BpfProgram>> {
     Ok(vec![builder_policy().compile()?])
 }
+
+/// The filters as bytes, for another process to [`decode`]: per program its length in
+/// instructions (4 bytes), then its instructions as the kernel lays them out.
+pub fn encode(filters: &[BpfProgram]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for program in filters {
+        bytes.extend((program.len() as u32).to_ne_bytes());
+        for insn in program {
+            bytes.extend(insn.code.to_ne_bytes());
+            bytes.extend([insn.jt, insn.jf]);
+            bytes.extend(insn.k.to_ne_bytes());
+        }
+    }
+    bytes
+}
+
+/// The filters [`encode`] made `bytes` of; `None` unless they are exactly that.
+pub fn decode(mut bytes: &[u8]) -> Option<Vec<BpfProgram>> {
+    let mut filters = Vec::new();
+    while let Some((len, rest)) = bytes.split_first_chunk::<4>() {
+        let len = u32::from_ne_bytes(*len) as usize;
+        let (program, rest) = rest.split_at_checked(len.checked_mul(INSN_BYTES)?)?;
+        filters.push(
+            program
+                .chunks_exact(INSN_BYTES)
+                .map(|insn| sock_filter {
+                    code: u16::from_ne_bytes([insn[0], insn[1]]),
+                    jt: insn[2],
+                    jf: insn[3],
+                    k: u32::from_ne_bytes([insn[4], insn[5], insn[6], insn[7]]),
+                })
+                .collect(),
+        );
+        bytes = rest;
+    }
+    bytes.is_empty().then_some(filters)
+}
+
+/// The size of a classic BPF instruction: code (2), jt, jf, k (4).
+const INSN_BYTES: usize = 8;
+
+/// The largest program the kernel takes (BPF_MAXINSNS), in bytes of [`encode`].
+pub const MAX_ENCODED: usize = 4 + 4096 * INSN_BYTES;
 
 /// Loads the filters into the calling thread (needs no_new_privs or CAP_SYS_ADMIN).
 pub fn load(filters: &[BpfProgram]) -> Result<()> {
@@ -777,6 +909,7 @@ mod tests {
                         op if op == libc::BPF_JEQ => acc == i.k,
                         op if op == libc::BPF_JGE => acc >= i.k,
                         op if op == libc::BPF_JGT => acc > i.k,
+                        op if op == libc::BPF_JSET => acc & i.k != 0,
                         op => panic!("unexpected jump {op:#x}"),
                     };
                     pc += usize::from(if taken { i.jt } else { i.jf });
@@ -816,12 +949,31 @@ mod tests {
                 libc::SECCOMP_RET_KILL_PROCESS
             );
         }
-        assert!(job.compile().unwrap().len() < 400);
+        // Every start has the kernel check, translate and JIT it: its size is start time.
+        assert!(job.compile().unwrap().len() <= 200);
         for nr in PRIVILEGED.iter().chain(JOB_DENIED) {
             assert_eq!(meant(&job, *nr as u32), REFUSED, "call {nr}");
         }
         assert_eq!(meant(&job, libc::SYS_openat2 as u32), ABSENT);
         assert_eq!(meant(&job, libc::SYS_clone3 as u32), ABSENT);
+    }
+
+    #[test]
+    fn filters_arrive_as_sent_and_anything_else_is_refused() {
+        let filters = job_filters().unwrap();
+        let bytes = encode(&filters);
+        assert!(bytes.len() <= MAX_ENCODED);
+        let decoded = decode(&bytes).unwrap();
+        assert_eq!(decoded.len(), 1);
+        let same = |a: &sock_filter, b: &sock_filter| {
+            (a.code, a.jt, a.jf, a.k) == (b.code, b.jt, b.jf, b.k)
+        };
+        assert!(decoded[0].len() == filters[0].len());
+        assert!(decoded[0].iter().zip(&filters[0]).all(|(a, b)| same(a, b)));
+        assert!(decode(&bytes[..bytes.len() - 1]).is_none());
+        assert!(decode(&[bytes.as_slice(), &[0]].concat()).is_none());
+        assert!(decode(&u32::MAX.to_ne_bytes()).is_none());
+        assert_eq!(decode(&[]).map(|f| f.len()), Some(0));
     }
 
     #[test]
@@ -846,6 +998,20 @@ mod tests {
             libc::SYS_clone,
             &[libc::CLONE_NEWNET as u64 | sigchld],
         );
+        for flag in CLONE_NAMESPACES {
+            expect(REFUSED, libc::SYS_clone, &[flag as u64 | sigchld]);
+        }
+        // What pthread_create passes: a thread, no namespace.
+        let thread = libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM
+            | libc::CLONE_SETTLS
+            | libc::CLONE_PARENT_SETTID
+            | libc::CLONE_CHILD_CLEARTID;
+        expect(ALLOW, libc::SYS_clone, &[thread as u64]);
         expect(REFUSED, libc::SYS_ioctl, &[1, libc::TIOCSTI]);
         expect(REFUSED, libc::SYS_ioctl, &[1, 1 << 32 | libc::TIOCSTI]);
         expect(ALLOW, libc::SYS_ioctl, &[1, libc::TIOCGWINSZ]);
@@ -853,6 +1019,8 @@ mod tests {
         expect(ALLOW, libc::SYS_socket, &[libc::AF_INET as u64, 1]);
         expect(REFUSED, libc::SYS_fchmod, &[3, 0o4755]);
         expect(ALLOW, libc::SYS_fchmod, &[3, 0o755]);
+        expect(REFUSED, libc::SYS_fchmod, &[3, 0o6755]);
+        expect(ALLOW, libc::SYS_fchmod, &[3, 0o1777]);
         expect(REFUSED, libc::SYS_fchmodat, &[3, 0, 0o2755]);
         expect(REFUSED, SYS_FCHMODAT2, &[3, 0, 0o2755]);
         expect(REFUSED, libc::SYS_mkdirat, &[3, 0, 0o2775]);
