@@ -254,6 +254,71 @@ fn network_none_shows_only_loopback() {
     );
 }
 
+/// Without the host's network a job has a loopback of its own, up: what it serves on
+/// 127.0.0.1 it reaches, and what the host serves there it does not. With the host's, it
+/// reaches the host's. (The namespace is made beside runseal while it reads the runtime.)
+#[test]
+fn a_job_has_a_loopback_of_its_own_up_unless_it_has_the_hosts_network() {
+    use std::io::Write;
+    let t = sealtest!();
+    t.sealed_openjdk();
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut connection in host.incoming().flatten() {
+            let _ = connection.write_all(b"HTTP/1.0 200 OK\r\n\r\nhost\n");
+        }
+    });
+    // (No -T: busybox 1.35's wget crashes with it.)
+    let ask_host = format!("busybox wget -q -O - http://127.0.0.1:{port}/ || echo unreached");
+    let script = format!(
+        "ip -o link show lo; echo job > /tmp/f; busybox httpd -p 127.0.0.1:8080 -h /tmp && \
+         busybox wget -q -O - http://127.0.0.1:8080/f; {ask_host}"
+    );
+    let out = t.job(&[], &["sh", "-c", &script]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert!(lines[0].contains("<LOOPBACK,UP,"), "{lines:?}");
+    assert_eq!(lines[1..], ["job", "unreached"], "{lines:?}");
+    let out = t.job(&["--network", "host"], &["sh", "-c", &ask_host]);
+    assert_eq!(text(&out.stdout), "host\n", "{}", text(&out.stderr));
+}
+
+/// runseal keeps the sandbox's init off its own CPU while it works beside it; the job may
+/// still run on every CPU runseal may, and on no other.
+#[test]
+fn a_job_may_run_on_the_cpus_runseal_may() {
+    use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+    let t = sealtest!();
+    t.sealed_openjdk();
+    let allowed = |status: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|cpus| cpus.trim().to_string())
+            .unwrap()
+    };
+    let job_cpus = || {
+        let out = t.job(&[], &["cat", "/proc/self/status"]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        allowed(&text(&out.stdout))
+    };
+    let ours = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    assert_eq!(job_cpus(), allowed(&ours));
+    // runseal started from this thread, allowed its last CPU only.
+    let all = sched_getaffinity(None).unwrap();
+    let last = (0..CpuSet::MAX_CPU)
+        .rev()
+        .find(|&cpu| all.is_set(cpu))
+        .unwrap();
+    let mut one = CpuSet::new();
+    one.set(last);
+    sched_setaffinity(None, &one).unwrap();
+    let cpus = job_cpus();
+    sched_setaffinity(None, &all).unwrap();
+    assert_eq!(cpus, last.to_string());
+}
+
 #[test]
 fn exit_codes_signals_and_streams_pass_through() {
     let t = sealtest!();

@@ -749,7 +749,10 @@ mod tests {
         let (to, from) = pair();
         sent.send(to.as_fd()).unwrap();
         let got = Joining::receive(from.as_fd()).unwrap().unwrap();
-        assert_eq!(inode(got.into.as_ref().unwrap()), inode(sent.into.as_ref().unwrap()));
+        assert_eq!(
+            inode(got.into.as_ref().unwrap()),
+            inode(sent.into.as_ref().unwrap())
+        );
         assert_eq!(got.tasks.len(), 2);
         for ((got_path, got_fd), (path, fd)) in got.tasks.iter().zip(&sent.tasks) {
             assert_eq!((got_path, inode(got_fd)), (path, inode(fd)));

@@ -26,7 +26,7 @@ use crate::job::{Job, Network, Outcome};
 use crate::report::Report;
 use crate::rootfs::{apply, detach_trees, plan_root, HostFds, Step, Trees};
 use crate::seccomp;
-use crate::sys::{self, Forked, RealMounts};
+use crate::sys::{self, Forked, NetworkMaker, Placement, RealMounts};
 
 /// Where each job's root is assembled, inside the job's own mount namespace; on the host it
 /// stays an empty directory.
@@ -48,10 +48,17 @@ enum Purpose {
 
 /// Runs `job` to completion.
 pub fn run(job: &Job) -> Result<Outcome> {
+    run_in(job, None)
+}
+
+/// Runs `job` to completion; without the host's network, in the namespace `network` has
+/// been making beside the caller since the caller knew a job would run (else one is made
+/// when the sandbox is cloned).
+pub fn run_in(job: &Job, network: Option<NetworkMaker>) -> Result<Outcome> {
     if job.command.is_empty() {
         return Err(Error::NoCommand);
     }
-    match start(job, Purpose::Run)? {
+    match start(job, Purpose::Run, network)? {
         Started::Finished(outcome) => Ok(outcome),
         Started::Mounts(_) => unreachable!("a job started to run reports an outcome"),
     }
@@ -60,7 +67,7 @@ pub fn run(job: &Job) -> Result<Outcome> {
 /// Builds `job`'s root exactly as [`run`] would and returns the kernel's view of it
 /// (`/proc/self/mountinfo` inside the job), without running the command.
 pub fn mount_table(job: &Job) -> Result<String> {
-    match start(job, Purpose::ShowMounts)? {
+    match start(job, Purpose::ShowMounts, None)? {
         Started::Mounts(table) => Ok(table),
         Started::Finished(_) => unreachable!("a mount probe reports its table or fails"),
     }
@@ -71,7 +78,7 @@ enum Started {
     Mounts(String),
 }
 
-fn start(job: &Job, purpose: Purpose) -> Result<Started> {
+fn start(job: &Job, purpose: Purpose, network: Option<NetworkMaker>) -> Result<Started> {
     let steps = plan_root(job)?;
     std::fs::create_dir_all(ROOT_MOUNTPOINT)
         .map_err(|e| Error::sys(format!("mkdir -p {ROOT_MOUNTPOINT}"), e))?;
@@ -100,9 +107,13 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
     // Init writes the job's exit code here once nothing of the job runs any more.
     let (ended_read, ended_write) =
         pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::sys("pipe2(O_CLOEXEC)", e))?;
+    let network = match network {
+        Some(maker) if job.network == Network::None => Some(maker.finish()?),
+        _ => None,
+    };
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if job.network == Network::None {
+    if job.network == Network::None && network.is_none() {
         flags |= libc::CLONE_NEWNET;
     }
     if purpose == Purpose::Run {
@@ -114,6 +125,7 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
             let root = Root {
                 steps: &steps,
                 trees,
+                network,
             };
             let start = Start {
                 kit: from_runseal,
@@ -122,9 +134,18 @@ fn start(job: &Job, purpose: Purpose) -> Result<Started> {
             init(job, purpose, root, start, report_write, ended_write)
         }
         Forked::Parent(init_pid) => {
-            drop((alive_read, report_write, ended_write, from_runseal));
+            drop((alive_read, report_write, ended_write, from_runseal, network));
             let _alive = alive_write;
-            let cgroups = to_init.map(|socket| send_kit(job, &socket)).transpose();
+            // runseal works on (`send_kit`) while init builds the root: init starts on
+            // another CPU than the one runseal is on now.
+            let placement = (purpose == Purpose::Run).then(Placement::here);
+            if let Some(placement) = &placement {
+                placement.away(init_pid);
+            }
+            let kit = to_init.zip(placement.as_ref());
+            let cgroups = kit
+                .map(|(socket, placement)| send_kit(job, &socket, || placement.anywhere(init_pid)))
+                .transpose();
             let cgroups = match cgroups {
                 Ok(cgroups) => cgroups.flatten(),
                 Err(e) => {
@@ -182,16 +203,25 @@ fn setup_error(report: Option<Report>, code: Option<i32>) -> Error {
 /// What the job needs from runseal, made after the clone while init builds the root, and
 /// sent to init over `socket` (a `SOCK_SEQPACKET` one), a message each: its seccomp
 /// filters, then, if it has limits, what it joins its cgroups with. Returns the cgroups.
-fn send_kit(job: &Job, socket: &OwnedFd) -> Result<Option<Cgroups>> {
+/// `release` (init may run on runseal's CPU, and the job it starts everywhere runseal may)
+/// comes before init has all it needs to start the job.
+fn send_kit(
+    job: &Job,
+    socket: &OwnedFd,
+    release: impl FnOnce() -> Result<()>,
+) -> Result<Option<Cgroups>> {
     let filters = seccomp::encode(&seccomp::job_filters()?);
+    let cgroups = match job.limits.needs_cgroup() {
+        true => Some(Cgroups::create(&job.limits)?),
+        false => None,
+    };
+    release()?;
     rustix::net::send(socket, &filters, SendFlags::empty())
         .map_err(|e| Error::sys("send(the job's seccomp filters)", e))?;
-    if !job.limits.needs_cgroup() {
-        return Ok(None);
+    if let Some(cgroups) = &cgroups {
+        cgroups.joining()?.send(socket.as_fd())?;
     }
-    let cgroups = Cgroups::create(&job.limits)?;
-    cgroups.joining()?.send(socket.as_fd())?;
-    Ok(Some(cgroups))
+    Ok(cgroups)
 }
 
 /// What the job needs to start.
@@ -229,6 +259,8 @@ fn receive_kit(job: &Job, socket: &OwnedFd) -> Result<Option<Kit>> {
 struct Root<'a> {
     steps: &'a [Step],
     trees: Trees,
+    /// The job's network namespace, if one was made beside runseal.
+    network: Option<OwnedFd>,
 }
 
 /// What init checks before it does anything else, and where it gets what the job needs.
@@ -305,8 +337,11 @@ fn prepare(job: &Job, root: Root, alive: &OwnedFd) -> Result<()> {
         _ => sys::exit_now(SETUP_FAILED),
     }
     sys::set_hostname(crate::identity::HOSTNAME)?;
-    if job.network == Network::None {
-        sys::loopback_up()?;
+    match (&root.network, job.network) {
+        // Its loopback is up already.
+        (Some(namespace), _) => sys::enter_network_namespace(namespace.as_fd())?,
+        (None, Network::None) => sys::loopback_up()?,
+        (None, Network::Host) => {}
     }
     let mountpoint = sys::open_dir(Path::new(ROOT_MOUNTPOINT))?;
     apply(&mut RealMounts, root.trees, mountpoint.as_fd(), root.steps)

@@ -37,8 +37,8 @@ pub use job::{
     format_size, parse_env, parse_size, Job, JobRequest, Limits, Network, Outcome, User, Volume,
     DEFAULT_USER,
 };
-pub use launch::{mount_table, run, SETUP_FAILED, STOP_GRACE};
+pub use launch::{mount_table, run, run_in, SETUP_FAILED, STOP_GRACE};
 pub use learn::{in_child_process, learn, LearnRequest, Learned};
 pub use rootfs::{plan_root, Source, Step};
 pub use seccomp::builder_filters;
-pub use sys::{die_with_parent, restore_default_sigpipe};
+pub use sys::{die_with_parent, restore_default_sigpipe, NetworkMaker};

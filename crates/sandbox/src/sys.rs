@@ -4,14 +4,16 @@
 //! and opens places in a root without following symlinks, and needs no privilege.
 //!
 //! This module holds all of runseal's `unsafe` code, each block with its reason: process
-//! creation (`clone`, `fork`, a vfork-like `clone` on a stack of its own, `_exit`), `mount_setattr` (which rustix lacks), the loopback
-//! `ioctl`, `close_range`, `kill(-1)`, the signal mask calls, signalfd and fanotify (which rustix
+//! creation (`clone`, `fork`, a vfork-like `clone` on a stack of its own, the network
+//! namespace maker's `clone` beside runseal, `_exit`), `mount_setattr` (which rustix lacks),
+//! the loopback `ioctl`, `close_range`, `kill(-1)`, the signal mask calls, signalfd and fanotify (which rustix
 //! lacks), used by `learn`.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use runseal_spec::beneath::{self, Links};
 use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags, CWD};
@@ -632,37 +634,226 @@ fn ensure_single_threaded() -> Result<()> {
     }
 }
 
-/// Brings the loopback interface of the current network namespace up.
+/// Brings the loopback interface of the current network namespace up. Through rustix's own
+/// system calls only (no libc, so no `errno`): [`NetworkMaker`]'s process runs it on memory
+/// it shares with runseal.
 pub fn loopback_up() -> Result<()> {
+    bring_loopback_up().map_err(call_error("ioctl(lo, SIOCSIFFLAGS, IFF_UP)".into()))
+}
+
+fn bring_loopback_up() -> rustix::io::Result<()> {
+    use rustix::ioctl::{ioctl, Opcode, Updater};
     let socket = rustix::net::socket(
         rustix::net::AddressFamily::INET,
         rustix::net::SocketType::DGRAM,
         None,
-    )
-    .map_err(call_error("socket(AF_INET, SOCK_DGRAM)".into()))?;
+    )?;
     // SAFETY: ifreq is plain old data; zeroed is a valid value. The name fits in IFNAMSIZ.
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
     for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
         *slot = *byte as libc::c_char;
     }
-    let fd = socket.as_fd().as_raw_fd();
-    // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write only the ifreq passed by pointer,
-    // which lives for both calls.
-    let result = unsafe {
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut request) < 0 {
-            -1
-        } else {
-            request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            libc::ioctl(fd, libc::SIOCSIFFLAGS, &request)
-        }
-    };
-    if result < 0 {
-        return Err(Error::sys(
-            "ioctl(lo, SIOCSIFFLAGS, IFF_UP)",
-            std::io::Error::last_os_error(),
-        ));
+    const GET: Opcode = libc::SIOCGIFFLAGS as Opcode;
+    const SET: Opcode = libc::SIOCSIFFLAGS as Opcode;
+    // SAFETY: both opcodes take a `struct ifreq`, read (and for GET written) by the kernel
+    // only during the call.
+    unsafe {
+        ioctl(&socket, Updater::<GET, libc::ifreq>::new(&mut request))?;
+        request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        ioctl(&socket, Updater::<SET, libc::ifreq>::new(&mut request))
     }
-    Ok(())
+}
+
+/// A network namespace for a job, with its loopback up, being made by a process beside
+/// runseal while runseal goes on (parses the runtime, checks it, plans the root): making
+/// one is most of what a sandbox's clone costs. The process shares runseal's memory and fd
+/// table (`clone(CLONE_VM | CLONE_FILES)`, not a thread of runseal's), makes only system
+/// calls through rustix (no allocation, no `errno`, nothing of runseal's it could race
+/// with), and leaves an fd of the namespace in the shared table. It starts on another CPU
+/// than runseal's ([`Placement`]).
+pub struct NetworkMaker {
+    /// `None` once waited for.
+    pid: Option<Pid>,
+    stack: *mut libc::c_void,
+    /// The namespace's fd once made, a negated errno if making it failed, [`PENDING`]
+    /// before; written by the maker, read once it is gone.
+    made: Box<AtomicI32>,
+    placement: Placement,
+}
+
+const MAKER_STACK: usize = 64 * 1024;
+const PENDING: i32 = i32::MIN;
+
+impl NetworkMaker {
+    pub fn start() -> Result<NetworkMaker> {
+        extern "C" fn make(arg: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: `arg` is the maker's `made`, which stays allocated until the maker
+            // has waited for this process to end.
+            let made = unsafe { &*(arg as *const AtomicI32) };
+            let outcome = match new_network_namespace() {
+                Ok(namespace) => namespace.into_raw_fd(),
+                Err(e) => -e.raw_os_error(),
+            };
+            made.store(outcome, Ordering::Release);
+            0
+        }
+        // SAFETY: a fresh private anonymous mapping, owned by the maker until it is dropped
+        // (after the process using it is gone).
+        let stack = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                MAKER_STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if stack == libc::MAP_FAILED {
+            return Err(Error::sys("mmap(stack)", std::io::Error::last_os_error()));
+        }
+        let mut maker = NetworkMaker {
+            pid: None,
+            stack,
+            made: Box::new(AtomicI32::new(PENDING)),
+            placement: Placement::here(),
+        };
+        // SAFETY: the new process runs `make` on its own stack (the mapping's top, 16-byte
+        // aligned) and shares this one's memory: `make` touches only `made` (an atomic) and
+        // its stack, and calls no C library function (its system calls are rustix's), so
+        // it takes no lock and sets no `errno` of this process. No CLONE_THREAD: it is a
+        // process of its own, whose namespace change stays its own and which this one
+        // waits for (in `finish` or on drop) before `made` and the stack are freed.
+        let ret = unsafe {
+            libc::clone(
+                make,
+                (stack as *mut u8).add(MAKER_STACK) as *mut libc::c_void,
+                libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD,
+                &*maker.made as *const AtomicI32 as *mut libc::c_void,
+            )
+        };
+        if ret == -1 {
+            return Err(Error::sys(
+                "clone(CLONE_VM | CLONE_FILES)",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let pid = Pid::from_raw(ret).expect("the kernel returns a positive pid");
+        maker.pid = Some(pid);
+        maker.placement.away(pid);
+        Ok(maker)
+    }
+
+    /// The namespace, once the maker is done.
+    pub fn finish(mut self) -> Result<OwnedFd> {
+        self.wait();
+        match self.made.swap(PENDING, Ordering::Acquire) {
+            PENDING => Err(Error::sys(
+                "make a network namespace",
+                std::io::Error::from(std::io::ErrorKind::Interrupted),
+            )),
+            // SAFETY: a non-negative value is the fd the maker opened into the table this
+            // process shares, owned by no one else.
+            fd if fd >= 0 => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+            errno => Err(Error::sys(
+                "make a network namespace (unshare(CLONE_NEWNET), open it, bring lo up)",
+                std::io::Error::from_raw_os_error(-errno),
+            )),
+        }
+    }
+
+    fn wait(&mut self) {
+        let Some(pid) = self.pid.take() else {
+            return;
+        };
+        if self.made.load(Ordering::Acquire) == PENDING {
+            // Still at work: it may now run on this CPU too, which is about to sleep.
+            let _ = self.placement.anywhere(pid);
+        }
+        loop {
+            match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+                Err(rustix::io::Errno::INTR) => continue,
+                _ => return,
+            }
+        }
+    }
+}
+
+impl Drop for NetworkMaker {
+    fn drop(&mut self) {
+        self.wait();
+        let made = self.made.load(Ordering::Acquire);
+        if made >= 0 {
+            // SAFETY: the maker's fd, never handed out (`finish` takes it first).
+            drop(unsafe { OwnedFd::from_raw_fd(made) });
+        }
+        // SAFETY: the process that used the stack is gone.
+        unsafe { libc::munmap(self.stack, MAKER_STACK) };
+    }
+}
+
+/// In [`NetworkMaker`]'s process: a new network namespace for it, its fd and loopback.
+fn new_network_namespace() -> rustix::io::Result<OwnedFd> {
+    // SAFETY: unshare_unsafe is unsafe for CLONE_FILES, which is not asked for; a new
+    // network namespace changes this process alone.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET)? };
+    let namespace = rustix::fs::open(
+        c"/proc/self/ns/net",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    bring_loopback_up()?;
+    Ok(namespace)
+}
+
+/// Enters the network namespace `namespace` (made by a [`NetworkMaker`]).
+pub fn enter_network_namespace(namespace: BorrowedFd<'_>) -> Result<()> {
+    use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+    move_into_link_name_space(namespace, Some(LinkNameSpaceType::Network))
+        .map_err(call_error("setns(CLONE_NEWNET)".into()))
+}
+
+/// Where a process runseal makes and then works beside runs: on a CPU other than
+/// runseal's while runseal works, since a new process otherwise tends to wait on runseal's
+/// CPU until runseal sleeps; on any CPU runseal may use once runseal is about to wait for
+/// it. A hint about speed only, except that [`Placement::anywhere`] must hold before a job
+/// inherits the set.
+pub struct Placement {
+    allowed: rustix::thread::CpuSet,
+    /// `allowed` without this CPU; `None` if that leaves none.
+    elsewhere: Option<rustix::thread::CpuSet>,
+}
+
+impl Placement {
+    pub fn here() -> Placement {
+        let allowed = rustix::thread::sched_getaffinity(None).unwrap_or_else(|_| {
+            let mut all = rustix::thread::CpuSet::new();
+            (0..rustix::thread::CpuSet::MAX_CPU).for_each(|cpu| all.set(cpu));
+            all
+        });
+        let mut elsewhere = allowed;
+        elsewhere.unset(rustix::thread::sched_getcpu());
+        Placement {
+            allowed,
+            elsewhere: (elsewhere.count() > 0).then_some(elsewhere),
+        }
+    }
+
+    /// Moves `pid` off this CPU, if there is another.
+    pub fn away(&self, pid: Pid) {
+        if let Some(elsewhere) = &self.elsewhere {
+            let _ = rustix::thread::sched_setaffinity(Some(pid), elsewhere);
+        }
+    }
+
+    /// Lets `pid` run on any CPU runseal may use again.
+    pub fn anywhere(&self, pid: Pid) -> Result<()> {
+        if self.elsewhere.is_none() {
+            return Ok(());
+        }
+        rustix::thread::sched_setaffinity(Some(pid), &self.allowed)
+            .map_err(call_error(format!("sched_setaffinity({pid:?})")))
+    }
 }
 
 /// Dies with SIGKILL when the caller dies. (The caller then never says "go", so a death
@@ -1238,4 +1429,64 @@ pub fn receive_fd(socket: BorrowedFd<'_>) -> Result<Option<OwnedFd>> {
         _ => None,
     });
     Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Root, which making a network namespace needs; outside CI, a printed reason to skip.
+    fn root() -> bool {
+        if rustix::process::geteuid().is_root() {
+            return true;
+        }
+        assert!(std::env::var_os("CI").is_none(), "needs root under CI");
+        eprintln!("skipped: needs root (unshare(CLONE_NEWNET))");
+        false
+    }
+
+    fn loopback_is_up() -> bool {
+        use rustix::ioctl::{ioctl, Opcode, Updater};
+        let socket = rustix::net::socket(
+            rustix::net::AddressFamily::INET,
+            rustix::net::SocketType::DGRAM,
+            None,
+        )
+        .unwrap();
+        // SAFETY: as in bring_loopback_up.
+        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+            *slot = *byte as libc::c_char;
+        }
+        const GET: Opcode = libc::SIOCGIFFLAGS as Opcode;
+        // SAFETY: SIOCGIFFLAGS fills the ifreq passed.
+        unsafe {
+            ioctl(&socket, Updater::<GET, libc::ifreq>::new(&mut request)).unwrap();
+            request.ifr_ifru.ifru_flags & libc::IFF_UP as libc::c_short != 0
+        }
+    }
+
+    #[test]
+    fn a_network_namespace_made_beside_is_new_with_its_loopback_up() {
+        if !root() {
+            return;
+        }
+        let ours = rustix::fs::stat("/proc/self/ns/net").unwrap().st_ino;
+        let namespace = NetworkMaker::start().unwrap().finish().unwrap();
+        assert_ne!(rustix::fs::fstat(&namespace).unwrap().st_ino, ours);
+        // On a thread of its own, which alone enters it.
+        let up = std::thread::spawn(move || {
+            enter_network_namespace(namespace.as_fd()).unwrap();
+            loopback_is_up()
+        });
+        assert!(up.join().unwrap());
+        // A maker dropped unfinished is waited for: its process is reaped.
+        let maker = NetworkMaker::start().unwrap();
+        let pid = maker.pid.unwrap();
+        drop(maker);
+        assert_eq!(
+            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG).err(),
+            Some(rustix::io::Errno::CHILD)
+        );
+    }
 }

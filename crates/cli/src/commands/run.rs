@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use runseal_sandbox::{Config, Job, JobRequest, Limits, Network, User, Volume};
+use runseal_sandbox::{Config, Job, JobRequest, Limits, Network, NetworkMaker, User, Volume};
 
 pub struct RunOptions {
     pub workdir: Option<PathBuf>,
@@ -20,6 +20,13 @@ pub struct RunOptions {
 /// job's own exit codes stay unambiguous.
 pub fn run(root: &Path, runtime: &str, config: Option<&Path>, mut options: RunOptions) -> ExitCode {
     let show_mounts = options.mount_table;
+    // The job's network namespace is made beside what follows (reading the config and the
+    // runtime, checking it); should that fail, the maker is waited for and its namespace
+    // dropped.
+    let network = match (options.network, show_mounts) {
+        (Network::None, false) => NetworkMaker::start().ok(),
+        _ => None,
+    };
     let started = Config::load(config)
         .map_err(anyhow::Error::from)
         .and_then(|config| {
@@ -40,7 +47,7 @@ pub fn run(root: &Path, runtime: &str, config: Option<&Path>, mut options: RunOp
                 limits = ?job.limits,
                 "job start"
             );
-            let outcome = runseal_sandbox::run(&job)?;
+            let outcome = runseal_sandbox::run_in(&job, network)?;
             tracing::info!(?outcome, exit_code = outcome.exit_code(), "job exit");
             if let Some(reason) = outcome.reason() {
                 eprintln!("runseal: {reason}");
