@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rustix::buffer::spare_capacity;
 use rustix::net::{socketpair, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use rustix::pipe::{pipe_with, PipeFlags};
 use rustix::process::{waitpid, Pid, Signal, WaitOptions, WaitStatus};
@@ -233,13 +234,14 @@ struct Kit {
 /// In init: what [`send_kit`] sent on `socket`; `None` if runseal closed it before it sent
 /// everything (runseal failed, and says why itself).
 fn receive_kit(job: &Job, socket: &OwnedFd) -> Result<Option<Kit>> {
-    let mut bytes = vec![0u8; seccomp::MAX_ENCODED];
-    let (received, _) = rustix::net::recv(socket, &mut bytes[..], RecvFlags::empty())
+    // Received into spare capacity: the kernel writes what arrives, nothing zeroes the rest.
+    let mut bytes = Vec::with_capacity(seccomp::MAX_ENCODED);
+    let (received, _) = rustix::net::recv(socket, spare_capacity(&mut bytes), RecvFlags::empty())
         .map_err(|e| Error::sys("recv(the job's seccomp filters)", e))?;
     if received == 0 {
         return Ok(None);
     }
-    let filters = seccomp::decode(&bytes[..received]).ok_or_else(|| {
+    let filters = seccomp::decode(&bytes).ok_or_else(|| {
         Error::sys(
             "recv(the job's seccomp filters)",
             std::io::Error::from(std::io::ErrorKind::InvalidData),
