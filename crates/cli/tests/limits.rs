@@ -460,3 +460,41 @@ fn sigterm_reaches_the_job_which_may_exit_on_its_own_terms() {
         "the job was not told"
     );
 }
+
+/// SIGTERM or SIGINT at any moment of a start ends runseal at once, with 128+N (or by the
+/// signal itself, before runseal catches it). Before, a stop that came while init built the
+/// root (runseal working beside it) reached no job: the job then ran to its end and runseal
+/// exited 0 (attack review).
+#[test]
+fn a_stop_signal_at_any_moment_of_a_start_ends_it() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = sealtest!();
+    let _serial = serial();
+    t.sealed_openjdk();
+    for step in 0..60u32 {
+        let (stop, number) = match step % 2 {
+            0 => (rustix::process::Signal::TERM, 15),
+            _ => (rustix::process::Signal::INT, 2),
+        };
+        let mut command = t.runseal_std();
+        command
+            .args(["run", "--runtime", "openjdk-17", "--", "sleep", "2"])
+            .stderr(std::process::Stdio::null());
+        let started = Instant::now();
+        let mut child = t.spawn(command);
+        let delay = Duration::from_micros(100 * u64::from(step));
+        std::thread::sleep(delay);
+        let pid = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(pid, stop).unwrap();
+        let status = child.wait().unwrap();
+        assert!(
+            status.code() == Some(128 + number) || status.signal() == Some(number),
+            "stopped with {stop:?} after {delay:?}: {status:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "stopped with {stop:?} after {delay:?}, ended after {:?}",
+            started.elapsed()
+        );
+    }
+}

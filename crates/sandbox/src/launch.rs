@@ -434,7 +434,8 @@ pub(crate) fn wait(pid: Pid) -> Result<WaitStatus> {
 /// Waits for the job's exit code, which init writes to `ended` once the job and everything
 /// it started are gone. Past `timeout` it kills init, which kills every process of the
 /// namespace. When runseal itself gets SIGINT, SIGTERM or SIGHUP, the job gets that signal
-/// and [`STOP_GRACE`] to exit, then init is killed. The caller frees the cgroups after.
+/// and [`STOP_GRACE`] to exit, then init is killed; a job not started yet never starts. The
+/// caller frees the cgroups after.
 /// One thread does all of it, polling `ended` and a signalfd.
 fn wait_for_job(init: Pid, ended: OwnedFd, timeout: Option<Duration>) -> Result<Outcome> {
     let signals = sys::signal_fd()?;
@@ -462,12 +463,20 @@ fn wait_for_job(init: Pid, ended: OwnedFd, timeout: Option<Duration>) -> Result<
             if stopped_by.is_some() {
                 continue;
             }
+            stopped_by = Some(signal);
+            let jobs = init_children(init);
+            if jobs.is_empty() {
+                // The job has not started (init is building its root, or starting it, which
+                // the namespace's end stops too): it never does.
+                killed_for = Some(signal);
+                let _ = sys::kill(init, Signal::KILL);
+                continue;
+            }
             // Like `docker stop`: the job gets the signal and a grace period to end on its
             // own; then the whole namespace is killed.
-            for job in init_children(init) {
+            for job in jobs {
                 let _ = Signal::from_named_raw(signal).map(|s| sys::kill(job, s));
             }
-            stopped_by = Some(signal);
             grace_end = Some(Instant::now() + STOP_GRACE);
         }
         let now = Instant::now();
