@@ -58,6 +58,40 @@ fn bash_completes_every_command() {
     }
 }
 
+/// Nested commands, their options and `help`'s paths to them complete too: a subcommand's
+/// arguments and own subcommands are built only when it runs (clap's `defer`), after the
+/// `help` subcommand is made.
+#[test]
+fn bash_completes_nested_commands_their_options_and_help_paths() {
+    let t = TestRoot::new();
+    let script = t.path().join("runseal.bash");
+    std::fs::write(&script, completions(&t, "bash")).unwrap();
+    let offered = |words: &[&str]| -> String {
+        let current = words.len() - 1;
+        let probe = format!(
+            "source {}\nCOMP_WORDS=(runseal {}); COMP_CWORD={}; _runseal runseal {} {}\n\
+             printf '%s\\n' \"${{COMPREPLY[*]}}\"\n",
+            script.display(),
+            words.join(" "),
+            current + 1,
+            words[current],
+            if current == 0 {
+                "runseal"
+            } else {
+                words[current - 1]
+            },
+        );
+        let out = Command::new("bash").arg("-c").arg(&probe).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    };
+    assert_eq!(offered(&["jobs", "l"]), "list logs");
+    assert_eq!(offered(&["help", "jobs", "l"]), "list logs");
+    assert_eq!(offered(&["help", "generate", "m"]), "man");
+    assert!(offered(&["jobs", "logs", "--f"]).contains("--follow"));
+    assert!(offered(&["run", "--net"]).contains("--network"));
+}
+
 #[test]
 fn zsh_and_fish_scripts_name_every_command() {
     let t = TestRoot::new();
