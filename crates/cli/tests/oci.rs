@@ -102,6 +102,38 @@ impl Drop for Registry {
     }
 }
 
+/// `runseal ARGS` as `t` runs it, started by python, which waits for it and prints its
+/// peak resident memory (`ru_maxrss`, KiB) on stderr's last line: the output, and that peak
+/// in bytes.
+fn with_peak_memory(t: &TestRoot, args: &[&str]) -> (std::process::Output, u64) {
+    let runseal = t.runseal_std();
+    let mut python = Command::new("python3");
+    python
+        .arg("-c")
+        .arg(
+            "import resource, subprocess, sys\n\
+             ended = subprocess.run(sys.argv[1:])\n\
+             print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
+             sys.exit(ended.returncode)",
+        )
+        .arg(runseal.get_program())
+        .args(runseal.get_args())
+        .args(args);
+    for (key, value) in runseal.get_envs() {
+        match value {
+            Some(value) => python.env(key, value),
+            None => python.env_remove(key),
+        };
+    }
+    let out = python.output().unwrap();
+    let peak = text(&out.stderr)
+        .lines()
+        .last()
+        .and_then(|line| line.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no peak memory: {}", text(&out.stderr)));
+    (out, peak * 1024)
+}
+
 fn ok(out: &std::process::Output, what: &str) {
     assert!(
         out.status.success(),
@@ -134,15 +166,32 @@ fn openjdk_goes_through_a_registry_and_back_verified_and_reproducibly() {
     assert_eq!(digests[0], digests[1], "two exports differ");
 
     let image = registry.reference("runtimes/openjdk:17");
-    let out = t.run(&[
-        "--json",
-        "export",
-        runtime,
-        &format!("docker://{image}"),
-        "--tls-verify=false",
-    ]);
+    let (out, pushing) = with_peak_memory(
+        &t,
+        &[
+            "--json",
+            "export",
+            runtime,
+            &format!("docker://{image}"),
+            "--tls-verify=false",
+        ],
+    );
     ok(&out, "export to the registry");
-    assert_eq!(json(&out)["image"]["manifest"], digests[0].as_str());
+    let report = json(&out);
+    assert_eq!(report["image"]["manifest"], digests[0].as_str());
+    // Blobs travel in chunks: neither side holds a layer whole (the JDK's largest is about
+    // 140 MB; reading it whole took a push and a pull 165 MB).
+    let largest = report["image"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| layer["size"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        pushing < largest / 2,
+        "a push of a {largest}-byte layer peaked at {pushing} bytes"
+    );
 
     // skopeo, an independent client, reads what was pushed.
     let out = Command::new("skopeo")
@@ -170,8 +219,12 @@ fn openjdk_goes_through_a_registry_and_back_verified_and_reproducibly() {
     // Installed by digest under a second root, it verifies and runs.
     let second = TestRoot::new();
     let by_digest = format!("{}@{}", registry.reference("runtimes/openjdk"), digests[0]);
-    let out = second.run(&["install", &by_digest, "--tls-verify=false"]);
+    let (out, pulling) = with_peak_memory(&second, &["install", &by_digest, "--tls-verify=false"]);
     ok(&out, "install from the registry");
+    assert!(
+        pulling < largest / 2,
+        "a pull of a {largest}-byte layer peaked at {pulling} bytes"
+    );
     let out = second.run(&["verify", "openjdk-17"]);
     ok(&out, "verify of the installed runtime");
     let out = second.run(&["run", "--runtime", "openjdk-17", "--", "java", "-version"]);

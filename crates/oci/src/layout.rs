@@ -99,6 +99,41 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// A blob being written into a temp file of the layout, hashed as it goes; named by its
+/// digest when finished, gone if dropped before.
+pub struct NewBlob {
+    out: Hashing<std::io::BufWriter<File>>,
+    temp: tempfile::NamedTempFile,
+    /// The layout's `blobs/sha256`.
+    blobs: PathBuf,
+}
+
+impl NewBlob {
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io(self.temp.path(), e))
+    }
+
+    /// The bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.out.written
+    }
+
+    /// The blob, under its digest; its digest and size.
+    pub fn finish(self) -> Result<(Digest, u64)> {
+        let (buffered, digest, size) = self.out.finish();
+        buffered
+            .into_inner()
+            .map_err(|e| Error::io(self.temp.path(), e.into_error()))?;
+        let path = self.blobs.join(digest.hex());
+        self.temp
+            .persist(&path)
+            .map_err(|e| Error::io(&path, e.error))?;
+        Ok((digest, size))
+    }
+}
+
 /// A reader that hashes what is read through it: a layer's tar as it is unpacked, whose
 /// digest is the layer's diff_id.
 pub struct HashingReader<R> {
@@ -194,19 +229,23 @@ impl OciDir {
     /// Writes a blob through `fill`, named by the digest of what it wrote.
     pub fn write_blob(
         &self,
-        fill: impl FnOnce(&mut Hashing<std::io::BufWriter<&File>>) -> Result<()>,
+        fill: impl FnOnce(&mut Hashing<std::io::BufWriter<File>>) -> Result<()>,
     ) -> Result<(Digest, u64)> {
+        let mut blob = self.new_blob()?;
+        fill(&mut blob.out)?;
+        blob.finish()
+    }
+
+    /// A blob to write piece by piece (as it arrives from a registry), never whole in memory.
+    pub fn new_blob(&self) -> Result<NewBlob> {
         let dir = self.path.join("blobs/sha256");
         let temp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
-        let mut out = Hashing::new(std::io::BufWriter::new(temp.as_file()));
-        fill(&mut out)?;
-        let (buffered, digest, size) = out.finish();
-        buffered
-            .into_inner()
-            .map_err(|e| Error::io(temp.path(), e.into_error()))?;
-        let path = self.blob_path(&digest);
-        temp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-        Ok((digest, size))
+        let file = temp.reopen().map_err(|e| Error::io(temp.path(), e))?;
+        Ok(NewBlob {
+            out: Hashing::new(std::io::BufWriter::new(file)),
+            temp,
+            blobs: dir,
+        })
     }
 
     pub fn put_blob(&self, bytes: &[u8]) -> Result<(Digest, u64)> {

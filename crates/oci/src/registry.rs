@@ -2,10 +2,13 @@
 //! OCI distribution API (oci-client). Credentials come as skopeo takes them: `--creds`, else
 //! the first containers auth file with an entry for the registry.
 
+use std::fs::File;
+use std::io::Read;
 use std::path::PathBuf;
 
 use base64::Engine;
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
@@ -209,8 +212,8 @@ pub fn push(
         let blobs = std::iter::once(&image.config).chain(image.layers.iter().map(|l| &l.digest));
         for digest in blobs {
             let path = layout.blob_path(digest);
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            let size = bytes.len() as u64;
+            let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
             if client
                 .blob_exists(reference, digest.as_str())
                 .await
@@ -238,7 +241,7 @@ pub fn push(
                 continue;
             }
             client
-                .push_blob(reference, bytes, digest.as_str())
+                .push_blob_stream(reference, chunks(file), digest.as_str(), Some(size))
                 .await
                 .map_err(fail)?;
             report.pushed_blobs += 1;
@@ -255,6 +258,22 @@ pub fn push(
         Ok(report)
     })
 }
+
+/// A blob file as the chunks an upload sends, each read when the upload asks for it: a
+/// layer of hundreds of megabytes is never whole in memory. (Read on the runtime's one
+/// thread, which has nothing else to do meanwhile.)
+fn chunks(file: File) -> impl Stream<Item = oci_client::errors::Result<Bytes>> + Send + 'static {
+    futures_util::stream::try_unfold(file, |mut file| async move {
+        let mut chunk = Vec::with_capacity(UPLOAD_CHUNK);
+        (&mut file)
+            .take(UPLOAD_CHUNK as u64)
+            .read_to_end(&mut chunk)?;
+        Ok((!chunk.is_empty()).then(|| (Bytes::from(chunk), file)))
+    })
+}
+
+/// What an upload reads of a blob at a time: oci-client's chunk for a chunked upload.
+const UPLOAD_CHUNK: usize = 4 << 20;
 
 /// Pulls the image `reference` names into `layout`, checking the manifest against the
 /// digest the reference names (if it names one) and every blob against its descriptor.
@@ -300,7 +319,7 @@ pub fn pull(
                 ));
             }
             let wanted = Digest::parse(blob.digest().as_ref(), &image)?;
-            let body = fetch(&client, reference, &wanted, blob.size())
+            let actual = fetch(&client, reference, &wanted, blob.size(), layout)
                 .await
                 .map_err(|e| match e {
                     Fetch::Registry(e) => registry_error(reference, e),
@@ -308,8 +327,8 @@ pub fn pull(
                         &image,
                         format!("blob {wanted} is longer than its descriptor says"),
                     ),
+                    Fetch::Layout(e) => e,
                 })?;
-            let (actual, _) = layout.put_blob(&body)?;
             if actual != wanted {
                 let _ = std::fs::remove_file(layout.blob_path(&actual));
                 return Err(Error::Digest {
@@ -330,27 +349,32 @@ pub fn pull(
 enum Fetch {
     Registry(String),
     TooLong,
+    Layout(Error),
 }
 
-/// A blob's bytes, no more than `size` of them: a registry sending more is refused before
-/// it fills the memory.
+/// A blob written into `layout` as it arrives, no more than `size` bytes of it: a registry
+/// sending more is refused before it fills the disk, and no blob is ever whole in memory.
+/// Its digest, which the caller checks.
 async fn fetch(
     client: &Client,
     reference: &Reference,
     digest: &Digest,
     size: u64,
-) -> std::result::Result<Vec<u8>, Fetch> {
+    layout: &OciDir,
+) -> std::result::Result<Digest, Fetch> {
     let mut stream = client
         .pull_blob_stream(reference, digest.as_str())
         .await
         .map_err(|e| Fetch::Registry(e.to_string()))?;
-    let mut body = Vec::with_capacity(usize::try_from(size.min(MAX_JSON)).unwrap_or(0));
+    let mut blob = layout.new_blob().map_err(Fetch::Layout)?;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Fetch::Registry(e.to_string()))?;
-        if (body.len() + chunk.len()) as u64 > size {
+        if blob.written().saturating_add(chunk.len() as u64) > size {
             return Err(Fetch::TooLong);
         }
-        body.extend_from_slice(&chunk);
+        blob.write(&chunk).map_err(Fetch::Layout)?;
     }
-    Ok(body)
+    blob.finish()
+        .map(|(digest, _)| digest)
+        .map_err(Fetch::Layout)
 }
