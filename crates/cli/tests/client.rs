@@ -168,6 +168,14 @@ fn a_job_on_the_daemon_streams_its_output_and_exits_with_its_code() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(out.stdout, b"\xff\x00\x01\n");
 
+    // Its network namespace (made beside the helper's reading of the runtime) holds a
+    // loopback, up, and nothing else.
+    let out = daemon.runseal(&t, &[&job[..], &["ip", "-o", "link"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let links: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert!(links[0].contains(": lo: <LOOPBACK,UP,"), "{links:?}");
+
     let timed = [
         "run",
         "--runtime",

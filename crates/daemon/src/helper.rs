@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use runseal_closure::Root;
-use runseal_sandbox::{BuildSpec, Job, JobRequest, Outcome};
+use runseal_sandbox::{BuildSpec, Job, JobRequest, Network, NetworkMaker, Outcome};
 use runseal_seal::{NoProgress, SealOptions};
 use serde::{Deserialize, Serialize};
 
@@ -60,9 +60,14 @@ fn write_report(path: &Path, report: &impl Serialize) -> anyhow::Result<()> {
 /// Runs one job; its stdout and stderr are the helper's, its exit code the helper's.
 pub fn run(input: &Path) -> ExitCode {
     let outcome = read_input::<RunWork>(input).and_then(|input| {
+        // The job's network namespace is made beside the reading and checking of its runtime.
+        let network = match input.work.request.network {
+            Network::None => NetworkMaker::start().ok(),
+            Network::Host => None,
+        };
         let config = runseal_seal::runnable_config(&input.work.runtime_dir)?;
         let job = Job::for_runtime(&input.work.runtime_dir, config, input.work.request)?;
-        let outcome = runseal_sandbox::run(&job)?;
+        let outcome = runseal_sandbox::run_in(&job, network)?;
         if let Some(reason) = outcome.reason() {
             eprintln!("runseald: {reason}");
         }
