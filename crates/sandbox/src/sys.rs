@@ -681,7 +681,9 @@ pub struct NetworkMaker {
     placement: Placement,
 }
 
+/// The maker's stack, above a guard page: its calls need a few KiB.
 const MAKER_STACK: usize = 64 * 1024;
+const MAKER_GUARD: usize = 4096;
 const PENDING: i32 = i32::MIN;
 
 impl NetworkMaker {
@@ -702,7 +704,7 @@ impl NetworkMaker {
         let stack = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                MAKER_STACK,
+                MAKER_GUARD + MAKER_STACK,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
                 -1,
@@ -712,6 +714,9 @@ impl NetworkMaker {
         if stack == libc::MAP_FAILED {
             return Err(Error::sys("mmap(stack)", std::io::Error::last_os_error()));
         }
+        // SAFETY: the lowest page of the mapping just made becomes the guard that stops an
+        // overflowing maker (stacks grow down) instead of letting it write below.
+        unsafe { libc::mprotect(stack, MAKER_GUARD, libc::PROT_NONE) };
         let mut maker = NetworkMaker {
             pid: None,
             stack,
@@ -719,7 +724,7 @@ impl NetworkMaker {
             placement: Placement::here(),
         };
         // SAFETY: the new process runs `make` on its own stack (the mapping's top, 16-byte
-        // aligned) and shares this one's memory: `make` touches only `made` (an atomic) and
+        // aligned, above the guard) and shares this one's memory: `make` touches only `made` (an atomic) and
         // its stack, and calls no C library function (its system calls are rustix's), so
         // it takes no lock and sets no `errno` of this process. No CLONE_THREAD: it is a
         // process of its own, whose namespace change stays its own and which this one
@@ -727,7 +732,7 @@ impl NetworkMaker {
         let ret = unsafe {
             libc::clone(
                 make,
-                (stack as *mut u8).add(MAKER_STACK) as *mut libc::c_void,
+                (stack as *mut u8).add(MAKER_GUARD + MAKER_STACK) as *mut libc::c_void,
                 libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD,
                 &*maker.made as *const AtomicI32 as *mut libc::c_void,
             )
@@ -788,7 +793,7 @@ impl Drop for NetworkMaker {
             drop(unsafe { OwnedFd::from_raw_fd(made) });
         }
         // SAFETY: the process that used the stack is gone.
-        unsafe { libc::munmap(self.stack, MAKER_STACK) };
+        unsafe { libc::munmap(self.stack, MAKER_GUARD + MAKER_STACK) };
     }
 }
 
