@@ -564,8 +564,6 @@ pub fn fork() -> Result<Forked> {
 /// process costs. `child` runs on a stack of its own and must end the child, with an exec
 /// or [`exit_now`]; should it return, the child exits with [`crate::launch::SETUP_FAILED`].
 pub fn spawn_sharing_memory(child: &mut dyn FnMut()) -> Result<Pid> {
-    const STACK: usize = 1 << 20;
-    const GUARD: usize = 4096;
     ensure_single_threaded()?;
     extern "C" fn start(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `arg` is the `&mut &mut dyn FnMut()` passed to clone below, alive until
@@ -574,23 +572,7 @@ pub fn spawn_sharing_memory(child: &mut dyn FnMut()) -> Result<Pid> {
         child();
         exit_now(crate::launch::SETUP_FAILED)
     }
-    // SAFETY: a fresh private anonymous mapping, owned here until the munmap below.
-    let stack = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            STACK + GUARD,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if stack == libc::MAP_FAILED {
-        return Err(Error::sys("mmap(stack)", std::io::Error::last_os_error()));
-    }
-    // SAFETY: the lowest page of the mapping just made becomes the guard that stops an
-    // overflowing child (stacks grow down) instead of letting it write below.
-    unsafe { libc::mprotect(stack, GUARD, libc::PROT_NONE) };
+    let stack = Stack::new(1 << 20)?;
     let mut child = child;
     // SAFETY: the child shares this process's memory, so while it runs this process must
     // not: CLONE_VFORK suspends it until the child execs or exits, and it has one thread
@@ -602,17 +584,63 @@ pub fn spawn_sharing_memory(child: &mut dyn FnMut()) -> Result<Pid> {
     let ret = unsafe {
         libc::clone(
             start,
-            (stack as *mut u8).add(STACK + GUARD) as *mut libc::c_void,
+            stack.top(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             &mut child as *mut &mut dyn FnMut() as *mut libc::c_void,
         )
     };
     let error = std::io::Error::last_os_error();
-    // SAFETY: the child has exec'd or exited, so nothing uses the stack any more.
-    unsafe { libc::munmap(stack, STACK + GUARD) };
+    // The child has exec'd or exited, so nothing uses the stack any more.
+    drop(stack);
     match ret {
         -1 => Err(Error::sys("clone(CLONE_VM | CLONE_VFORK)", error)),
         pid => Ok(Pid::from_raw(pid).expect("the kernel returns a positive pid")),
+    }
+}
+
+/// A stack of its own for a process cloned with `CLONE_VM`: `size` bytes above a guard page
+/// that stops an overflow (stacks grow down) instead of letting it write below. Unmapped
+/// when dropped, which its owner does once that process is gone.
+struct Stack {
+    mapping: *mut libc::c_void,
+    size: usize,
+}
+
+const STACK_GUARD: usize = 4096;
+
+impl Stack {
+    fn new(size: usize) -> Result<Stack> {
+        // SAFETY: a fresh private anonymous mapping, owned by the Stack.
+        let mapping = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                STACK_GUARD + size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if mapping == libc::MAP_FAILED {
+            return Err(Error::sys("mmap(stack)", std::io::Error::last_os_error()));
+        }
+        // SAFETY: the lowest page of the mapping just made becomes the guard.
+        unsafe { libc::mprotect(mapping, STACK_GUARD, libc::PROT_NONE) };
+        Ok(Stack { mapping, size })
+    }
+
+    /// Where a process on it starts: its top, 16-byte aligned as pages are.
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the mapping's end, the start of a stack that grows down.
+        unsafe { (self.mapping as *mut u8).add(STACK_GUARD + self.size) as *mut libc::c_void }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is this Stack's, and its owner drops it once no process
+        // runs on it.
+        unsafe { libc::munmap(self.mapping, STACK_GUARD + self.size) };
     }
 }
 
@@ -674,16 +702,16 @@ fn bring_loopback_up() -> rustix::io::Result<()> {
 pub struct NetworkMaker {
     /// `None` once waited for.
     pid: Option<Pid>,
-    stack: *mut libc::c_void,
+    /// Dropped after the maker is waited for (the drop below runs before its fields').
+    stack: Stack,
     /// The namespace's fd once made, a negated errno if making it failed, [`PENDING`]
     /// before; written by the maker, read once it is gone.
     made: Box<AtomicI32>,
     placement: Placement,
 }
 
-/// The maker's stack, above a guard page: its calls need a few KiB.
+/// The maker's stack: its calls need a few KiB.
 const MAKER_STACK: usize = 64 * 1024;
-const MAKER_GUARD: usize = 4096;
 const PENDING: i32 = i32::MIN;
 
 impl NetworkMaker {
@@ -699,40 +727,22 @@ impl NetworkMaker {
             made.store(outcome, Ordering::Release);
             0
         }
-        // SAFETY: a fresh private anonymous mapping, owned by the maker until it is dropped
-        // (after the process using it is gone).
-        let stack = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                MAKER_GUARD + MAKER_STACK,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            )
-        };
-        if stack == libc::MAP_FAILED {
-            return Err(Error::sys("mmap(stack)", std::io::Error::last_os_error()));
-        }
-        // SAFETY: the lowest page of the mapping just made becomes the guard that stops an
-        // overflowing maker (stacks grow down) instead of letting it write below.
-        unsafe { libc::mprotect(stack, MAKER_GUARD, libc::PROT_NONE) };
         let mut maker = NetworkMaker {
             pid: None,
-            stack,
+            stack: Stack::new(MAKER_STACK)?,
             made: Box::new(AtomicI32::new(PENDING)),
             placement: Placement::here(),
         };
-        // SAFETY: the new process runs `make` on its own stack (the mapping's top, 16-byte
-        // aligned, above the guard) and shares this one's memory: `make` touches only `made` (an atomic) and
-        // its stack, and calls no C library function (its system calls are rustix's), so
-        // it takes no lock and sets no `errno` of this process. No CLONE_THREAD: it is a
-        // process of its own, whose namespace change stays its own and which this one
-        // waits for (in `finish` or on drop) before `made` and the stack are freed.
+        // SAFETY: the new process runs `make` on a stack of its own and shares this one's
+        // memory: `make` touches only `made` (an atomic) and its stack, and calls no C
+        // library function (its system calls are rustix's), so it takes no lock and sets
+        // no `errno` of this process. No CLONE_THREAD: it is a process of its own, whose
+        // namespace change stays its own and which this one waits for (in `finish` or on
+        // drop) before `made` and the stack are freed.
         let ret = unsafe {
             libc::clone(
                 make,
-                (stack as *mut u8).add(MAKER_GUARD + MAKER_STACK) as *mut libc::c_void,
+                maker.stack.top(),
                 libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD,
                 &*maker.made as *const AtomicI32 as *mut libc::c_void,
             )
@@ -792,8 +802,6 @@ impl Drop for NetworkMaker {
             // SAFETY: the maker's fd, never handed out (`finish` takes it first).
             drop(unsafe { OwnedFd::from_raw_fd(made) });
         }
-        // SAFETY: the process that used the stack is gone.
-        unsafe { libc::munmap(self.stack, MAKER_GUARD + MAKER_STACK) };
     }
 }
 
