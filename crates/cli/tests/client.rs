@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{code, json, text, TestRoot};
+use crate::util::{code, json, signal, text, TestRoot};
 
 /// runseald (target/HOST/release/runseald, built by `cargo build --release --workspace`) serving
 /// the test's root, its socket and state in a dir of their own.
@@ -201,8 +201,7 @@ fn ctrl_c_on_the_client_cancels_the_job_on_the_daemon() {
     let daemon = Daemon::start(&t);
     let (mut child, _stdout) = daemon.start_job(&t, "echo started; sleep 100", "started\n");
     assert_eq!(daemon.jobs().as_array().unwrap().len(), 1);
-    let pid = rustix::process::Pid::from_child(&child);
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    signal(&child, rustix::process::Signal::INT);
     let started = Instant::now();
     let status = child.wait().unwrap();
     assert!(

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{code, text};
+use rustix::process::Signal;
+
+use crate::util::{code, signal, text};
 
 /// Tests that time jobs, count processes or load the machine run one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -48,6 +50,17 @@ fn cgroups_of_a_sleeping_job<T>(
     read
 }
 
+/// Asserts that no process whose command line holds one of `needles` (what a job started)
+/// is left running.
+fn assert_outlived_by_none(needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            processes_matching(needle).is_empty(),
+            "{needle} outlived its job"
+        );
+    }
+}
+
 /// `runseal run OPTIONS -- sleep MARKER`, started.
 fn start_sleeping_job(
     t: &crate::util::TestRoot,
@@ -66,8 +79,7 @@ fn start_sleeping_job(
 
 /// Stops a `runseal run` with SIGTERM (its job gets it too) and waits for it.
 fn stop(runseal: &mut std::process::Child) {
-    let pid = rustix::process::Pid::from_raw(runseal.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    signal(runseal, Signal::TERM);
     runseal.wait().unwrap();
 }
 
@@ -79,8 +91,7 @@ fn terminate_once_running(runseal: &std::process::Child, needle: &str) {
         assert!(Instant::now() < deadline, "the job never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pid = rustix::process::Pid::from_raw(runseal.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    signal(runseal, Signal::TERM);
 }
 
 fn job_mounts_left() -> usize {
@@ -172,12 +183,7 @@ fn timeout_exits_124_and_leaves_no_process() {
         started.elapsed()
     );
     std::thread::sleep(Duration::from_millis(200));
-    for needle in ["sleep 1001", "sleep 1002"] {
-        assert!(
-            processes_matching(needle).is_empty(),
-            "{needle} outlived its job"
-        );
-    }
+    assert_outlived_by_none(&["sleep 1001", "sleep 1002"]);
 }
 
 /// runseal returns once the job has exited and whatever it left running is gone, not
@@ -194,12 +200,7 @@ fn when_runseal_returns_nothing_the_job_left_runs_and_its_cgroups_are_gone() {
     for _ in 0..5 {
         let out = t.job(&[], &["sh", "-c", script]);
         assert_eq!(code(&out), 3, "{}", text(&out.stderr));
-        for needle in ["sleep 1013", "sleep 1014", "sleep 1015"] {
-            assert!(
-                processes_matching(needle).is_empty(),
-                "{needle} outlived its job"
-            );
-        }
+        assert_outlived_by_none(&["sleep 1013", "sleep 1014", "sleep 1015"]);
         assert!(t.job_cgroups().is_empty(), "{:?}", t.job_cgroups());
     }
 }
@@ -473,8 +474,8 @@ fn a_stop_signal_at_any_moment_of_a_start_ends_it() {
     t.sealed_openjdk();
     for step in 0..60u32 {
         let (stop, number) = match step % 2 {
-            0 => (rustix::process::Signal::TERM, 15),
-            _ => (rustix::process::Signal::INT, 2),
+            0 => (Signal::TERM, 15),
+            _ => (Signal::INT, 2),
         };
         let mut command = t.runseal_std();
         command
@@ -484,8 +485,7 @@ fn a_stop_signal_at_any_moment_of_a_start_ends_it() {
         let mut child = t.spawn(command);
         let delay = Duration::from_micros(100 * u64::from(step));
         std::thread::sleep(delay);
-        let pid = rustix::process::Pid::from_child(&child);
-        rustix::process::kill_process(pid, stop).unwrap();
+        signal(&child, stop);
         let status = child.wait().unwrap();
         assert!(
             status.code() == Some(128 + number) || status.signal() == Some(number),

@@ -6,9 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rustix::process::{kill_process, Pid, Signal};
+use rustix::process::Signal;
 
-use crate::util::{code, text, TestRoot};
+use crate::util::{code, signal, text, TestRoot};
 
 /// Runs `./probe ARGS` in a job on the sealed OpenJDK runtime with a work dir holding the
 /// probe; returns the probe's report line and the job's exit code.
@@ -177,10 +177,6 @@ fn start_job(t: &TestRoot, options: &[&str], shell: &str) -> std::process::Child
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     t.spawn(command)
-}
-
-fn signal(child: &std::process::Child, signal: Signal) {
-    kill_process(Pid::from_raw(child.id() as i32).unwrap(), signal).unwrap();
 }
 
 #[test]

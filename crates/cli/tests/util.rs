@@ -385,3 +385,8 @@ pub fn job_owns(dir: &Path) {
 }
 
 impl TestRoot {}
+
+/// Sends `signal` to `child` (a runseal this test started).
+pub fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_child(child), signal).unwrap();
+}
