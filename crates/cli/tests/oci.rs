@@ -102,12 +102,13 @@ impl Drop for Registry {
     }
 }
 
-/// `runseal ARGS` as `t` runs it, started by python, which waits for it and prints its
+/// `runseal ARGS` as `t` runs it, started by python3.11 (which `.ci/run` and
+/// `scripts/setup` install), which waits for it and prints its
 /// peak resident memory (`ru_maxrss`, KiB) on stderr's last line: the output, and that peak
 /// in bytes.
 fn with_peak_memory(t: &TestRoot, args: &[&str]) -> (std::process::Output, u64) {
     let runseal = t.runseal_std();
-    let mut python = Command::new("python3");
+    let mut python = Command::new("python3.11");
     python
         .arg("-c")
         .arg(
